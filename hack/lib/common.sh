@@ -1,0 +1,49 @@
+# Shared shell helpers for hack/*. Sourced, never run.
+# shellcheck shell=bash
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+# shellcheck source=../versions.env
+source "$ROOT/hack/versions.env"
+CACHE="${CAPBM_CACHE:-$ROOT/.cache}"
+
+step() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
+info() { printf '    %s\n' "$*" >&2; }
+die() {
+  printf 'error: %s\n' "$1" >&2
+  [ $# -gt 1 ] && printf '  fix: %s\n' "$2" >&2
+  exit 1
+}
+
+# need_cmd CMD HOW: fail with what to run when a prerequisite is missing.
+need_cmd() { command -v "$1" >/dev/null 2>&1 || die "'$1' is not installed" "$2"; }
+
+need_root() {
+  [ "$(id -u)" = 0 ] || die "this step needs root (network namespaces, mounts, apt-get)" "run it as root, e.g. sudo $0 $*"
+}
+
+# apt_install PKG...: install the Debian packages that are missing, and say so. Idempotent.
+apt_install() {
+  local missing=() p
+  for p in "$@"; do dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p"); done
+  [ ${#missing[@]} -eq 0 ] && return 0
+  need_root apt_install
+  step "installing Debian packages: ${missing[*]}"
+  if ! { [ -n "$(find /var/lib/apt/lists -maxdepth 1 -name '*Packages*' -mmin -1440 2>/dev/null | head -1)" ] || apt-get update -qq; }; then
+    die "apt-get update failed" "check the Debian mirror is reachable, then run apt-get update"
+  fi
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null ||
+    die "apt-get install ${missing[*]} failed" "run: apt-get install ${missing[*]}"
+}
+
+# npm_ready: node_modules matches package-lock.json (npm ci once, then only when the lock changes).
+npm_ready() {
+  need_cmd npm "install Node.js and npm (Debian: apt-get install nodejs npm)"
+  local stamp="$ROOT/node_modules/.capbm-lock-hash" want
+  want="$(sha256sum "$ROOT/package-lock.json" | cut -d' ' -f1)"
+  if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+    step "installing npm dependencies (npm ci)"
+    (cd "$ROOT" && npm ci --no-audit --no-fund --loglevel=error) || die "npm ci failed" "run: cd $ROOT && npm ci"
+    echo "$want" >"$stamp"
+  fi
+}
