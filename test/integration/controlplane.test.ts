@@ -2,22 +2,25 @@
 // core manager and kubeadm bootstrap provider turning a Cluster and a Machine into bootstrap data.
 import test from 'ava';
 import { request } from 'node:https';
-import { firstControlPlaneBootstrap } from '../harness/cabpk.ts';
+import { firstControlPlaneBootstrap, joinBootstraps } from '../harness/cabpk.ts';
+import { raw } from '../harness/raw.ts';
 import { startControlPlane, type ControlPlane } from '../harness/controlplane.ts';
 import { CAPI, Objects } from '../harness/capi.ts';
 
 let cp: ControlPlane;
+let workload: ControlPlane;
 
 test.before(async () => {
-  cp = await startControlPlane({ capi: true });
+  [cp, workload] = await Promise.all([startControlPlane({ capi: true }), startControlPlane()]);
 });
 
 test.after.always(async () => {
+  await workload?.stop();
   await cp?.stop();
 });
 
-test('the real CABPK writes kubeadm init bootstrap data for a first control plane machine', async (t) => {
-  const data = await firstControlPlaneBootstrap(cp, 'harness');
+test.serial('the real CABPK writes kubeadm init bootstrap data for a first control plane machine', async (t) => {
+  const data = await firstControlPlaneBootstrap(cp, 'harness', workload);
   t.is(data.format, 'cloud-config');
   t.true(data.value.startsWith('## template: jinja\n#cloud-config\n'), data.value.slice(0, 80));
   t.regex(data.value, /kubeadm init --config \/run\/kubeadm\/kubeadm\.yaml/);
@@ -33,6 +36,28 @@ test('the real CABPK writes kubeadm init bootstrap data for a first control plan
   t.true(cluster.status?.initialization?.infrastructureProvisioned);
   t.deepEqual(cluster.spec?.controlPlaneEndpoint, { host: '10.250.0.10', port: 6443 });
 });
+
+test.serial(
+  'once the first node exists in the workload cluster, CABPK writes kubeadm join data with a bootstrap token',
+  async (t) => {
+    const cases = await joinBootstraps(cp, workload, 'harness');
+    t.deepEqual(
+      cases.map((c) => c.name),
+      ['join-control-plane', 'worker'],
+    );
+    for (const c of cases) {
+      t.true(c.value.startsWith('## template: jinja\n#cloud-config\n'));
+      t.regex(c.value, /kubeadm join --config \/run\/kubeadm\/kubeadm-join-config\.yaml/);
+    }
+    // The join tokens CABPK minted live in the workload cluster, as bootstrap-token Secrets.
+    const tokens = await raw<{ items: unknown[] }>(
+      workload.kc,
+      'GET',
+      '/api/v1/namespaces/kube-system/secrets?fieldSelector=type%3Dbootstrap.kubernetes.io%2Ftoken',
+    );
+    t.is(tokens.items.length, 2);
+  },
+);
 
 test('the API server authenticates: an anonymous request to a resource is forbidden', async (t) => {
   const ca = Buffer.from(cp.kc.getCurrentCluster()!.caData!, 'base64');
