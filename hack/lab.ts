@@ -7,7 +7,8 @@ import { startControlPlane } from '../test/harness/controlplane.ts';
 import { controlPlaneDir, repoRoot } from '../test/harness/paths.ts';
 import { stopPid } from '../test/harness/process.ts';
 
-const labDir = join(repoRoot, '.cache', 'lab');
+// CAPBM_LAB_DIR: another lab folder (tests use their own, so a developer's lab is left alone).
+const labDir = process.env.CAPBM_LAB_DIR ?? join(repoRoot, '.cache', 'lab');
 const stateFile = join(labDir, 'state.json');
 const cpDir = join(labDir, 'controlplane');
 
@@ -97,7 +98,8 @@ function status(): void {
     process.exitCode = 1;
     return;
   }
-  for (const p of state.processes) info(`${p.name.padEnd(16)} pid ${p.pid} ${alive(p.pid) ? 'running' : 'NOT RUNNING'}`);
+  for (const p of state.processes)
+    info(`${p.name.padEnd(16)} pid ${p.pid} ${alive(p.pid) ? 'running' : 'NOT RUNNING'}`);
   printUsage(state);
 }
 
@@ -111,6 +113,8 @@ if (!run) {
 try {
   await run();
 } catch (err) {
-  process.stderr.write(`error: ${(err as Error).message}\n  fix: read the logs under ${cpDir}, then run: hack/lab down && hack/lab\n`);
+  process.stderr.write(
+    `error: ${(err as Error).message}\n  fix: read the logs under ${cpDir}, then run: hack/lab down && hack/lab\n`,
+  );
   process.exit(1);
 }

@@ -1,0 +1,54 @@
+// `hack/lab` then `hack/lab down` leaves nothing behind: no process, no listening port, no folder.
+import test from 'ava';
+import { execa } from 'execa';
+import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { controlPlaneDir, repoRoot } from '../harness/paths.ts';
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+async function listeningPorts(): Promise<Set<string>> {
+  const { stdout } = await execa('ss', ['-Hltn']);
+  return new Set(stdout.split('\n').map((l) => l.trim().split(/\s+/)[3] ?? ''));
+}
+
+test('the lab comes up with a reachable management plane and goes down without leftovers', async (t) => {
+  const labDir = join(mkdtempSync(join(tmpdir(), 'capbm-lab-test-')), 'lab');
+  const env = { CAPBM_LAB_DIR: labDir };
+  const before = await listeningPorts();
+
+  const upRun = await execa('node', [join(repoRoot, 'hack', 'lab.ts'), 'up'], { env, cwd: repoRoot });
+  t.regex(upRun.stdout, /Kubeconfig: /);
+  const state = JSON.parse(readFileSync(join(labDir, 'state.json'), 'utf8')) as {
+    kubeconfig: string;
+    processes: Array<{ name: string; pid: number }>;
+  };
+  t.deepEqual(
+    state.processes.map((p) => p.name),
+    ['etcd', 'kube-apiserver', 'capi-core', 'capi-bootstrap'],
+  );
+  t.true(state.processes.every((p) => alive(p.pid)));
+  // The processes outlive the command that started them, and the API answers.
+  const kubectl = join(controlPlaneDir(), 'bin', 'kubectl');
+  const ns = await execa(kubectl, ['--kubeconfig', state.kubeconfig, 'get', 'namespaces', '-o', 'name']);
+  t.regex(ns.stdout, /namespace\/kube-system/);
+  const status = await execa('node', [join(repoRoot, 'hack', 'lab.ts'), 'status'], { env, cwd: repoRoot });
+  t.notRegex(status.stderr, /NOT RUNNING/);
+
+  await execa('node', [join(repoRoot, 'hack', 'lab.ts'), 'down'], { env, cwd: repoRoot });
+  t.false(existsSync(labDir));
+  t.true(state.processes.every((p) => !alive(p.pid)));
+  const after = await listeningPorts();
+  t.deepEqual(
+    [...after].filter((p) => !before.has(p)),
+    [],
+  );
+});
