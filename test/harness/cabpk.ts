@@ -197,7 +197,14 @@ export async function linkWorkloadCluster(
 
 const privateKeyBlock = /-----BEGIN ([A-Z ]*)PRIVATE KEY-----[\s\S]*?-----END \1PRIVATE KEY-----/g;
 
-/** Replaces private key material (CABPK embeds the cluster CAs' keys) before data is kept as a fixture. */
+const bootstrapToken = /\b[a-z0-9]{6}\.[a-z0-9]{16}\b/g;
+
+/**
+ * Replaces secrets before bootstrap data is kept as a fixture: private keys (CABPK embeds the
+ * cluster CAs' keys) and bootstrap tokens (replaced by kubeadm's documented example token).
+ */
 export function redactPrivateKeys(text: string): string {
-  return text.replace(privateKeyBlock, 'REDACTED: a private key CABPK generated; fixtures never keep key material');
+  return text
+    .replace(privateKeyBlock, 'REDACTED: a private key CABPK generated; fixtures never keep key material')
+    .replace(bootstrapToken, 'abcdef.0123456789abcdef');
 }
