@@ -20,6 +20,13 @@ export interface ControlPlaneOptions {
   dir?: string;
   /** Leave the processes running when this Node process exits (the lab). */
   persistent?: boolean;
+  /**
+   * Address the API server binds to. Default 127.0.0.1. A workload-cluster stand-in binds to the
+   * lab bridge address so lab hosts (in their own network namespaces) can reach it.
+   */
+  bindAddress?: string;
+  /** Static bearer tokens (token -> user name, group system:masters), e.g. for the kubeadm stand-in. */
+  tokens?: Record<string, string>;
   /** Progress messages. */
   log?: (msg: string) => void;
 }
@@ -92,7 +99,7 @@ interface ApiserverPki {
   admin: { certPem: string; keyPem: string };
 }
 
-async function writePki(dir: string): Promise<ApiserverPki> {
+async function writePki(dir: string, bindAddress: string): Promise<ApiserverPki> {
   const pki = join(dir, 'pki');
   mkdirSync(pki, { recursive: true, mode: 0o700 });
   const ca = await createCertificateAuthority('capbm-test-ca');
@@ -100,7 +107,7 @@ async function writePki(dir: string): Promise<ApiserverPki> {
     issueCertificate({
       subject: { commonName: 'kube-apiserver' },
       dnsNames: ['localhost', 'kubernetes', 'kubernetes.default', 'kubernetes.default.svc'],
-      ipAddresses: ['127.0.0.1', '10.0.0.1'],
+      ipAddresses: [...new Set(['127.0.0.1', '10.0.0.1', bindAddress])],
       usage: ['server'],
       ca,
     }),
@@ -156,16 +163,34 @@ function probe(server: string, path: string, pki: ApiserverPki): Promise<number>
   });
 }
 
-async function startApiserver(dir: string, etcd: string, pki: ApiserverPki, persistent: boolean) {
-  const port = await freePort();
-  const server = `https://127.0.0.1:${port}`;
+interface ApiserverOptions {
+  dir: string;
+  etcd: string;
+  pki: ApiserverPki;
+  persistent: boolean;
+  bindAddress: string;
+  tokens: Record<string, string>;
+}
+
+async function startApiserver({ dir, etcd, pki, persistent, bindAddress, tokens }: ApiserverOptions) {
+  const port = await freePort(bindAddress);
+  const server = `https://${bindAddress}:${port}`;
+  const tokenFile = join(dir, 'pki', 'tokens.csv');
+  writeFileSync(
+    tokenFile,
+    Object.entries(tokens)
+      .map(([t, user]) => `${t},${user},${user},"system:masters"\n`)
+      .join(''),
+    { mode: 0o600 },
+  );
   const p = (f: string) => join(dir, 'pki', f);
   const proc = startProcess({
     name: 'kube-apiserver',
     command: bin('kube-apiserver'),
     args: [
-      '--bind-address=127.0.0.1',
-      '--advertise-address=127.0.0.1',
+      `--bind-address=${bindAddress}`,
+      `--advertise-address=${bindAddress}`,
+      `--token-auth-file=${tokenFile}`,
       `--secure-port=${port}`,
       `--etcd-servers=${etcd}`,
       `--cert-dir=${join(dir, 'pki')}`,
@@ -331,12 +356,20 @@ export async function startControlPlane(options: ControlPlaneOptions = {}): Prom
   };
   try {
     log('starting etcd');
-    const pki = await writePki(dir);
+    const bindAddress = options.bindAddress ?? '127.0.0.1';
+    const pki = await writePki(dir, bindAddress);
     const etcd = await startEtcd(dir, persistent);
     processes.push(etcd.proc);
     mark('etcd');
     log('starting kube-apiserver');
-    const api = await startApiserver(dir, etcd.url, pki, persistent);
+    const api = await startApiserver({
+      dir,
+      etcd: etcd.url,
+      pki,
+      persistent,
+      bindAddress,
+      tokens: options.tokens ?? {},
+    });
     processes.push(api.proc);
     mark('apiserver');
     const kubeconfigPath = join(dir, 'admin.kubeconfig');
