@@ -1,0 +1,127 @@
+// What the BareMetalMachine reconciler does next, decided from facts alone (no I/O). The
+// reconciler gathers the facts (API server, SSH), calls nextMachineStep, carries out the one step,
+// records the outcome on the API server, and is woken by the next event. Every step is idempotent:
+// a manager killed at any line re-derives the same step from the same facts.
+
+/** Condition types on a BareMetalMachine (v1beta2 metav1.Condition types). */
+export const MachineConditions = {
+  /** Summary, computed from the others. */
+  Ready: 'Ready',
+  /** A host is claimed for this machine. */
+  HostClaimed: 'HostClaimed',
+  /** The host passed preflight over SSH. */
+  HostReady: 'HostReady',
+  /** The bootstrap data ran and the CAPI success sentinel exists. */
+  BootstrapSucceeded: 'BootstrapSucceeded',
+  Paused: 'Paused',
+} as const;
+
+export interface MachineFacts {
+  deleting: boolean;
+  hasFinalizer: boolean;
+  /** The owner Machine (set by CAPI) was found. */
+  ownerMachine: boolean;
+  /** Cluster.spec.paused or the cluster.x-k8s.io/paused annotation on the Cluster or this object. */
+  paused: boolean;
+  /** Cluster status.initialization.infrastructureProvisioned. */
+  clusterInfraProvisioned: boolean;
+  /** Machine.spec.bootstrap.dataSecretName is set. */
+  bootstrapDataReady: boolean;
+  /** The host this machine holds, if any. */
+  host?: HostFacts;
+  /** No matching Available host exists (set when a claim was attempted and found nothing). */
+  noHostAvailable?: boolean;
+  providerIDSet: boolean;
+  provisioned: boolean;
+}
+
+export interface HostFacts {
+  name: string;
+  phase: 'Claimed' | 'Provisioning' | 'Provisioned' | 'Deprovisioning' | 'Quarantined' | 'Available';
+  preflightPassed: boolean;
+  /** The bootstrap finished and /run/cluster-api/bootstrap-success.complete was seen. */
+  bootstrapSucceeded: boolean;
+  agentInstalled: boolean;
+  /** The host was reset (kubeadm reset, bootstrap files, sentinel and step markers removed). */
+  reset: boolean;
+}
+
+export type MachineStep =
+  | { kind: 'add-finalizer' }
+  | { kind: 'wait'; reason: WaitReason; message: string }
+  | { kind: 'claim-host' }
+  | { kind: 'preflight'; host: string }
+  | { kind: 'bootstrap'; host: string }
+  | { kind: 'install-agent'; host: string }
+  | { kind: 'set-provisioned'; host: string }
+  | { kind: 'done' }
+  | { kind: 'reset-host'; host: string }
+  | { kind: 'release-host'; host: string }
+  | { kind: 'remove-finalizer' };
+
+export type WaitReason =
+  | 'WaitingForOwnerMachine'
+  | 'Paused'
+  | 'WaitingForClusterInfrastructure'
+  | 'WaitingForBootstrapData'
+  | 'NoHostAvailable'
+  | 'HostQuarantined';
+
+const wait = (reason: WaitReason, message: string): MachineStep => ({ kind: 'wait', reason, message });
+
+/** The next step for a machine being deleted: reset the host, then release it, then let go. */
+function nextDeleteStep(f: MachineFacts): MachineStep {
+  if (f.paused) return wait('Paused', 'The Cluster or this machine is paused; deletion resumes when unpaused.');
+  const h = f.host;
+  if (h && h.phase === 'Quarantined') {
+    // Never returned to the pool without a clean reset; an operator decides (docs/operations.md).
+    return { kind: 'remove-finalizer' };
+  }
+  if (h && !h.reset) return { kind: 'reset-host', host: h.name };
+  if (h) return { kind: 'release-host', host: h.name };
+  return f.hasFinalizer ? { kind: 'remove-finalizer' } : { kind: 'done' };
+}
+
+/** What CAPI must provide before a host is touched; undefined when all of it is there. */
+function preconditionStep(f: MachineFacts): MachineStep | undefined {
+  if (!f.ownerMachine) return wait('WaitingForOwnerMachine', 'Waiting for Cluster API to set the owner Machine.');
+  if (f.paused) return wait('Paused', 'The Cluster or this machine is paused.');
+  if (!f.hasFinalizer) return { kind: 'add-finalizer' };
+  if (!f.clusterInfraProvisioned) {
+    return wait('WaitingForClusterInfrastructure', 'Waiting for the Cluster infrastructure to be provisioned.');
+  }
+  if (!f.bootstrapDataReady) {
+    return wait('WaitingForBootstrapData', 'Waiting for the bootstrap provider to write the bootstrap data Secret.');
+  }
+  return undefined;
+}
+
+/** The next step on the host this machine holds. */
+function hostStep(f: MachineFacts, h: HostFacts): MachineStep {
+  if (h.phase === 'Quarantined') {
+    return wait(
+      'HostQuarantined',
+      `Host ${h.name} is quarantined; delete this machine so a fresh host takes its place.`,
+    );
+  }
+  if (!h.preflightPassed) return { kind: 'preflight', host: h.name };
+  if (!h.bootstrapSucceeded) return { kind: 'bootstrap', host: h.name };
+  if (!h.agentInstalled) return { kind: 'install-agent', host: h.name };
+  if (!f.providerIDSet || !f.provisioned) return { kind: 'set-provisioned', host: h.name };
+  return { kind: 'done' };
+}
+
+/** The next step for a machine that exists and should be provisioned. */
+function nextProvisionStep(f: MachineFacts): MachineStep {
+  const pre = preconditionStep(f);
+  if (pre) return pre;
+  if (f.host) return hostStep(f, f.host);
+  if (f.noHostAvailable) {
+    return wait('NoHostAvailable', 'No Available host matches this machine: add addresses to a pool or free a host.');
+  }
+  return { kind: 'claim-host' };
+}
+
+export function nextMachineStep(f: MachineFacts): MachineStep {
+  return f.deleting ? nextDeleteStep(f) : nextProvisionStep(f);
+}

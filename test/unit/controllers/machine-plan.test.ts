@@ -1,0 +1,92 @@
+import test from 'ava';
+import fc from 'fast-check';
+import { nextMachineStep, type HostFacts, type MachineFacts } from '../../../provider/controllers/machine-plan.ts';
+
+const ready: MachineFacts = {
+  deleting: false,
+  hasFinalizer: true,
+  ownerMachine: true,
+  paused: false,
+  clusterInfraProvisioned: true,
+  bootstrapDataReady: true,
+  providerIDSet: false,
+  provisioned: false,
+};
+const host: HostFacts = {
+  name: 'pool-a-10-0-0-1',
+  phase: 'Provisioning',
+  preflightPassed: false,
+  bootstrapSucceeded: false,
+  agentInstalled: false,
+  reset: false,
+};
+
+test('a new machine waits, with a reason, for each thing CAPI must provide first', (t) => {
+  t.like(nextMachineStep({ ...ready, ownerMachine: false }), { kind: 'wait', reason: 'WaitingForOwnerMachine' });
+  t.like(nextMachineStep({ ...ready, paused: true }), { kind: 'wait', reason: 'Paused' });
+  t.like(nextMachineStep({ ...ready, hasFinalizer: false }), { kind: 'add-finalizer' });
+  t.like(nextMachineStep({ ...ready, clusterInfraProvisioned: false }), { reason: 'WaitingForClusterInfrastructure' });
+  t.like(nextMachineStep({ ...ready, bootstrapDataReady: false }), { reason: 'WaitingForBootstrapData' });
+});
+
+test('provisioning walks claim, preflight, bootstrap, agent, provisioned, in that order', (t) => {
+  t.like(nextMachineStep(ready), { kind: 'claim-host' });
+  t.like(nextMachineStep({ ...ready, noHostAvailable: true }), { kind: 'wait', reason: 'NoHostAvailable' });
+  t.like(nextMachineStep({ ...ready, host }), { kind: 'preflight', host: host.name });
+  const pre = { ...host, preflightPassed: true };
+  t.like(nextMachineStep({ ...ready, host: pre }), { kind: 'bootstrap' });
+  const boot = { ...pre, bootstrapSucceeded: true };
+  t.like(nextMachineStep({ ...ready, host: boot }), { kind: 'install-agent' });
+  const agent = { ...boot, agentInstalled: true };
+  t.like(nextMachineStep({ ...ready, host: agent }), { kind: 'set-provisioned' });
+  t.like(nextMachineStep({ ...ready, host: agent, providerIDSet: true, provisioned: true }), { kind: 'done' });
+});
+
+test('a quarantined host is never provisioned', (t) => {
+  t.like(nextMachineStep({ ...ready, host: { ...host, phase: 'Quarantined' } }), {
+    kind: 'wait',
+    reason: 'HostQuarantined',
+  });
+});
+
+test('delete resets the host before it is released, and never releases a quarantined host', (t) => {
+  const del = { ...ready, deleting: true };
+  t.like(nextMachineStep({ ...del, host }), { kind: 'reset-host' });
+  t.like(nextMachineStep({ ...del, host: { ...host, reset: true } }), { kind: 'release-host' });
+  t.like(nextMachineStep(del), { kind: 'remove-finalizer' });
+  t.like(nextMachineStep({ ...del, host: { ...host, phase: 'Quarantined' } }), { kind: 'remove-finalizer' });
+  t.like(nextMachineStep({ ...del, paused: true, host }), { kind: 'wait', reason: 'Paused' });
+});
+
+test('property: no fact combination releases a host that was not reset, or runs anything while paused', (t) => {
+  const hostArb = fc.record({
+    name: fc.constant('h'),
+    phase: fc.constantFrom('Claimed', 'Provisioning', 'Provisioned', 'Deprovisioning', 'Quarantined', 'Available'),
+    preflightPassed: fc.boolean(),
+    bootstrapSucceeded: fc.boolean(),
+    agentInstalled: fc.boolean(),
+    reset: fc.boolean(),
+  }) as fc.Arbitrary<HostFacts>;
+  const facts = fc.record({
+    deleting: fc.boolean(),
+    hasFinalizer: fc.boolean(),
+    ownerMachine: fc.boolean(),
+    paused: fc.boolean(),
+    clusterInfraProvisioned: fc.boolean(),
+    bootstrapDataReady: fc.boolean(),
+    host: fc.option(hostArb, { nil: undefined }),
+    noHostAvailable: fc.boolean(),
+    providerIDSet: fc.boolean(),
+    provisioned: fc.boolean(),
+  });
+  fc.assert(
+    fc.property(facts, (f) => {
+      const step = nextMachineStep(f);
+      if (step.kind === 'release-host') return f.host?.reset === true && f.host.phase !== 'Quarantined';
+      if (f.paused) return step.kind === 'wait' || step.kind === 'done';
+      if (['preflight', 'bootstrap', 'install-agent'].includes(step.kind)) return f.host?.phase !== 'Quarantined';
+      return true;
+    }),
+  );
+  t.pass();
+});
