@@ -82,21 +82,35 @@ function nextDeleteStep(f: MachineFacts): MachineStep {
   return f.hasFinalizer ? { kind: 'remove-finalizer' } : { kind: 'done' };
 }
 
-/** What CAPI must provide before a host is touched; undefined when all of it is there. */
-function preconditionStep(f: MachineFacts): MachineStep | undefined {
+/**
+ * The next step for a machine that exists and should be provisioned.
+ *
+ * A host is claimed as soon as the machine exists, before the Cluster infrastructure is provisioned
+ * and before bootstrap data exists: the first control-plane host's address may become the cluster's
+ * control plane endpoint (cluster-plan.ts), which CABPK needs to render kubeadm init data. Holding
+ * the host early is bookkeeping only; nothing runs on it until the bootstrap data is there.
+ */
+function nextProvisionStep(f: MachineFacts): MachineStep {
   if (!f.ownerMachine) return wait('WaitingForOwnerMachine', 'Waiting for Cluster API to set the owner Machine.');
   if (f.paused) return wait('Paused', 'The Cluster or this machine is paused.');
   if (!f.hasFinalizer) return { kind: 'add-finalizer' };
+  const h = f.host;
+  if (!h) {
+    if (f.noHostAvailable) {
+      return wait('NoHostAvailable', 'No Available host matches this machine: add addresses to a pool or free a host.');
+    }
+    return { kind: 'claim-host' };
+  }
   if (!f.clusterInfraProvisioned) {
     return wait('WaitingForClusterInfrastructure', 'Waiting for the Cluster infrastructure to be provisioned.');
   }
   if (!f.bootstrapDataReady) {
     return wait('WaitingForBootstrapData', 'Waiting for the bootstrap provider to write the bootstrap data Secret.');
   }
-  return undefined;
+  return hostStep(f, h);
 }
 
-/** The next step on the host this machine holds. */
+/** The next step on the host this machine holds, once it may be provisioned. */
 function hostStep(f: MachineFacts, h: HostFacts): MachineStep {
   if (h.phase === 'Quarantined') {
     return wait(
@@ -109,17 +123,6 @@ function hostStep(f: MachineFacts, h: HostFacts): MachineStep {
   if (!h.agentInstalled) return { kind: 'install-agent', host: h.name };
   if (!f.providerIDSet || !f.provisioned) return { kind: 'set-provisioned', host: h.name };
   return { kind: 'done' };
-}
-
-/** The next step for a machine that exists and should be provisioned. */
-function nextProvisionStep(f: MachineFacts): MachineStep {
-  const pre = preconditionStep(f);
-  if (pre) return pre;
-  if (f.host) return hostStep(f, f.host);
-  if (f.noHostAvailable) {
-    return wait('NoHostAvailable', 'No Available host matches this machine: add addresses to a pool or free a host.');
-  }
-  return { kind: 'claim-host' };
 }
 
 export function nextMachineStep(f: MachineFacts): MachineStep {

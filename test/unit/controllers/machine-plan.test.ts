@@ -21,12 +21,16 @@ const host: HostFacts = {
   reset: false,
 };
 
-test('a new machine waits, with a reason, for each thing CAPI must provide first', (t) => {
+test('a new machine claims a host early, and waits with a reason for what CAPI must provide before it runs anything', (t) => {
   t.like(nextMachineStep({ ...ready, ownerMachine: false }), { kind: 'wait', reason: 'WaitingForOwnerMachine' });
   t.like(nextMachineStep({ ...ready, paused: true }), { kind: 'wait', reason: 'Paused' });
   t.like(nextMachineStep({ ...ready, hasFinalizer: false }), { kind: 'add-finalizer' });
-  t.like(nextMachineStep({ ...ready, clusterInfraProvisioned: false }), { reason: 'WaitingForClusterInfrastructure' });
-  t.like(nextMachineStep({ ...ready, bootstrapDataReady: false }), { reason: 'WaitingForBootstrapData' });
+  // A host is claimed early (its address may become the control plane endpoint) but not touched.
+  t.like(nextMachineStep({ ...ready, clusterInfraProvisioned: false }), { kind: 'claim-host' });
+  t.like(nextMachineStep({ ...ready, host, clusterInfraProvisioned: false }), {
+    reason: 'WaitingForClusterInfrastructure',
+  });
+  t.like(nextMachineStep({ ...ready, host, bootstrapDataReady: false }), { reason: 'WaitingForBootstrapData' });
 });
 
 test('provisioning walks claim, preflight, bootstrap, agent, provisioned, in that order', (t) => {
@@ -84,7 +88,9 @@ test('property: no fact combination releases a host that was not reset, or runs 
       const step = nextMachineStep(f);
       if (step.kind === 'release-host') return f.host?.reset === true && f.host.phase !== 'Quarantined';
       if (f.paused) return step.kind === 'wait' || step.kind === 'done';
-      if (['preflight', 'bootstrap', 'install-agent'].includes(step.kind)) return f.host?.phase !== 'Quarantined';
+      if (['preflight', 'bootstrap', 'install-agent'].includes(step.kind)) {
+        return f.host?.phase !== 'Quarantined' && f.bootstrapDataReady && f.clusterInfraProvisioned;
+      }
       return true;
     }),
   );
