@@ -1,0 +1,233 @@
+import test from 'ava';
+import { execa } from 'execa';
+import { chmodSync, existsSync, mkdtempSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { gzipSync } from 'node:zlib';
+import {
+  InvalidCloudConfig,
+  TemplateError,
+  UnsupportedFormat,
+  UnsupportedModule,
+  parseProgressLine,
+  render,
+} from '../../../cloud-init/index.ts';
+
+const meta = {
+  instance_id: 'm1',
+  local_hostname: 'm1',
+  hostname: 'm1',
+  local_ipv4: '10.0.0.5',
+  provider_id: 'capbm://ns/h1',
+};
+
+function root(): string {
+  return mkdtempSync(join(tmpdir(), 'capbm-ci-'));
+}
+
+async function run(script: string) {
+  return execa('sh', ['-c', script], { reject: false });
+}
+
+test('templating: ds.meta_data and v1 variables are substituted only under the jinja header', (t) => {
+  const data =
+    '## template: jinja\n#cloud-config\nruncmd:\n- echo {{ ds.meta_data.provider_id }} {{v1.local_hostname}}\n';
+  const r = render(data, { metaData: meta });
+  t.regex(r.script, /sh -c 'echo capbm:\/\/ns\/h1 m1'/);
+  const plain = render('#cloud-config\nruncmd:\n- echo {{ ds.meta_data.provider_id }}\n', { metaData: meta });
+  t.regex(plain.script, /\{\{ ds\.meta_data\.provider_id \}\}/);
+});
+
+test('templating: an undefined variable is an error naming it and its line, never an empty string', (t) => {
+  const data = '## template: jinja\n#cloud-config\nruncmd:\n- echo {{ ds.meta_data.nope }}\n';
+  const err = t.throws(() => render(data, { metaData: meta }), { instanceOf: TemplateError });
+  t.regex(err.message, /line 4: undefined variable ds\.meta_data\.nope/);
+  t.throws(() => render('## template: jinja\n#cloud-config\n{% if x %}\n', { metaData: meta }), {
+    message: /not supported/,
+  });
+  t.throws(
+    () => render('## template: jinja\n#cloud-config\nruncmd: ["{{ v1.instance_id | upper }}"]\n', { metaData: meta }),
+    {
+      message: /unsupported jinja expression/,
+    },
+  );
+});
+
+test('formats other than cloud-config are refused with what to do', (t) => {
+  t.throws(() => render('{"ignition":{"version":"2.3.0"}}', { metaData: meta }), {
+    instanceOf: UnsupportedFormat,
+    message: /ignition/,
+  });
+  t.throws(() => render('#cloud-config\n', { metaData: meta, format: 'ignition' }), { instanceOf: UnsupportedFormat });
+  t.throws(() => render('Content-Type: multipart/mixed; boundary="x"\nMIME-Version: 1.0\n', { metaData: meta }), {
+    message: /multipart/,
+  });
+  t.throws(() => render('#!/bin/sh\necho hi\n', { metaData: meta }), { message: /shell script/ });
+  t.throws(() => render('#cloud-config\nwrite_files: [ {path: /a\n', { metaData: meta }), {
+    instanceOf: InvalidCloudConfig,
+    message: /not valid YAML/,
+  });
+});
+
+test('disks and mounts are refused before anything runs; unknown keys are warned about', (t) => {
+  t.throws(() => render('#cloud-config\nmounts:\n- [/dev/sdb, /data]\n', { metaData: meta }), {
+    instanceOf: UnsupportedModule,
+    message: /mounts/,
+  });
+  const r = render('#cloud-config\npackages: [jq]\nhostname: x\nruncmd: ["true"]\n', { metaData: meta });
+  t.deepEqual(r.warnings, ['cloud-config keys not applied by CAPBM (cloud-init would): hostname, packages']);
+});
+
+test('bad fields name their path', (t) => {
+  t.throws(() => render('#cloud-config\nwrite_files:\n- path: /a\n  permissions: rwx\n', { metaData: meta }), {
+    message: /write_files\[0\]\.permissions/,
+  });
+  t.throws(() => render('#cloud-config\nwrite_files:\n- content: x\n', { metaData: meta }), {
+    message: /write_files\[0\]\.path: a path is required/,
+  });
+  t.throws(() => render('#cloud-config\nwrite_files:\n- path: rel/a\n', { metaData: meta }), { message: /absolute/ });
+  t.throws(() => render('#cloud-config\nruncmd:\n- {a: 1}\n', { metaData: meta }), { message: /runcmd\[0\]/ });
+});
+
+test('steps follow cloud-init module order', (t) => {
+  const data = `#cloud-config
+runcmd: [echo run]
+ntp: {servers: [ntp.example]}
+users: [{name: alice}]
+write_files:
+- {path: /late, content: x, defer: true}
+- {path: /early, content: y}
+bootcmd: [echo boot]
+`;
+  t.deepEqual(
+    render(data, { metaData: meta }).steps.map((s) => s.id),
+    ['bootcmd.0', 'write_files.1', 'users.0', 'ntp', 'write_files_deferred.0', 'runcmd.0'],
+  );
+});
+
+test('write_files: encodings, modes and owners land byte-exact, and the run reports progress', async (t) => {
+  const r0 = root();
+  const bin = Buffer.from([0, 1, 2, 255, 10, 13, 39, 36]);
+  const data = `#cloud-config
+write_files:
+- {path: /a/plain, content: "hello\\n", permissions: '0600'}
+- {path: /a/b64, encoding: b64, content: ${bin.toString('base64')}, permissions: 0640}
+- {path: /a/gzb64, encoding: gzip+base64, content: ${gzipSync(Buffer.from('zipped')).toString('base64')}}
+- {path: /a/num, content: n, permissions: 384}
+`;
+  const r = render(data, { metaData: meta, root: r0 });
+  const out = await run(r.script);
+  t.is(out.exitCode, 0, out.stdout);
+  t.is(readFileSync(join(r0, 'a/plain'), 'utf8'), 'hello\n');
+  t.deepEqual(readFileSync(join(r0, 'a/b64')), bin);
+  t.is(readFileSync(join(r0, 'a/gzb64'), 'utf8'), 'zipped');
+  t.is(statSync(join(r0, 'a/plain')).mode & 0o7777, 0o600);
+  t.is(statSync(join(r0, 'a/b64')).mode & 0o7777, 0o640);
+  t.is(statSync(join(r0, 'a/gzb64')).mode & 0o7777, 0o644);
+  t.is(statSync(join(r0, 'a/num')).mode & 0o7777, 0o600);
+  const events = out.stdout.split('\n').map(parseProgressLine);
+  t.deepEqual(events.at(-1), { type: 'result', ok: true });
+  t.true(events.some((e) => e.type === 'step' && e.id === 'write_files.3' && e.event === 'done'));
+});
+
+test('re-running skips completed steps: an append is applied once; bootcmd runs every time', async (t) => {
+  const r0 = root();
+  writeFileSync(join(r0, 'log'), 'start\n');
+  const data = `#cloud-config
+bootcmd: ["echo boot >> ${r0}/boots"]
+write_files:
+- {path: /log, content: "appended\\n", append: true}
+runcmd: ["echo ran >> ${r0}/runs"]
+`;
+  const r = render(data, { metaData: meta, root: r0 });
+  t.is((await run(r.script)).exitCode, 0);
+  const second = await run(r.script);
+  t.is(second.exitCode, 0);
+  t.regex(second.stdout, /CAPBM-STEP write_files\.0 skip/);
+  t.is(readFileSync(join(r0, 'log'), 'utf8'), 'start\nappended\n');
+  t.is(readFileSync(join(r0, 'runs'), 'utf8'), 'ran\n');
+  t.is(readFileSync(join(r0, 'boots'), 'utf8'), 'boot\nboot\n');
+});
+
+test('a failed command is reported by step id; the run goes on (as cloud-init) and resumes after a fix', async (t) => {
+  const r0 = root();
+  const flag = join(r0, 'fixed');
+  const data = `#cloud-config
+runcmd:
+- echo one >> ${r0}/out
+- test -e ${flag}
+- echo three >> ${r0}/out
+`;
+  const r = render(data, { metaData: meta, root: r0 });
+  const first = await run(r.script);
+  t.is(first.exitCode, 1);
+  t.regex(first.stdout, /CAPBM-STEP runcmd\.1 fail 1/);
+  t.deepEqual(parseProgressLine(first.stdout.trim().split('\n').at(-1)!), {
+    type: 'result',
+    ok: false,
+    failedStep: 'runcmd.1',
+    code: 1,
+  });
+  t.is(readFileSync(join(r0, 'out'), 'utf8'), 'one\nthree\n');
+  writeFileSync(flag, '');
+  const second = await run(r.script);
+  t.is(second.exitCode, 0, second.stdout);
+  t.is(readFileSync(join(r0, 'out'), 'utf8'), 'one\nthree\n');
+});
+
+test('a failed write_files step stops the run before any command', async (t) => {
+  const r0 = root();
+  const data = `#cloud-config
+write_files: [{path: /x, content: x, owner: "no-such-user-capbm:root"}]
+runcmd: ["touch ${r0}/ran"]
+`;
+  const out = await run(render(data, { metaData: meta, root: r0 }).script);
+  t.is(out.exitCode, 1);
+  t.regex(out.stdout, /CAPBM-RESULT fail write_files\.0/);
+  t.false(existsSync(join(r0, 'ran')));
+  t.false(existsSync(join(r0, 'x')));
+});
+
+test('every output line of a step carries its id', async (t) => {
+  const out = await run(
+    render('#cloud-config\nruncmd: ["echo a; echo b >&2"]\n', { metaData: meta, root: root() }).script,
+  );
+  t.regex(out.stdout, /^\[capbm runcmd\.0\] a$/m);
+  t.regex(out.stdout, /^\[capbm runcmd\.0\] b$/m);
+});
+
+test('commands do not read the script from stdin', async (t) => {
+  const r0 = root();
+  const script = render(`#cloud-config\nruncmd: ["cat > ${r0}/stdin", "echo after > ${r0}/after"]\n`, {
+    metaData: meta,
+    root: r0,
+  }).script;
+  const out = await execa('sh', ['-s'], { input: script, reject: false });
+  t.is(out.exitCode, 0, out.stdout);
+  t.is(readFileSync(join(r0, 'stdin'), 'utf8'), '');
+  t.is(readFileSync(join(r0, 'after'), 'utf8'), 'after\n');
+});
+
+test('CLI: prints the script, and says what is wrong with bad input', async (t) => {
+  const dir = root();
+  const data = join(dir, 'data');
+  writeFileSync(data, '## template: jinja\n#cloud-config\nruncmd: ["echo {{ ds.meta_data.local_hostname }}"]\n');
+  const md = join(dir, 'md');
+  writeFileSync(md, 'instance_id: i1\nlocal_hostname: node-7\n');
+  const ok = await execa('node', ['cloud-init/cli.ts', 'render', '--bootstrap-data', data, '--meta-data', md]);
+  t.regex(ok.stdout, /^#!\/bin\/sh/);
+  t.regex(ok.stdout, /echo node-7/);
+  const missing = await execa('node', ['cloud-init/cli.ts', 'render', '--bootstrap-data', join(dir, 'nope')], {
+    reject: false,
+  });
+  t.is(missing.exitCode, 1);
+  t.regex(missing.stderr, /cannot read bootstrap data .*ENOENT/);
+  writeFileSync(data, '## template: jinja\n#cloud-config\nruncmd: ["echo {{ ds.meta_data.zone }}"]\n');
+  const undef = await execa('node', ['cloud-init/cli.ts', 'render', '--bootstrap-data', data], { reject: false });
+  t.is(undef.exitCode, 1);
+  t.regex(undef.stderr, /undefined variable ds\.meta_data\.zone/);
+  const usage = await execa('node', ['cloud-init/cli.ts'], { reject: false });
+  t.is(usage.exitCode, 2);
+  t.regex(usage.stderr, /usage: capbm render/);
+  chmodSync(dir, 0o755);
+});
