@@ -209,9 +209,9 @@ async function createNetwork(slot: number): Promise<void> {
 async function pid1Of(unsharePid: number): Promise<number> {
   return waitFor(
     'the lab host init process',
-    async () => {
+    () => {
       const kids = readFileSync(`/proc/${unsharePid}/task/${unsharePid}/children`, 'utf8').trim();
-      return kids ? Number(kids.split(' ')[0]) : undefined;
+      return Promise.resolve(kids ? Number(kids.split(' ')[0]) : undefined);
     },
     5000,
     20,
