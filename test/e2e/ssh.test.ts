@@ -1,0 +1,278 @@
+// The SSH transport against real OpenSSH servers in lab hosts (network namespaces on this machine).
+import test from 'ava';
+import { readFileSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import ssh2 from 'ssh2';
+import {
+  AuthFailed,
+  HostKeyMismatch,
+  HostUnreachable,
+  SshPool,
+  Timeout,
+  CommandFailed,
+  connect,
+  type Target,
+} from '../../provider/ssh/index.ts';
+import {
+  blackhole,
+  freeze,
+  hostExec,
+  linkDown,
+  linkUp,
+  powerOff,
+  powerOn,
+  rotateHostKey,
+  startHost,
+  startHosts,
+  stopStartedHosts,
+  unblackhole,
+  type LabHost,
+} from '../harness/lab.ts';
+
+const gen = ssh2.utils.generateKeyPairSync;
+const keys = {
+  ed25519: gen('ed25519'),
+  ecdsa: gen('ecdsa', { bits: 256 }),
+  rsa: gen('rsa', { bits: 2048 }),
+  encrypted: gen('ed25519', { passphrase: 'correct horse', cipher: 'aes256-ctr', rounds: 16 }),
+};
+const stranger = gen('ed25519');
+const sudoPassword = 'S3cret-sudo-pass';
+let a: LabHost; // sudo without password
+let b: LabHost; // sudo with a password
+
+test.before(async () => {
+  const authorizedKeys = Object.values(keys).map((k) => k.public);
+  a = await startHost({ authorizedKeys });
+  b = await startHost({ authorizedKeys, sudo: 'password', sudoPassword });
+});
+test.after.always(async () => {
+  await stopStartedHosts();
+});
+
+function target(h: LabHost, o: Partial<Target> = {}): Target {
+  return {
+    host: h.address,
+    user: 'root',
+    credentials: { privateKey: keys.ed25519.private },
+    hostKey: { kind: 'pinned', fingerprints: [h.hostKeyFingerprint] },
+    connectTimeoutMs: 3000,
+    ...o,
+  };
+}
+
+function acceptedCount(h: LabHost): number {
+  return (readFileSync(join(h.root, 'var/log/sshd.log'), 'utf8').match(/Accepted publickey/g) ?? []).length;
+}
+
+test('key auth works with ed25519, ecdsa, rsa and an encrypted key, for root and a sudo user', async (t) => {
+  for (const [name, k] of Object.entries(keys)) {
+    for (const user of ['root', 'capbm']) {
+      const c = await connect(
+        target(a, {
+          user,
+          credentials: { privateKey: k.private, passphrase: name === 'encrypted' ? 'correct horse' : undefined },
+        }),
+      );
+      const r = await c.exec('id -u');
+      c.close();
+      t.is(r.stdout.trim(), '0', `${name} as ${user}`);
+    }
+  }
+});
+
+test('a wrong key or a wrong passphrase fails with AuthFailed, saying what to do', async (t) => {
+  const err = await t.throwsAsync(connect(target(a, { credentials: { privateKey: stranger.private } })), {
+    instanceOf: AuthFailed,
+  });
+  t.regex(err.message, /authorized_keys/);
+  const bad = await t.throwsAsync(
+    connect(target(a, { credentials: { privateKey: keys.encrypted.private, passphrase: 'wrong' } })),
+    {
+      instanceOf: AuthFailed,
+    },
+  );
+  t.notRegex(bad.message, /wrong|correct horse/);
+});
+
+test('a pinned key connects; a mismatched key is refused before authentication, so nothing runs', async (t) => {
+  // A host of its own: other tests log in to the shared hosts at the same time.
+  const h = await startHost({ authorizedKeys: [keys.ed25519.public] });
+  const ok = await connect(target(h));
+  t.is(ok.hostKeyFingerprint, h.hostKeyFingerprint);
+  ok.close();
+  const before = acceptedCount(h);
+  const err = await t.throwsAsync(
+    connect(target(h, { hostKey: { kind: 'pinned', fingerprints: [b.hostKeyFingerprint] } })),
+    { instanceOf: HostKeyMismatch },
+  );
+  t.is(err.seen, h.hostKeyFingerprint);
+  t.deepEqual(err.expected, [b.hostKeyFingerprint]);
+  t.is(acceptedCount(h), before, 'the host never saw a successful login');
+});
+
+test('known_hosts content is honoured, hashed entries included', async (t) => {
+  const line = `${a.address} ${a.hostKeyPublic}`;
+  const c = await connect(target(a, { hostKey: { kind: 'known-hosts', content: `# lab\n${line}\n` } }));
+  c.close();
+  await t.throwsAsync(
+    connect(target(a, { hostKey: { kind: 'known-hosts', content: `${b.address} ${b.hostKeyPublic}\n` } })),
+    { instanceOf: HostKeyMismatch },
+  );
+  const hashed = (
+    await hostExec(a, `printf '%s\\n' '${line}' > /tmp/kh && ssh-keygen -H -f /tmp/kh >/dev/null 2>&1 && cat /tmp/kh`)
+  ).stdout;
+  t.regex(hashed, /^\|1\|/);
+  const h = await connect(target(a, { hostKey: { kind: 'known-hosts', content: hashed } }));
+  h.close();
+  t.pass();
+});
+
+test.serial(
+  'trust on first use returns the key; after the host is reinstalled with a new key it is refused',
+  async (t) => {
+    const h = await startHost({ authorizedKeys: [keys.ed25519.public] });
+    const first = await connect(target(h, { hostKey: { kind: 'trust-on-first-use' } }));
+    t.true(first.hostKeyFirstUse);
+    t.is(first.hostKeyFingerprint, h.hostKeyFingerprint);
+    first.close();
+    const recorded = first.hostKeyFingerprint;
+    const again = await connect(target(h, { hostKey: { kind: 'trust-on-first-use', recorded } }));
+    t.false(again.hostKeyFirstUse);
+    again.close();
+    await powerOff(h);
+    const rotated = await rotateHostKey(h);
+    await powerOn(h);
+    const err = await t.throwsAsync(connect(target(rotated, { hostKey: { kind: 'trust-on-first-use', recorded } })), {
+      instanceOf: HostKeyMismatch,
+    });
+    t.is(err.seen, rotated.hostKeyFingerprint);
+  },
+);
+
+test('a jump host is reached first, with its own host-key check', async (t) => {
+  const c = await connect(
+    target(b, {
+      jump: {
+        host: a.address,
+        user: 'root',
+        credentials: { privateKey: keys.ed25519.private },
+        hostKey: { kind: 'pinned', fingerprints: [a.hostKeyFingerprint] },
+      },
+    }),
+  );
+  t.is((await c.exec('hostname')).stdout.trim(), b.name);
+  c.close();
+  // The target saw the connection come from the bastion, not from the provider.
+  t.regex(
+    readFileSync(join(b.root, 'var/log/sshd.log'), 'utf8'),
+    new RegExp(`Accepted publickey for root from ${a.address.replaceAll('.', '\\.')} `),
+  );
+  await t.throwsAsync(
+    connect(
+      target(b, {
+        jump: {
+          host: a.address,
+          user: 'root',
+          credentials: { privateKey: keys.ed25519.private },
+          hostKey: { kind: 'pinned', fingerprints: ['SHA256:nope'] },
+        },
+      }),
+    ),
+    { instanceOf: HostKeyMismatch },
+  );
+});
+
+test('sudo as a non-root user, without and with a password; the password never shows', async (t) => {
+  const nopw = await connect(target(a, { user: 'capbm' }));
+  t.is((await nopw.exec('id -u')).stdout.trim(), '0');
+  t.is((await nopw.exec('id -u', { privileged: false })).stdout.trim(), '1000');
+  nopw.close();
+  const pw = await connect(
+    target(b, {
+      user: 'capbm',
+      privilege: 'sudo-password',
+      credentials: { privateKey: keys.ed25519.private, sudoPassword },
+    }),
+  );
+  t.is((await pw.exec('id -u')).stdout.trim(), '0');
+  const failed = await t.throwsAsync(pw.exec('echo oops >&2; exit 3'), { instanceOf: CommandFailed });
+  t.is(failed.exitCode, 3);
+  t.regex(failed.message, /oops/);
+  t.false(failed.message.includes(sudoPassword));
+  pw.close();
+  const wrong = await connect(
+    target(b, {
+      user: 'capbm',
+      privilege: 'sudo-password',
+      credentials: { privateKey: keys.ed25519.private, sudoPassword: 'not-it' },
+    }),
+  );
+  const err = await t.throwsAsync(wrong.exec('id -u'), { instanceOf: CommandFailed });
+  t.false(err.message.includes('not-it'));
+  wrong.close();
+  t.false(readFileSync(join(b.root, 'var/log/sshd.log'), 'utf8').includes(sudoPassword));
+});
+
+test('upload is atomic, through sudo, with the mode asked for (0600 by default) and no temp file left', async (t) => {
+  const c = await connect(target(a, { user: 'capbm' }));
+  const content = Buffer.from([0, 1, 2, 3, 255, 10, 39, 36]);
+  await c.upload('/etc/capbm/secret.bin', content);
+  await c.upload('/etc/capbm/public.conf', 'x = 1\n', { mode: 0o644 });
+  c.close();
+  const dir = join(a.root, 'etc/capbm');
+  t.deepEqual(readFileSync(join(dir, 'secret.bin')), content);
+  t.is(statSync(join(dir, 'secret.bin')).mode & 0o777, 0o600);
+  t.is(statSync(join(dir, 'secret.bin')).uid, 0);
+  t.is(statSync(join(dir, 'public.conf')).mode & 0o777, 0o644);
+  t.deepEqual((await hostExec(a, 'ls -A /etc/capbm')).stdout.split('\n').sort(), ['public.conf', 'secret.bin']);
+});
+
+test.serial(
+  'faults: a powered-off host, a black hole and a frozen sshd fail within the timeout, never hang',
+  async (t) => {
+    const h = await startHost({ authorizedKeys: [keys.ed25519.public] });
+    await powerOff(h);
+    await t.throwsAsync(connect(target(h, { connectTimeoutMs: 1500 })), { instanceOf: HostUnreachable });
+    await powerOn(h);
+    await blackhole(h);
+    let start = Date.now();
+    await t.throwsAsync(connect(target(h, { connectTimeoutMs: 1500 })), { instanceOf: Timeout });
+    t.true(Date.now() - start < 1500 + 3000);
+    await unblackhole(h);
+    freeze(h, true);
+    start = Date.now();
+    await t.throwsAsync(connect(target(h, { connectTimeoutMs: 1500 })), { instanceOf: Timeout });
+    t.true(Date.now() - start < 1500 + 3000);
+    freeze(h, false);
+    const c = await connect(target(h));
+    t.is((await c.exec('echo back')).stdout, 'back\n');
+    c.close();
+  },
+);
+
+test.serial('a link dropped in the middle of a long command ends in an error, not a hang', async (t) => {
+  const h = await startHost({ authorizedKeys: [keys.ed25519.public] });
+  const c = await connect(target(h, { keepaliveIntervalMs: 500, keepaliveCountMax: 2 }));
+  const lines: string[] = [];
+  const running = c.exec('echo started; sleep 60; echo never', { onLine: (l) => lines.push(l) });
+  while (!lines.includes('started')) await new Promise((r) => setTimeout(r, 20));
+  await linkDown(h);
+  await t.throwsAsync(running, { instanceOf: HostUnreachable });
+  c.close();
+  await linkUp(h);
+});
+
+test.serial('200 commands across 10 hosts at concurrency 64: none lost before the handshake', async (t) => {
+  const hosts = await startHosts(10, { authorizedKeys: [keys.ed25519.public] });
+  const pool = new SshPool({ maxConnections: 64, maxPerHost: 8 });
+  const results = await Promise.allSettled(
+    Array.from({ length: 200 }, (_, i) => {
+      const h = hosts[i % hosts.length]!;
+      return pool.withHost(target(h), async (c) => (await c.exec(`echo ${i}`)).stdout.trim());
+    }),
+  );
+  const failed = results.filter((r) => r.status === 'rejected');
+  t.deepEqual(failed.map((f) => String(f.reason)).slice(0, 3), []);
+  t.is(results.length, 200);
+});
