@@ -4,6 +4,7 @@
 // settled exactly once as a typed error (ssh2 can emit `error` twice for one failed attempt).
 import { connect as tcpConnect, type Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
+import PQueue from 'p-queue';
 import ssh2 from 'ssh2';
 import type { ClientChannel } from 'ssh2';
 import {
@@ -45,6 +46,8 @@ export interface Target extends Endpoint {
   jump?: Endpoint;
   /** TCP connect plus SSH handshake and auth. Default 10 s. */
   connectTimeoutMs?: number;
+  /** Commands running at once on one connection. Default 8 (sshd's MaxSessions default is 10). */
+  maxSessions?: number;
   /** Keepalive every N ms; the link is declared dead after keepaliveCountMax misses. Default 5 s x 3. */
   keepaliveIntervalMs?: number;
   keepaliveCountMax?: number;
@@ -114,6 +117,7 @@ export class SshConnection {
   readonly #jump: SshConnection | undefined;
   #lost: SshError | undefined;
   readonly #onLost = new Set<(e: SshError) => void>();
+  readonly #sessions: PQueue;
 
   constructor(target: Target, h: Handshake, jump?: SshConnection) {
     this.target = target;
@@ -121,6 +125,7 @@ export class SshConnection {
     this.hostKeyFingerprint = h.fingerprint;
     this.hostKeyFirstUse = h.firstUse;
     this.#jump = jump;
+    this.#sessions = new PQueue({ concurrency: target.maxSessions ?? 8 });
     const client = h.client;
     const lost = (why: string) => {
       if (this.#lost) return;
@@ -144,7 +149,12 @@ export class SshConnection {
     return { command: `sudo -S -p '' -- sh -c ${shQuote(command)}`, prefix: `${pw}\n` };
   }
 
+  /** Runs a command; at most maxSessions run at once on this connection, the rest wait. */
   exec(command: string, o: ExecOptions = {}): Promise<ExecResult> {
+    return this.#sessions.add(() => this.#exec(command, o));
+  }
+
+  #exec(command: string, o: ExecOptions): Promise<ExecResult> {
     const ctx = ctxOf(this.target);
     const what = o.what ?? `command "${command.slice(0, 60)}"`;
     if (this.#lost) return Promise.reject(this.#lost);
