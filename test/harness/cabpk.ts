@@ -3,7 +3,7 @@
 // users, ntp, boot/pre/post commands and kubelet arguments with cloud-init jinja variables.
 import { PatchStrategy } from '@kubernetes/client-node';
 import { readFileSync } from 'node:fs';
-import { raw } from './raw.ts';
+import { raw } from '../../provider/kube/raw.ts';
 import { waitFor } from './process.ts';
 import type { ControlPlane } from './controlplane.ts';
 import {

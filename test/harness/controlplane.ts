@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { parse, parseAllDocuments } from 'yaml';
 import { createCertificateAuthority, issueCertificate, newRsaKeyPair } from '../../provider/pki/certificate.ts';
 import { controlPlaneDir, repoRoot } from './paths.ts';
-import { raw } from './raw.ts';
+import { raw } from '../../provider/kube/raw.ts';
 import { cleanupStale, freePort, GiveUp, startProcess, tail, waitFor, type ManagedProcess } from './process.ts';
 
 export type CapiComponent = 'core' | 'bootstrap' | 'controlplane';

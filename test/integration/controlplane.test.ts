@@ -3,7 +3,7 @@
 import test from 'ava';
 import { request } from 'node:https';
 import { firstControlPlaneBootstrap, joinBootstraps } from '../harness/cabpk.ts';
-import { raw } from '../harness/raw.ts';
+import { raw } from '../../provider/kube/raw.ts';
 import { startControlPlane, type ControlPlane } from '../harness/controlplane.ts';
 import { CAPI, Objects } from '../harness/capi.ts';
 

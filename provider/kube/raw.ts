@@ -4,10 +4,21 @@
 import type { KubeConfig } from '@kubernetes/client-node';
 import { request, type RequestOptions } from 'node:https';
 
+/** The message of a Kubernetes Status body, or the body itself. */
+function statusMessage(body: string): string {
+  try {
+    const status = JSON.parse(body) as { message?: string };
+    if (typeof status.message === 'string') return status.message;
+  } catch {
+    // not JSON: show it as it came
+  }
+  return body.slice(0, 2000);
+}
+
 export class ApiError extends Error {
   readonly code: number;
   constructor(code: number, method: string, path: string, body: string) {
-    super(`${method} ${path}: HTTP ${code}: ${body.slice(0, 2000)}`);
+    super(`${method} ${path}: HTTP ${code}: ${statusMessage(body)}`);
     this.name = 'ApiError';
     this.code = code;
   }

@@ -1,0 +1,66 @@
+// Shapes shared by several kinds: CAPI's contract types, conditions, references.
+import { array, enumeration, int, map, object, string, time } from './schema.ts';
+
+export const GROUP = 'infrastructure.cluster.x-k8s.io';
+export const VERSION = 'v1alpha1';
+export const API_VERSION = `${GROUP}/${VERSION}`;
+
+/** metav1.Condition: the v1beta2 contract's conditions, a list keyed by type. */
+export const condition = object(
+  {
+    type: string({ maxLength: 316 }),
+    status: enumeration(['True', 'False', 'Unknown']),
+    reason: string({ maxLength: 1024 }),
+    message: string({ maxLength: 32768 }),
+    lastTransitionTime: time(),
+    observedGeneration: int({ minimum: 0 }),
+  },
+  { required: ['type', 'status', 'lastTransitionTime', 'reason'] },
+);
+export const conditions = array(condition, { listType: 'map', mapKeys: ['type'], maxItems: 32 });
+
+/** CAPI v1beta1 Condition (kept under status.deprecated.v1beta1 during the contract transition). */
+export const v1beta1Condition = object(
+  {
+    type: string(),
+    status: enumeration(['True', 'False', 'Unknown']),
+    severity: string(),
+    reason: string(),
+    message: string(),
+    lastTransitionTime: time(),
+  },
+  { required: ['type', 'status', 'lastTransitionTime'] },
+);
+export const deprecated = object({ v1beta1: object({ conditions: array(v1beta1Condition, { maxItems: 32 }) }) });
+
+export const apiEndpoint = object(
+  {
+    host: string({ maxLength: 512, description: 'Address (VIP, load balancer or host) of the Kubernetes API.' }),
+    port: int({ minimum: 1, maximum: 65535 }),
+  },
+  { description: 'The Kubernetes API endpoint of the workload cluster.' },
+);
+
+export const localRef = object({ name: string({ minLength: 1, maxLength: 253 }) }, { required: ['name'] });
+
+export const secretKeyRef = object(
+  { name: string({ minLength: 1, maxLength: 253 }), key: string({ maxLength: 253 }) },
+  { required: ['name'], description: 'A Secret in the same namespace.' },
+);
+
+export const machineAddress = object(
+  {
+    type: enumeration(['Hostname', 'ExternalIP', 'InternalIP', 'ExternalDNS', 'InternalDNS']),
+    address: string({ maxLength: 256 }),
+  },
+  { required: ['type', 'address'] },
+);
+
+export const labelSelector = object({
+  matchLabels: map(string({ maxLength: 63 }), { maxProperties: 32 }),
+});
+
+export const labels = map(string({ maxLength: 63 }), {
+  maxProperties: 32,
+  description: 'Labels stamped on every host of the pool.',
+});

@@ -1,0 +1,69 @@
+// BareMetalHost: one address of a pool. The claim (consumerRef) lives in spec, so it survives a
+// controller restart and `clusterctl move`; the phase in status is derived from it and from the
+// provisioning steps.
+import { API_VERSION, conditions } from './common.ts';
+import { bool, enumeration, int, object, string, time, type Infer } from './schema.ts';
+
+export const HOST_PHASES = [
+  'Available',
+  'Claimed',
+  'Provisioning',
+  'Provisioned',
+  'Deprovisioning',
+  'Quarantined',
+] as const;
+export type HostPhase = (typeof HOST_PHASES)[number];
+
+export const consumerRef = object(
+  {
+    apiVersion: string(),
+    kind: string({ minLength: 1 }),
+    namespace: string({ minLength: 1 }),
+    name: string({ minLength: 1 }),
+    uid: string({ minLength: 1 }),
+  },
+  { required: ['kind', 'namespace', 'name', 'uid'], description: 'The machine holding this host.' },
+);
+
+export const hostSpec = object(
+  {
+    address: string({ minLength: 1, maxLength: 64 }),
+    poolRef: object({ name: string({ minLength: 1 }) }, { required: ['name'] }),
+    consumerRef,
+    retire: bool({ description: 'The address left its pool: the host is deleted once released.' }),
+    quarantine: object(
+      { reason: string(), message: string(), since: time() },
+      {
+        required: ['reason'],
+        description: 'Set when the host could not be cleaned; an operator removes it to release the host.',
+      },
+    ),
+  },
+  { required: ['address', 'poolRef'] },
+);
+
+export const hostStatus = object({
+  phase: enumeration(HOST_PHASES),
+  hostKeyFingerprint: string({ description: 'The SSH host key last seen (SHA256).' }),
+  facts: object({ os: string(), kernel: string(), arch: string(), cpus: int(), memoryKiB: int() }),
+  lastResetTime: time(),
+  conditions,
+});
+
+export type HostSpec = Infer<typeof hostSpec>;
+export type HostStatus = Infer<typeof hostStatus>;
+export type ConsumerRef = Infer<typeof consumerRef>;
+export interface BareMetalHost {
+  apiVersion: typeof API_VERSION;
+  kind: 'BareMetalHost';
+  metadata: {
+    name: string;
+    namespace: string;
+    uid?: string;
+    resourceVersion?: string;
+    labels?: Record<string, string>;
+    ownerReferences?: unknown[];
+  };
+  spec: HostSpec;
+  status?: HostStatus;
+}

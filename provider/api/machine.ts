@@ -1,0 +1,79 @@
+// BareMetalMachine(Template) and BareMetalCluster(Template): the CAPI infrastructure contract kinds.
+import { apiEndpoint, conditions, deprecated, labelSelector, localRef, machineAddress } from './common.ts';
+import { array, bool, int, map, object, string, type Infer } from './schema.ts';
+
+export const healthCheck = object(
+  {
+    name: string({ minLength: 1, maxLength: 63, pattern: '^[a-z0-9]([-a-z0-9]*[a-z0-9])?$' }),
+    command: string({ minLength: 1, maxLength: 4096, description: 'Run by sh on the host; exit 0 means healthy.' }),
+    intervalSeconds: int({ minimum: 5, maximum: 3600, default: 30 }),
+    timeoutSeconds: int({ minimum: 1, maximum: 600, default: 10 }),
+  },
+  { required: ['name', 'command'] },
+);
+
+const machineSpecProps = {
+  providerID: string({ description: 'capbm://<namespace>/<host>; set once by the provider, never changed.' }),
+  poolRef: localRef,
+  hostSelector: labelSelector,
+  healthChecks: array(healthCheck, { maxItems: 16, description: 'Extra checks the node agent runs.' }),
+};
+
+export const machineSpec = object(machineSpecProps, {
+  rules: [
+    {
+      rule: '!has(oldSelf.providerID) || self.providerID == oldSelf.providerID',
+      message: 'providerID is immutable once set',
+    },
+  ],
+});
+
+export const machineStatus = object({
+  initialization: object({ provisioned: bool() }),
+  ready: bool({ description: 'v1beta1 contract: the machine is provisioned.' }),
+  addresses: array(machineAddress, { maxItems: 32 }),
+  hostRef: localRef,
+  phase: string({
+    description: 'A human-readable phase: Pending, Claimed, Provisioning, Provisioned, Deleting, Failed.',
+  }),
+  conditions,
+  deprecated,
+});
+
+export const machineTemplateSpec = object(
+  {
+    template: object(
+      { spec: object({ poolRef: localRef, hostSelector: labelSelector, healthChecks: machineSpecProps.healthChecks }) },
+      { required: ['spec'] },
+    ),
+  },
+  { required: ['template'] },
+);
+export const machineTemplateStatus = object({
+  capacity: map(string(), { description: 'cpu, memory: lets the autoscaler scale from zero.' }),
+});
+
+export const clusterSpec = object({
+  controlPlaneEndpoint: apiEndpoint,
+  failureDomains: array(object({ name: string({ minLength: 1 }), controlPlane: bool() }, { required: ['name'] }), {
+    maxItems: 32,
+  }),
+});
+
+export const clusterStatus = object({
+  initialization: object({ provisioned: bool() }),
+  ready: bool(),
+  failureDomains: array(object({ name: string(), controlPlane: bool() }, { required: ['name'] })),
+  conditions,
+  deprecated,
+});
+
+export const clusterTemplateSpec = object(
+  { template: object({ spec: clusterSpec }, { required: ['spec'] }) },
+  { required: ['template'] },
+);
+
+export type MachineSpec = Infer<typeof machineSpec>;
+export type MachineStatus = Infer<typeof machineStatus>;
+export type ClusterSpec = Infer<typeof clusterSpec>;
+export type ClusterStatus = Infer<typeof clusterStatus>;
