@@ -17,20 +17,59 @@ function statusMessage(body: string): string {
 
 export class ApiError extends Error {
   readonly code: number;
-  constructor(code: number, method: string, path: string, body: string) {
-    super(`${method} ${path}: HTTP ${code}: ${statusMessage(body)}`);
+  readonly retryAfterMs: number | undefined;
+  constructor(code: number, request: string, body: string, retryAfter?: string) {
+    super(`${request}: HTTP ${code}: ${statusMessage(body)}`);
     this.name = 'ApiError';
     this.code = code;
+    this.retryAfterMs = retryAfter && Number.isFinite(Number(retryAfter)) ? Number(retryAfter) * 1000 : undefined;
   }
 }
 
-export async function raw<T = unknown>(
-  kc: KubeConfig,
-  method: string,
-  path: string,
-  body?: unknown,
-  contentType = 'application/json',
-): Promise<T> {
+/**
+ * One request with the kubeconfig's identity. 429 Too Many Requests (API priority and fairness,
+ * or a CRD's storage still starting) is retried after the server's Retry-After, a few times.
+ */
+export async function raw<T = unknown>(kc: KubeConfig, method: string, path: string, body?: unknown): Promise<T> {
+  // A PATCH is a JSON merge patch; server-side apply goes through apply().
+  return send<T>(kc, {
+    method,
+    path,
+    body,
+    contentType: method === 'PATCH' ? 'application/merge-patch+json' : 'application/json',
+  });
+}
+
+/** Server-side apply with a field manager, forcing ownership of the fields it sets. */
+export function apply<T = unknown>(kc: KubeConfig, path: string, body: unknown, fieldManager = 'capbm'): Promise<T> {
+  const sep = path.includes('?') ? '&' : '?';
+  return send<T>(kc, {
+    method: 'PATCH',
+    path: `${path}${sep}fieldManager=${fieldManager}&force=true`,
+    body,
+    contentType: 'application/apply-patch+yaml',
+  });
+}
+
+interface Request {
+  method: string;
+  path: string;
+  body?: unknown;
+  contentType: string;
+}
+
+async function send<T>(kc: KubeConfig, r: Request): Promise<T> {
+  for (let attempt = 0; ; attempt++) {
+    try {
+      return await once<T>(kc, r);
+    } catch (err) {
+      if (!(err instanceof ApiError) || err.code !== 429 || attempt >= 8) throw err;
+      await new Promise((r) => setTimeout(r, Math.min(err.retryAfterMs ?? 250 * 2 ** attempt, 5000)));
+    }
+  }
+}
+
+async function once<T>(kc: KubeConfig, { method, path, body, contentType }: Request): Promise<T> {
   const server = kc.getCurrentCluster()?.server;
   if (!server) throw new Error('kubeconfig has no current cluster');
   const opts: RequestOptions = { method, headers: { Accept: 'application/json' } };
@@ -43,7 +82,9 @@ export async function raw<T = unknown>(
       res.on('data', (c: Buffer) => chunks.push(c));
       res.on('end', () => {
         const text = Buffer.concat(chunks).toString('utf8');
-        if ((res.statusCode ?? 0) >= 300) return reject(new ApiError(res.statusCode ?? 0, method, path, text));
+        if ((res.statusCode ?? 0) >= 300) {
+          return reject(new ApiError(res.statusCode ?? 0, `${method} ${path}`, text, res.headers['retry-after']));
+        }
         resolve((text ? JSON.parse(text) : undefined) as T);
       });
       res.on('error', reject);

@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { parse, parseAllDocuments } from 'yaml';
 import { createCertificateAuthority, issueCertificate, newRsaKeyPair } from '../../provider/pki/certificate.ts';
 import { controlPlaneDir, repoRoot } from './paths.ts';
-import { raw } from '../../provider/kube/raw.ts';
+import { apply, raw } from '../../provider/kube/raw.ts';
 import { cleanupStale, freePort, GiveUp, startProcess, tail, waitFor, type ManagedProcess } from './process.ts';
 
 export type CapiComponent = 'core' | 'bootstrap' | 'controlplane';
@@ -231,8 +231,12 @@ export async function applyCrds(
   for (const crd of crds) {
     if (crd.kind !== 'CustomResourceDefinition' || !crd.metadata?.name) continue;
     crd.metadata.labels = { ...crd.metadata.labels, ...labels };
-    const path = `/apis/apiextensions.k8s.io/v1/customresourcedefinitions/${crd.metadata.name}?fieldManager=capbm-harness&force=true`;
-    await raw(kc, 'PATCH', path, crd, 'application/apply-patch+yaml');
+    await apply(
+      kc,
+      `/apis/apiextensions.k8s.io/v1/customresourcedefinitions/${crd.metadata.name}`,
+      crd,
+      'capbm-harness',
+    );
     names.push(crd.metadata.name);
   }
   return names;

@@ -1,0 +1,133 @@
+// Claiming a host for a machine, safely among any number of claimers (goroutines of one manager,
+// or several replicas): the claim is `spec.consumerRef` written with a merge patch that carries the
+// host's resourceVersion, so the API server accepts exactly one writer per version and answers
+// 409 Conflict to the others, who move on to another host. A claimer that already holds a host
+// gets that host back, which is how a claim survives a restart of the claiming process.
+import type { KubeConfig } from '@kubernetes/client-node';
+import { createHash } from 'node:crypto';
+import { API_VERSION } from '../api/common.ts';
+import type { BareMetalHost, ConsumerRef } from '../api/host.ts';
+import { ApiError, raw } from '../kube/raw.ts';
+
+export const POOL_LABEL = 'infrastructure.cluster.x-k8s.io/pool';
+
+export interface ClaimRequest {
+  namespace: string;
+  /** Only hosts of this pool. */
+  pool?: string;
+  /** Only hosts with these labels. */
+  selector?: Record<string, string>;
+  consumer: ConsumerRef;
+}
+
+export interface ClaimStats {
+  requests: number;
+  conflicts: number;
+}
+
+const hostsPath = (ns: string) => `/apis/${API_VERSION}/namespaces/${ns}/baremetalhosts`;
+
+function selectorOf(r: ClaimRequest): string {
+  const all = { ...(r.selector ?? {}), ...(r.pool ? { [POOL_LABEL]: r.pool } : {}) };
+  return Object.entries(all)
+    .map(([k, v]) => `${k}=${v}`)
+    .join(',');
+}
+
+export function isAvailable(h: BareMetalHost): boolean {
+  return (
+    !h.spec.consumerRef && !h.spec.retire && !h.spec.quarantine && (h.status?.phase ?? 'Available') === 'Available'
+  );
+}
+
+/** Candidates in an order that differs per consumer, so concurrent claimers rarely collide. */
+export function claimOrder(hosts: BareMetalHost[], consumerUid: string): BareMetalHost[] {
+  const avail = hosts.filter(isAvailable).sort((a, b) => a.metadata.name.localeCompare(b.metadata.name));
+  if (avail.length === 0) return [];
+  const start = createHash('sha256').update(consumerUid).digest().readUInt32BE(0) % avail.length;
+  return [...avail.slice(start), ...avail.slice(0, start)];
+}
+
+async function list(kc: KubeConfig, r: ClaimRequest, stats: ClaimStats): Promise<BareMetalHost[]> {
+  stats.requests++;
+  const sel = selectorOf(r);
+  const res = await raw<{ items: BareMetalHost[] }>(
+    kc,
+    'GET',
+    `${hostsPath(r.namespace)}${sel ? `?labelSelector=${encodeURIComponent(sel)}` : ''}`,
+  );
+  return res.items;
+}
+
+/** Writes consumerRef if the host is still at the version we saw; undefined on a lost race. */
+async function tryClaim(
+  kc: KubeConfig,
+  h: BareMetalHost,
+  consumer: ConsumerRef,
+  stats: ClaimStats,
+): Promise<BareMetalHost | undefined> {
+  stats.requests++;
+  try {
+    return await raw<BareMetalHost>(kc, 'PATCH', `${hostsPath(h.metadata.namespace)}/${h.metadata.name}`, {
+      metadata: { resourceVersion: h.metadata.resourceVersion },
+      spec: { consumerRef: consumer },
+    });
+  } catch (err) {
+    if (err instanceof ApiError && (err.code === 409 || err.code === 404)) {
+      stats.conflicts++;
+      return undefined;
+    }
+    throw err;
+  }
+}
+
+/**
+ * Claims a matching Available host for the consumer, or returns the one it already holds.
+ * Undefined when no matching host is Available. `hosts` may come from an informer cache; the API
+ * server still decides every race.
+ */
+export async function claimHost(
+  kc: KubeConfig,
+  r: ClaimRequest,
+  o: { hosts?: BareMetalHost[]; stats?: ClaimStats; attempts?: number } = {},
+): Promise<BareMetalHost | undefined> {
+  const stats = o.stats ?? { requests: 0, conflicts: 0 };
+  let hosts = o.hosts ?? (await list(kc, r, stats));
+  for (let attempt = 0; attempt < (o.attempts ?? 5); attempt++) {
+    const held = hosts.find((h) => h.spec.consumerRef?.uid === r.consumer.uid);
+    if (held) return held;
+    const order = claimOrder(hosts, r.consumer.uid);
+    if (order.length === 0) return undefined;
+    for (const h of order) {
+      const won = await tryClaim(kc, h, r.consumer, stats);
+      if (won) return won;
+    }
+    hosts = await list(kc, r, stats);
+  }
+  return undefined;
+}
+
+export class ReleaseRefused extends Error {
+  override name = 'ReleaseRefused';
+}
+
+/**
+ * Returns a host to its pool, after it was reset. Refused when another consumer holds it. The
+ * status (phase Available, reset time) is written by the caller that did the reset.
+ */
+export async function releaseHost(
+  kc: KubeConfig,
+  h: BareMetalHost,
+  consumer: Pick<ConsumerRef, 'uid'>,
+): Promise<BareMetalHost> {
+  const holder = h.spec.consumerRef?.uid;
+  if (holder && holder !== consumer.uid) {
+    throw new ReleaseRefused(
+      `host ${h.metadata.name} is held by ${h.spec.consumerRef?.kind} ${h.spec.consumerRef?.name}, not by the releasing machine`,
+    );
+  }
+  return raw<BareMetalHost>(kc, 'PATCH', `${hostsPath(h.metadata.namespace)}/${h.metadata.name}`, {
+    metadata: { resourceVersion: h.metadata.resourceVersion },
+    spec: { consumerRef: null },
+  });
+}

@@ -1,0 +1,202 @@
+// The pool reconciler's work: keep one BareMetalHost per address of the pool, stamp the pool's
+// labels on them, retire hosts whose address left the pool (deleted only once released), report
+// counts and problems (too large, bad address, overlap with another pool) on the pool.
+import type { KubeConfig } from '@kubernetes/client-node';
+import PQueue from 'p-queue';
+import { API_VERSION } from '../api/common.ts';
+import type { BareMetalHost } from '../api/host.ts';
+import type { BareMetalHostPool } from '../api/pool.ts';
+import { recordEvent } from '../kube/events.ts';
+import { ApiError, raw } from '../kube/raw.ts';
+import { POOL_LABEL, isAvailable } from './claim.ts';
+import { expandPool, hostName, overlap } from './expand.ts';
+
+export interface PoolResult {
+  created: number;
+  deleted: number;
+  retired: number;
+  total: number;
+  problem?: string;
+}
+
+const base = (ns: string) => `/apis/${API_VERSION}/namespaces/${ns}`;
+
+interface Cond {
+  type: string;
+  status: 'True' | 'False' | 'Unknown';
+  reason: string;
+  message: string;
+}
+
+async function writeStatus(
+  kc: KubeConfig,
+  pool: BareMetalHostPool,
+  status: Record<string, unknown>,
+  conds: Cond[],
+): Promise<void> {
+  const now = new Date().toISOString();
+  const old = pool.status?.conditions ?? [];
+  const conditions = conds.map((c) => {
+    const prev = old.find((o) => o.type === c.type);
+    return {
+      ...c,
+      observedGeneration: pool.metadata.generation ?? 0,
+      lastTransitionTime: prev && prev.status === c.status ? prev.lastTransitionTime : now,
+    };
+  });
+  await raw(kc, 'PATCH', `${base(pool.metadata.namespace)}/baremetalhostpools/${pool.metadata.name}/status`, {
+    status: { ...status, observedGeneration: pool.metadata.generation, conditions },
+  });
+}
+
+function hostObject(pool: BareMetalHostPool, address: string): BareMetalHost {
+  return {
+    apiVersion: API_VERSION,
+    kind: 'BareMetalHost',
+    metadata: {
+      name: hostName(pool.metadata.name, address),
+      namespace: pool.metadata.namespace,
+      labels: { ...(pool.spec.hostLabels ?? {}), [POOL_LABEL]: pool.metadata.name },
+      ownerReferences: [
+        {
+          apiVersion: API_VERSION,
+          kind: 'BareMetalHostPool',
+          name: pool.metadata.name,
+          uid: pool.metadata.uid,
+          controller: true,
+          blockOwnerDeletion: true,
+        },
+      ],
+    },
+    spec: { address, poolRef: { name: pool.metadata.name } },
+  };
+}
+
+async function overlapsWithOthers(
+  kc: KubeConfig,
+  pool: BareMetalHostPool,
+  mine: string[],
+): Promise<string | undefined> {
+  const all = await raw<{ items: BareMetalHostPool[] }>(
+    kc,
+    'GET',
+    `${base(pool.metadata.namespace)}/baremetalhostpools`,
+  );
+  for (const other of all.items) {
+    if (other.metadata.name === pool.metadata.name) continue;
+    let theirs: string[];
+    try {
+      theirs = expandPool(other.spec.addresses, other.spec.exclude ?? []);
+    } catch {
+      continue; // the other pool reports its own problem
+    }
+    const both = overlap(theirs, mine);
+    if (both.length)
+      return `addresses also in pool ${other.metadata.name}: ${both.join(', ')}; a host must belong to one pool`;
+  }
+  return undefined;
+}
+
+interface Plan {
+  pool: BareMetalHostPool;
+  desired: string[];
+  existing: BareMetalHost[];
+  q: PQueue;
+  result: PoolResult;
+}
+
+const hostPath = (h: BareMetalHost) => `${base(h.metadata.namespace)}/baremetalhosts/${h.metadata.name}`;
+
+/** Creates hosts for new addresses; un-retires hosts whose address came back. */
+function addMissing(kc: KubeConfig, { pool, desired, existing, q, result }: Plan): void {
+  const byAddress = new Map(existing.map((h) => [h.spec.address, h]));
+  for (const address of desired) {
+    const h = byAddress.get(address);
+    if (h?.spec.retire) void q.add(() => raw(kc, 'PATCH', hostPath(h), { spec: { retire: null } }));
+    if (h) continue;
+    void q.add(async () => {
+      await raw(kc, 'POST', `${base(pool.metadata.namespace)}/baremetalhosts`, hostObject(pool, address)).catch(
+        (err: unknown) => {
+          if (!(err instanceof ApiError && err.code === 409)) throw err;
+        },
+      );
+      result.created++;
+    });
+  }
+}
+
+/** Deletes hosts whose address left the pool; a claimed one is retired, deleted once released. */
+function removeGone(kc: KubeConfig, { desired, existing, q, result }: Plan): void {
+  const want = new Set(desired);
+  for (const h of existing) {
+    if (want.has(h.spec.address)) continue;
+    if (h.spec.consumerRef) {
+      if (!h.spec.retire) void q.add(() => raw(kc, 'PATCH', hostPath(h), { spec: { retire: true } }));
+      result.retired++;
+    } else {
+      void q.add(() => raw(kc, 'DELETE', hostPath(h)));
+      result.deleted++;
+    }
+  }
+}
+
+/** The pool's addresses, or undefined after reporting why they cannot be had. */
+async function desiredAddresses(kc: KubeConfig, pool: BareMetalHostPool): Promise<string[] | string> {
+  try {
+    return expandPool(pool.spec.addresses, pool.spec.exclude ?? []);
+  } catch (err) {
+    const reason = (err as Error).name === 'PoolTooLarge' ? 'PoolTooLarge' : 'InvalidAddresses';
+    const message = (err as Error).message;
+    await writeStatus(kc, pool, {}, [{ type: 'Ready', status: 'False', reason, message }]);
+    await recordEvent(kc, pool, { type: 'Warning', reason, message });
+    return message;
+  }
+}
+
+export async function reconcilePool(
+  kc: KubeConfig,
+  namespace: string,
+  name: string,
+  o: { concurrency?: number } = {},
+): Promise<PoolResult | undefined> {
+  const pool = await raw<BareMetalHostPool>(kc, 'GET', `${base(namespace)}/baremetalhostpools/${name}`).catch(
+    (err: unknown) => {
+      if (err instanceof ApiError && err.code === 404) return undefined;
+      throw err;
+    },
+  );
+  if (!pool) return undefined;
+  const desired = await desiredAddresses(kc, pool);
+  if (typeof desired === 'string') return { created: 0, deleted: 0, retired: 0, total: 0, problem: desired };
+  const selector = encodeURIComponent(`${POOL_LABEL}=${name}`);
+  const existing = (
+    await raw<{ items: BareMetalHost[] }>(kc, 'GET', `${base(namespace)}/baremetalhosts?labelSelector=${selector}`)
+  ).items;
+  const plan: Plan = {
+    pool,
+    desired,
+    existing,
+    q: new PQueue({ concurrency: o.concurrency ?? 16 }),
+    result: { created: 0, deleted: 0, retired: 0, total: desired.length },
+  };
+  addMissing(kc, plan);
+  removeGone(kc, plan);
+  await plan.q.onIdle();
+  const want = new Set(desired);
+  const kept = existing.filter((h) => want.has(h.spec.address));
+  const counts = {
+    total: desired.length,
+    available: kept.filter(isAvailable).length + plan.result.created,
+    claimed: kept.filter((h) => !!h.spec.consumerRef).length,
+    quarantined: kept.filter((h) => !!h.spec.quarantine).length,
+  };
+  const clash = await overlapsWithOthers(kc, pool, desired);
+  await writeStatus(kc, pool, counts, [
+    { type: 'Ready', status: 'True', reason: 'HostsMaterialized', message: `${desired.length} hosts` },
+    clash
+      ? { type: 'AddressesOverlap', status: 'True', reason: 'AddressesOverlap', message: clash }
+      : { type: 'AddressesOverlap', status: 'False', reason: 'NoOverlap', message: '' },
+  ]);
+  if (clash) await recordEvent(kc, pool, { type: 'Warning', reason: 'AddressesOverlap', message: clash });
+  return plan.result;
+}
