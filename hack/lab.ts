@@ -5,7 +5,7 @@ import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node
 import { join } from 'node:path';
 import { startControlPlane } from '../test/harness/controlplane.ts';
 import { controlPlaneDir, repoRoot } from '../test/harness/paths.ts';
-import { stopPid } from '../test/harness/process.ts';
+import { alive, stopPid } from '../test/harness/process.ts';
 
 // CAPBM_LAB_DIR: another lab folder (tests use their own, so a developer's lab is left alone).
 const labDir = process.env.CAPBM_LAB_DIR ?? join(repoRoot, '.cache', 'lab');
@@ -23,15 +23,6 @@ const info = (m: string) => process.stderr.write(`    ${m}\n`);
 
 function readState(): LabState | undefined {
   return existsSync(stateFile) ? (JSON.parse(readFileSync(stateFile, 'utf8')) as LabState) : undefined;
-}
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
 }
 
 async function up(): Promise<void> {

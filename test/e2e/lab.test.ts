@@ -5,15 +5,7 @@ import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { controlPlaneDir, repoRoot } from '../harness/paths.ts';
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
+import { alive } from '../harness/process.ts';
 
 /** Listening sockets (local address) of the given processes. Other tests run beside this one. */
 async function listening(pids: number[]): Promise<string[]> {

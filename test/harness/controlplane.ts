@@ -407,3 +407,9 @@ function mkdirp(d: string): string {
   mkdirSync(d, { recursive: true });
   return d;
 }
+
+/** Installs CAPBM's own generated CRDs (manifests/crd) and waits until they are served. */
+export async function installProviderCrds(kc: KubeConfig): Promise<void> {
+  const dir = join(repoRoot, 'manifests', 'crd');
+  await waitForCrds(kc, await applyCrds(kc, readYamlDocuments(readdirSync(dir).map((f) => join(dir, f)))));
+}

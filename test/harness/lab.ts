@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { connect } from 'node:net';
 import { repoRoot } from './paths.ts';
-import { waitFor } from './process.ts';
+import { alive, waitFor } from './process.ts';
 
 export const BRIDGE = 'capbm0';
 export const BRIDGE_ADDRESS = '10.250.0.1';
@@ -65,16 +65,6 @@ async function sh(cmd: string, args: string[], input?: string): Promise<string> 
   const r = await execa(cmd, args, { input, reject: false });
   if (r.exitCode !== 0) throw new Error(`${cmd} ${args.join(' ')} failed (${r.exitCode}): ${r.stderr || r.stdout}`);
   return r.stdout;
-}
-
-function alive(pid: number | undefined): boolean {
-  if (!pid) return false;
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
 }
 
 interface SlotState {

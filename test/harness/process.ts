@@ -36,7 +36,9 @@ export interface ManagedProcess {
 const stateDir = join(repoRoot, '.cache', 'run');
 const live = new Set<ManagedProcess>();
 
-function alive(pid: number): boolean {
+/** Whether a process with this PID exists. */
+export function alive(pid: number | undefined): boolean {
+  if (!pid) return false;
   try {
     process.kill(pid, 0);
     return true;

@@ -1,26 +1,15 @@
 // The generated CRDs against the real API server: they install, and malformed objects are
 // rejected at apply time with a message a person understands.
 import test from 'ava';
-import { readdirSync } from 'node:fs';
-import { join } from 'node:path';
 import { API_VERSION } from '../../provider/api/common.ts';
 import { raw, ApiError } from '../../provider/kube/raw.ts';
-import {
-  applyCrds,
-  readYamlDocuments,
-  startControlPlane,
-  waitForCrds,
-  type ControlPlane,
-} from '../harness/controlplane.ts';
-import { repoRoot } from '../harness/paths.ts';
+import { installProviderCrds, startControlPlane, type ControlPlane } from '../harness/controlplane.ts';
 
 let cp: ControlPlane;
-const crdDir = join(repoRoot, 'manifests', 'crd');
 
 test.before(async () => {
   cp = await startControlPlane();
-  const files = readdirSync(crdDir).map((f) => join(crdDir, f));
-  await waitForCrds(cp.kc, await applyCrds(cp.kc, readYamlDocuments(files)));
+  await installProviderCrds(cp.kc);
 });
 test.after.always(async () => {
   await cp?.stop();

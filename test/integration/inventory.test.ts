@@ -1,20 +1,12 @@
 // The inventory against the real API server: pools materialize hosts, claims never collide.
 import test from 'ava';
 import { execa } from 'execa';
-import { readdirSync } from 'node:fs';
-import { join } from 'node:path';
 import { API_VERSION } from '../../provider/api/common.ts';
 import type { BareMetalHost } from '../../provider/api/host.ts';
 import { POOL_LABEL, claimHost, releaseHost } from '../../provider/hosts/claim.ts';
 import { reconcilePool } from '../../provider/hosts/pool.ts';
 import { raw } from '../../provider/kube/raw.ts';
-import {
-  applyCrds,
-  readYamlDocuments,
-  startControlPlane,
-  waitForCrds,
-  type ControlPlane,
-} from '../harness/controlplane.ts';
+import { installProviderCrds, startControlPlane, type ControlPlane } from '../harness/controlplane.ts';
 import { repoRoot } from '../harness/paths.ts';
 
 let cp: ControlPlane;
@@ -23,8 +15,7 @@ const base = `/apis/${API_VERSION}/namespaces/${ns}`;
 
 test.before(async () => {
   cp = await startControlPlane();
-  const dir = join(repoRoot, 'manifests', 'crd');
-  await waitForCrds(cp.kc, await applyCrds(cp.kc, readYamlDocuments(readdirSync(dir).map((f) => join(dir, f)))));
+  await installProviderCrds(cp.kc);
 });
 test.after.always(async () => {
   await cp?.stop();
