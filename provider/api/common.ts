@@ -5,6 +5,29 @@ export const GROUP = 'infrastructure.cluster.x-k8s.io';
 export const VERSION = 'v1alpha1';
 export const API_VERSION = `${GROUP}/${VERSION}`;
 
+/** The metadata fields the provider reads and writes. */
+export interface ObjectMeta {
+  name: string;
+  namespace: string;
+  uid?: string;
+  resourceVersion?: string;
+  generation?: number;
+  labels?: Record<string, string>;
+  annotations?: Record<string, string>;
+  ownerReferences?: unknown[];
+  finalizers?: string[];
+  deletionTimestamp?: string;
+}
+
+/** One of our kinds, typed from its spec and status schemas. */
+export interface Resource<K extends string, Spec, Status> {
+  apiVersion: typeof API_VERSION;
+  kind: K;
+  metadata: ObjectMeta;
+  spec: Spec;
+  status?: Status;
+}
+
 /** metav1.Condition: the v1beta2 contract's conditions, a list keyed by type. */
 export const condition = object(
   {

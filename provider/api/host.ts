@@ -1,7 +1,7 @@
 // BareMetalHost: one address of a pool. The claim (consumerRef) lives in spec, so it survives a
 // controller restart and `clusterctl move`; the phase in status is derived from it and from the
 // provisioning steps.
-import { API_VERSION, conditions } from './common.ts';
+import { type Resource, conditions } from './common.ts';
 import { bool, enumeration, int, object, string, time, type Infer } from './schema.ts';
 
 export const HOST_PHASES = [
@@ -53,17 +53,4 @@ export const hostStatus = object({
 export type HostSpec = Infer<typeof hostSpec>;
 export type HostStatus = Infer<typeof hostStatus>;
 export type ConsumerRef = Infer<typeof consumerRef>;
-export interface BareMetalHost {
-  apiVersion: typeof API_VERSION;
-  kind: 'BareMetalHost';
-  metadata: {
-    name: string;
-    namespace: string;
-    uid?: string;
-    resourceVersion?: string;
-    labels?: Record<string, string>;
-    ownerReferences?: unknown[];
-  };
-  spec: HostSpec;
-  status?: HostStatus;
-}
+export type BareMetalHost = Resource<'BareMetalHost', HostSpec, HostStatus>;

@@ -1,5 +1,5 @@
 // BareMetalHostPool: the machines a team owns, as addresses and an SSH key.
-import { API_VERSION, conditions, labels, secretKeyRef } from './common.ts';
+import { type Resource, conditions, labels, secretKeyRef } from './common.ts';
 import { array, enumeration, int, map, object, string, type Infer } from './schema.ts';
 
 /** Addresses of one pool at most; larger ranges are refused before anything is created. */
@@ -111,17 +111,4 @@ export const poolStatus = object({
 
 export type PoolSpec = Infer<typeof poolSpec>;
 export type PoolStatus = Infer<typeof poolStatus>;
-export interface BareMetalHostPool {
-  apiVersion: typeof API_VERSION;
-  kind: 'BareMetalHostPool';
-  metadata: {
-    name: string;
-    namespace: string;
-    uid?: string;
-    resourceVersion?: string;
-    generation?: number;
-    labels?: Record<string, string>;
-  };
-  spec: PoolSpec;
-  status?: PoolStatus;
-}
+export type BareMetalHostPool = Resource<'BareMetalHostPool', PoolSpec, PoolStatus>;
