@@ -21,7 +21,8 @@ export interface LoggerOptions {
   write?: (line: string) => void;
 }
 
-const secretKeys = /(password|passphrase|privatekey|private_key|token|secret|value|bootstrapdata|key)$/i;
+// Any field that names a credential; not a bare 'key' (work-queue keys, Secret data keys are fine to log).
+const secretKeys = /(password|passphrase|private_?key|sshkey|apikey|token|secret|^value|bootstrapdata|credentials?)$/i;
 
 /** Replaces values of secret-looking fields, and serializes errors, so they can be logged as data. */
 export function redact(fields: Record<string, unknown>): Record<string, unknown> {

@@ -5,6 +5,15 @@ export const GROUP = 'infrastructure.cluster.x-k8s.io';
 export const VERSION = 'v1alpha1';
 export const API_VERSION = `${GROUP}/${VERSION}`;
 
+export interface OwnerReference {
+  apiVersion: string;
+  kind: string;
+  name: string;
+  uid: string;
+  controller?: boolean;
+  blockOwnerDeletion?: boolean;
+}
+
 /** The metadata fields the provider reads and writes. */
 export interface ObjectMeta {
   name: string;
@@ -14,7 +23,7 @@ export interface ObjectMeta {
   generation?: number;
   labels?: Record<string, string>;
   annotations?: Record<string, string>;
-  ownerReferences?: unknown[];
+  ownerReferences?: OwnerReference[];
   finalizers?: string[];
   deletionTimestamp?: string;
 }
@@ -47,7 +56,7 @@ export const v1beta1Condition = object(
   {
     type: string(),
     status: enumeration(['True', 'False', 'Unknown']),
-    severity: string(),
+    severity: enumeration(['Error', 'Warning', 'Info', '']),
     reason: string(),
     message: string(),
     lastTransitionTime: time(),

@@ -49,7 +49,7 @@ export interface HostFacts {
 }
 
 export type PreflightProblemReason =
-  'HostDirty' | 'MissingBinaries' | 'ClockSkew' | 'UnsupportedArch' | 'PreflightOutputInvalid';
+  'HostDirty' | 'MissingBinaries' | 'ClockSkew' | 'UnsupportedArch' | 'PreflightOutputInvalid' | 'PrivilegeFailed';
 
 export interface PreflightProblem {
   reason: PreflightProblemReason;

@@ -6,8 +6,8 @@ import PQueue from 'p-queue';
 import { API_VERSION } from '../api/common.ts';
 import type { BareMetalHost } from '../api/host.ts';
 import type { BareMetalHostPool } from '../api/pool.ts';
-import { recordEvent } from '../kube/events.ts';
 import { ApiError, raw } from '../kube/raw.ts';
+import { EventRecorder } from '../runtime/events.ts';
 import { POOL_LABEL, isAvailable } from './claim.ts';
 import { expandPool, hostName, overlap } from './expand.ts';
 
@@ -62,7 +62,7 @@ function hostObject(pool: BareMetalHostPool, address: string): BareMetalHost {
           apiVersion: API_VERSION,
           kind: 'BareMetalHostPool',
           name: pool.metadata.name,
-          uid: pool.metadata.uid,
+          uid: pool.metadata.uid ?? '',
           controller: true,
           blockOwnerDeletion: true,
         },
@@ -141,14 +141,18 @@ function removeGone(kc: KubeConfig, { desired, existing, q, result }: Plan): voi
 }
 
 /** The pool's addresses, or undefined after reporting why they cannot be had. */
-async function desiredAddresses(kc: KubeConfig, pool: BareMetalHostPool): Promise<string[] | string> {
+async function desiredAddresses(
+  kc: KubeConfig,
+  pool: BareMetalHostPool,
+  recorder: EventRecorder,
+): Promise<string[] | string> {
   try {
     return expandPool(pool.spec.addresses, pool.spec.exclude ?? []);
   } catch (err) {
     const reason = (err as Error).name === 'PoolTooLarge' ? 'PoolTooLarge' : 'InvalidAddresses';
     const message = (err as Error).message;
     await writeStatus(kc, pool, {}, [{ type: 'Ready', status: 'False', reason, message }]);
-    await recordEvent(kc, pool, { type: 'Warning', reason, message });
+    recorder.event(pool, 'Warning', reason, message);
     return message;
   }
 }
@@ -157,7 +161,24 @@ export async function reconcilePool(
   kc: KubeConfig,
   namespace: string,
   name: string,
-  o: { concurrency?: number } = {},
+  o: { concurrency?: number; recorder?: EventRecorder } = {},
+): Promise<PoolResult | undefined> {
+  const recorder = o.recorder ?? new EventRecorder(kc);
+  try {
+    return await reconcile(kc, { namespace, name, concurrency: o.concurrency ?? 16, recorder });
+  } finally {
+    if (!o.recorder) await recorder.flush();
+  }
+}
+
+async function reconcile(
+  kc: KubeConfig,
+  {
+    namespace,
+    name,
+    concurrency,
+    recorder,
+  }: { namespace: string; name: string; concurrency: number; recorder: EventRecorder },
 ): Promise<PoolResult | undefined> {
   const pool = await raw<BareMetalHostPool>(kc, 'GET', `${base(namespace)}/baremetalhostpools/${name}`).catch(
     (err: unknown) => {
@@ -166,7 +187,7 @@ export async function reconcilePool(
     },
   );
   if (!pool) return undefined;
-  const desired = await desiredAddresses(kc, pool);
+  const desired = await desiredAddresses(kc, pool, recorder);
   if (typeof desired === 'string') return { created: 0, deleted: 0, retired: 0, total: 0, problem: desired };
   const selector = encodeURIComponent(`${POOL_LABEL}=${name}`);
   const existing = (
@@ -176,7 +197,7 @@ export async function reconcilePool(
     pool,
     desired,
     existing,
-    q: new PQueue({ concurrency: o.concurrency ?? 16 }),
+    q: new PQueue({ concurrency }),
     result: { created: 0, deleted: 0, retired: 0, total: desired.length },
   };
   addMissing(kc, plan);
@@ -197,6 +218,6 @@ export async function reconcilePool(
       ? { type: 'AddressesOverlap', status: 'True', reason: 'AddressesOverlap', message: clash }
       : { type: 'AddressesOverlap', status: 'False', reason: 'NoOverlap', message: '' },
   ]);
-  if (clash) await recordEvent(kc, pool, { type: 'Warning', reason: 'AddressesOverlap', message: clash });
+  if (clash) recorder.event(pool, 'Warning', 'AddressesOverlap', clash);
   return plan.result;
 }

@@ -1,0 +1,238 @@
+// Wires the controllers: one set of shared informers, the event mappings between kinds, and the
+// metrics of hosts and SSH. main.ts builds this from the flags; tests build it with their own kc.
+import type { KubeConfig } from '@kubernetes/client-node';
+import { Gauge } from 'prom-client';
+import type { BareMetalHost } from '../api/host.ts';
+import { HOST_PHASES } from '../api/host.ts';
+import type { BareMetalHostPool } from '../api/pool.ts';
+import { POOL_LABEL } from '../hosts/claim.ts';
+import { reconcilePool } from '../hosts/pool.ts';
+import { createLogger, type Logger } from '../log.ts';
+import { controller, mapInfrastructureRef, specOrMetadataChanged, type Controller } from '../runtime/controller.ts';
+import { EventRecorder } from '../runtime/events.ts';
+import { createInformer, type Informer, type InformerOptions } from '../runtime/informer.ts';
+import type { KubeObject, ResourceKind } from '../runtime/kinds.ts';
+import { counter, histogram, registry } from '../runtime/metrics.ts';
+import { SshPool } from '../ssh/index.ts';
+import { machineToCluster, reconcileCluster } from './cluster.ts';
+import { reconcileHost } from './host.ts';
+import {
+  BareMetalClusters,
+  BareMetalHostPools,
+  BareMetalHosts,
+  BareMetalMachines,
+  ClusterNameLabel,
+  Clusters,
+  Machines,
+  type BareMetalCluster,
+  type BareMetalMachine,
+  type CapiCluster,
+  type CapiMachine,
+} from './kinds.ts';
+import { byConsumer, ConsumerIndex, hostToMachines, reconcileMachine, type MachineDeps } from './machine.ts';
+
+export interface ProviderOptions {
+  kc: KubeConfig;
+  namespace?: string;
+  /** Label selector for the watch filter (sharding), applied to clusters, machines and pools. */
+  labelSelector?: string;
+  concurrency?: Record<string, number>;
+  sshMaxConnections?: number;
+  sshMaxPerHost?: number;
+  agent?: MachineDeps['agent'];
+  log?: Logger;
+}
+
+export interface Provider {
+  controllers: Controller[];
+  recorder: EventRecorder;
+  ssh: SshPool;
+}
+
+const sshOps = counter('capbm_ssh_operations_total', 'SSH units of work (connect + commands) by result', [
+  'result',
+  'reason',
+]);
+const sshSeconds = histogram(
+  'capbm_ssh_operation_duration_seconds',
+  'Duration of SSH units of work',
+  ['result'],
+  [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600],
+);
+
+/** Keeps only what the provider reads of a CAPI object: caches of 100k Machines stay small. */
+function slim<T extends KubeObject>(keepSpec: string[], keepStatus: string[]) {
+  return (o: T): T => {
+    const m = o.metadata ?? {};
+    const pick = (src: unknown, keys: string[]) =>
+      Object.fromEntries(
+        keys
+          .filter((k) => (src as Record<string, unknown>)?.[k] !== undefined)
+          .map((k) => [k, (src as Record<string, unknown>)[k]]),
+      );
+    return {
+      apiVersion: o.apiVersion,
+      kind: o.kind,
+      metadata: {
+        name: m.name,
+        namespace: m.namespace,
+        uid: m.uid,
+        resourceVersion: m.resourceVersion,
+        generation: m.generation,
+        labels: m.labels,
+        annotations: m.annotations,
+        ownerReferences: m.ownerReferences,
+        deletionTimestamp: m.deletionTimestamp,
+      },
+      spec: pick(o.spec, keepSpec),
+      status: pick(o.status, keepStatus),
+    } as T;
+  };
+}
+
+const sameExceptVersion = (a: KubeObject, b: KubeObject) =>
+  JSON.stringify({ ...a, metadata: { ...a.metadata, resourceVersion: '' } }) !==
+  JSON.stringify({ ...b, metadata: { ...b.metadata, resourceVersion: '' } });
+
+export function buildProvider(o: ProviderOptions): Provider {
+  const log = o.log ?? createLogger();
+  const kc = o.kc;
+  const base = { ...(o.namespace ? { namespace: o.namespace } : {}), log };
+  const filtered = { ...base, ...(o.labelSelector ? { labelSelector: o.labelSelector } : {}) };
+  const inf = <T extends KubeObject>(kind: ResourceKind, opts: InformerOptions<T>): Informer<T> =>
+    createInformer<T>(kc, kind, opts);
+  const clusterKey = (ns: string | undefined, name: string | undefined) => (name ? [`${ns}/${name}`] : []);
+
+  const machines = inf<BareMetalMachine>(BareMetalMachines, {
+    ...filtered,
+    indexers: { cluster: (m) => clusterKey(m.metadata.namespace, m.metadata.labels?.[ClusterNameLabel]) },
+  });
+  const bmClusters = inf<BareMetalCluster>(BareMetalClusters, filtered);
+  const capiMachines = inf<CapiMachine>(Machines, {
+    ...filtered,
+    transform: slim(['clusterName', 'bootstrap', 'infrastructureRef'], []),
+  });
+  const clusters = inf<CapiCluster>(Clusters, {
+    ...filtered,
+    transform: slim(['paused', 'controlPlaneRef', 'infrastructureRef'], ['initialization']),
+  });
+  const hosts = inf<BareMetalHost>(BareMetalHosts, { ...base, indexers: { [ConsumerIndex]: byConsumer } });
+  const pools = inf<BareMetalHostPool>(BareMetalHostPools, filtered);
+  const recorder = new EventRecorder(kc, { log });
+  const ssh = new SshPool({
+    maxConnections: o.sshMaxConnections ?? 256,
+    maxPerHost: o.sshMaxPerHost ?? 4,
+    observe: (x) => {
+      sshOps.inc({ result: x.ok ? 'ok' : 'error', reason: x.reason ?? '' });
+      sshSeconds.observe({ result: x.ok ? 'ok' : 'error' }, x.seconds);
+    },
+  });
+  hostsByPhase(hosts);
+  const workers = (name: string, d: number) => o.concurrency?.[name] ?? d;
+  const byCluster = (c: KubeObject) =>
+    machines
+      .byIndex('cluster', `${c.metadata?.namespace}/${c.metadata?.name}`)
+      .map((m) => `${m.metadata.namespace}/${m.metadata.name}`);
+
+  const deps: MachineDeps = {
+    kc,
+    recorder,
+    ssh,
+    machines,
+    capiMachines,
+    clusters,
+    hosts,
+    pools,
+    ...(o.agent ? { agent: o.agent } : {}),
+  };
+  const machineCtl = controller({
+    name: 'baremetalmachine',
+    workers: workers('machine', 32),
+    log,
+    watches: [
+      { informer: machines },
+      {
+        informer: capiMachines,
+        mapToKeys: mapInfrastructureRef('BareMetalMachine'),
+        updatePredicate: sameExceptVersion,
+      },
+      { informer: clusters, mapToKeys: byCluster, updatePredicate: sameExceptVersion },
+      { informer: hosts, mapToKeys: hostToMachines({ machines }), updatePredicate: sameExceptVersion },
+    ],
+    reconcile: reconcileMachine(deps),
+  });
+  const clusterCtl = controller({
+    name: 'baremetalcluster',
+    workers: workers('cluster', 8),
+    log,
+    watches: [
+      { informer: bmClusters },
+      { informer: clusters, mapToKeys: mapInfrastructureRef('BareMetalCluster'), updatePredicate: sameExceptVersion },
+      { informer: machines, mapToKeys: machineToCluster({ clusters }), updatePredicate: specOrMetadataChanged },
+      {
+        informer: hosts,
+        mapToKeys: (h: BareMetalHost) => {
+          const c = h.spec?.consumerRef;
+          const m = c ? machines.get(c.namespace, c.name) : undefined;
+          return m ? machineToCluster({ clusters })(m) : [];
+        },
+        updatePredicate: (a: BareMetalHost, b: BareMetalHost) => a.spec?.consumerRef?.uid !== b.spec?.consumerRef?.uid,
+      },
+    ],
+    reconcile: reconcileCluster({ kc, recorder, bmClusters, clusters, machines, hosts }),
+  });
+  const poolCtl = controller({
+    name: 'baremetalhostpool',
+    workers: workers('pool', 4),
+    log,
+    watches: [
+      { informer: pools, updatePredicate: specOrMetadataChanged },
+      {
+        informer: hosts,
+        mapToKeys: (h: BareMetalHost) => {
+          const p = h.metadata.labels?.[POOL_LABEL];
+          return p ? [`${h.metadata.namespace}/${p}`] : [];
+        },
+        updatePredicate: sameExceptVersion,
+      },
+    ],
+    reconcile: async (req) => {
+      if (!pools.get(req.namespace, req.name)) return;
+      await reconcilePool(kc, req.namespace ?? '', req.name, { recorder });
+    },
+  });
+  const hostCtl = controller({
+    name: 'baremetalhost',
+    workers: workers('host', 8),
+    log,
+    watches: [{ informer: hosts, updatePredicate: sameExceptVersion }],
+    reconcile: reconcileHost({
+      kc,
+      recorder,
+      ssh,
+      hosts,
+      pools,
+      ...(o.agent ? { resetExtra: () => o.agent!.removeScript() } : {}),
+    }),
+  });
+  return { controllers: [machineCtl, clusterCtl, poolCtl, hostCtl], recorder, ssh };
+}
+
+/** capbm_hosts{phase}: hosts by phase, computed from the cache when scraped. */
+function hostsByPhase(hosts: Informer<BareMetalHost>): void {
+  registry.removeSingleMetric('capbm_hosts');
+  new Gauge({
+    name: 'capbm_hosts',
+    help: 'BareMetalHosts by phase',
+    labelNames: ['phase'],
+    registers: [registry],
+    collect() {
+      const n = Object.fromEntries(HOST_PHASES.map((p) => [p, 0])) as Record<string, number>;
+      for (const h of hosts.list()) {
+        const p = h.spec.quarantine ? 'Quarantined' : (h.status?.phase ?? 'Available');
+        n[p] = (n[p] ?? 0) + 1;
+      }
+      for (const [phase, v] of Object.entries(n)) this.set({ phase }, v);
+    },
+  });
+}

@@ -1,0 +1,45 @@
+// A copy of an object to change and write back, as many times as a long reconcile needs: each
+// write sends only what changed since the last one (patch.ts: merge patches, conditions merged
+// per type), and continues from what the server returned.
+import type { KubeConfig } from '@kubernetes/client-node';
+import type { KubeObject, ResourceKind } from '../runtime/kinds.ts';
+import { patchObject } from '../runtime/patch.ts';
+
+export class Writer<T extends KubeObject> {
+  obj: T;
+  #saved: T;
+  readonly #kc: KubeConfig;
+  readonly #kind: ResourceKind;
+  readonly #owned: string[];
+  #chain: Promise<void> = Promise.resolve();
+
+  constructor(kc: KubeConfig, kind: ResourceKind, fetched: T, ownedConditions: string[] = []) {
+    this.#kc = kc;
+    this.#kind = kind;
+    this.#owned = ownedConditions;
+    this.#saved = structuredClone(fetched);
+    this.obj = structuredClone(fetched);
+  }
+
+  /** Changes the object with `fn` and writes it; calls are serialized (progress callbacks). */
+  update(fn: (obj: T) => void): Promise<void> {
+    const run = this.#chain.then(async () => {
+      fn(this.obj);
+      const r = await patchObject(
+        this.#kc,
+        this.#kind,
+        { before: this.#saved, after: this.obj },
+        { ownedConditions: this.#owned },
+      );
+      this.#saved = structuredClone(r.object);
+      this.obj = structuredClone(r.object);
+    });
+    this.#chain = run.catch(() => {});
+    return run;
+  }
+
+  /** Writes changes already made to obj. */
+  save(): Promise<void> {
+    return this.update(() => {});
+  }
+}

@@ -1,0 +1,112 @@
+// The agents' own certificate authority and their short-lived client certificates. It is a CA of
+// its own, apart from every workload cluster's CA: an agent identity opens nothing but the health
+// endpoint. The provider keeps it in a Secret ({ca.crt, ca.key}); this module only turns that
+// data into a CA and back (the caller reads and writes the Secret).
+import { createPrivateKey, createPublicKey, X509Certificate } from 'node:crypto';
+import {
+  createCertificateAuthority,
+  issueCertificate,
+  type CertificateAuthority,
+  type IssuedCertificate,
+} from '../pki/certificate.ts';
+import { hostCommonNamePrefix, hostOfSubject, needsRotation } from '../../agent/protocol.ts';
+
+export { needsRotation };
+
+/** The Secret's data keys (decoded PEM). */
+export interface AgentCaData {
+  'ca.crt': string;
+  /** Secret. */
+  'ca.key': string;
+}
+
+export const agentCaCommonName = 'capbm-agent-ca';
+export const defaultAgentCertValidityMs = 24 * 60 * 60 * 1000;
+
+export class AgentCaInvalid extends Error {
+  constructor(problem: string) {
+    super(
+      `the agent CA Secret is unusable: ${problem}; fix or delete the Secret (deleting it makes every agent's certificate invalid: reinstall the agents)`,
+    );
+    this.name = 'AgentCaInvalid';
+  }
+}
+
+function validate(data: AgentCaData, now: number): CertificateAuthority {
+  let cert: X509Certificate;
+  try {
+    cert = new X509Certificate(data['ca.crt']);
+  } catch {
+    throw new AgentCaInvalid('ca.crt is not a PEM certificate');
+  }
+  if (!cert.ca) throw new AgentCaInvalid('ca.crt is not a CA certificate');
+  if (Date.parse(cert.validTo) <= now) throw new AgentCaInvalid(`ca.crt expired at ${cert.validTo}`);
+  let publicKeyPem: string;
+  try {
+    const key = createPrivateKey(data['ca.key']);
+    publicKeyPem = createPublicKey(key).export({ type: 'spki', format: 'pem' }).toString();
+  } catch {
+    throw new AgentCaInvalid('ca.key is not a PEM private key');
+  }
+  if (!cert.checkPrivateKey(createPrivateKey(data['ca.key'])))
+    throw new AgentCaInvalid('ca.key does not belong to ca.crt');
+  return { certPem: data['ca.crt'], keyPem: data['ca.key'], publicKeyPem };
+}
+
+/**
+ * The agent CA from the Secret's data, or a new one when there is no data yet (created: true:
+ * the caller stores `data`). Invalid data is an error, never silently replaced: a new CA would
+ * cut off every installed agent.
+ */
+export async function loadOrCreateAgentCa(
+  data: Partial<AgentCaData> | undefined,
+  now: number = Date.now(),
+): Promise<{ ca: CertificateAuthority; data: AgentCaData; created: boolean }> {
+  if (data?.['ca.crt'] && data['ca.key']) {
+    const full = { 'ca.crt': data['ca.crt'], 'ca.key': data['ca.key'] };
+    return { ca: validate(full, now), data: full, created: false };
+  }
+  if (data?.['ca.crt'] || data?.['ca.key']) throw new AgentCaInvalid('it holds only one of ca.crt and ca.key');
+  const ca = await createCertificateAuthority(agentCaCommonName);
+  return { ca, data: { 'ca.crt': ca.certPem, 'ca.key': ca.keyPem }, created: true };
+}
+
+/** A client certificate for the agent on one host: CN=host:<hostName>, clientAuth only, short-lived. */
+export function issueAgentCertificate(
+  ca: CertificateAuthority,
+  hostName: string,
+  validityMs: number = defaultAgentCertValidityMs,
+): Promise<IssuedCertificate> {
+  if (!/^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/.test(hostName) || hostName.length > 253)
+    throw new Error(`not a host name: ${JSON.stringify(hostName)}`);
+  return issueCertificate({
+    subject: { commonName: `${hostCommonNamePrefix}${hostName}`, organizations: ['capbm:agents'] },
+    usage: ['client'],
+    ca,
+    validityMs,
+  });
+}
+
+/** The health endpoint's serving certificate, signed by the agent CA (the agents trust only it). */
+export function issueHealthServerCertificate(
+  ca: CertificateAuthority,
+  names: { dnsNames?: string[]; ipAddresses?: string[] },
+  validityMs = 365 * 24 * 60 * 60 * 1000,
+): Promise<IssuedCertificate> {
+  return issueCertificate({
+    subject: { commonName: 'capbm-health' },
+    usage: ['server'],
+    ca,
+    validityMs,
+    ...names,
+  });
+}
+
+/** The host named by an agent certificate, or undefined. */
+export function hostOfCertificate(certPem: string): string | undefined {
+  try {
+    return hostOfSubject(new X509Certificate(certPem).subject);
+  } catch {
+    return undefined;
+  }
+}

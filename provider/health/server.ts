@@ -1,0 +1,354 @@
+// The endpoint where node agents report (POST /v1/report) and renew their identity
+// (POST /v1/renew), over mutual TLS. The TLS layer already refuses certificates that are expired
+// or not from the agent CA; here every request is checked again against the host it names, the
+// clock (stale reports) and what this host sent before (replays). Every answer carries the
+// provider's time, from which the agent measures its clock skew. Bad input is answered and
+// counted, never thrown: one broken agent cannot stop the others.
+import { X509Certificate } from 'node:crypto';
+import { createServer, type Server } from 'node:https';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import type { TLSSocket } from 'node:tls';
+import PQueue from 'p-queue';
+import type { Logger } from '../log.ts';
+import { counter } from '../runtime/metrics.ts';
+import type { CertificateAuthority } from '../pki/certificate.ts';
+import {
+  hostOfSubject,
+  limits,
+  renewPath,
+  reportPath,
+  type CheckResult,
+  type RejectReason,
+  type Report,
+} from '../../agent/protocol.ts';
+import { issueAgentCertificate, defaultAgentCertValidityMs } from './pki.ts';
+
+const reports = counter('capbm_agent_reports_total', 'Agent reports by result (accepted, rejected) and reason', [
+  'result',
+  'reason',
+]);
+const renewals = counter('capbm_agent_renewals_total', 'Agent certificate renewals by result and reason', [
+  'result',
+  'reason',
+]);
+const tlsRejected = counter('capbm_agent_tls_rejections_total', 'Agent connections refused during the TLS handshake');
+
+export interface ReportContext {
+  /** The host named by the client certificate (and by the report). */
+  host: string;
+  /** performance.now() when the request's headers arrived. */
+  receivedAt: number;
+  certificate: X509Certificate;
+}
+
+export interface HealthServerOptions {
+  /** Bind address. Default 0.0.0.0. */
+  host?: string;
+  /** Default 9443; 0 picks a free port. */
+  port?: number;
+  /** The agent CA. Its key is needed only to renew agent certificates. */
+  ca: Pick<CertificateAuthority, 'certPem'> & Partial<Pick<CertificateAuthority, 'keyPem' | 'publicKeyPem'>>;
+  /** The serving certificate, signed by the agent CA (issueHealthServerCertificate). */
+  serverCert: { certPem: string; keyPem: string };
+  /** Called for every accepted report; the agent gets 200 once it resolves, 500 if it throws. */
+  onReport: (report: Report, ctx: ReportContext) => void | Promise<void>;
+  /** Whether a host may report and renew (e.g. it is claimed and provisioned). Default: every host. */
+  knownHost?: (host: string) => boolean;
+  /** The clock. Default Date.now. */
+  now?: () => number;
+  /** A report whose timestamp is further than this from now is rejected (Stale, FromFuture). Default 120 s. */
+  maxSkewMs?: number;
+  /** Larger bodies get 413. Default 64 KiB. */
+  maxBodyBytes?: number;
+  /** Hosts whose last sequence number is remembered (least recently seen forgotten first). Default 100000. */
+  maxHosts?: number;
+  /** Lifetime of renewed agent certificates. Default 24 h. */
+  renewValidityMs?: number;
+  /** A renewal is refused (TooEarly) before this fraction of the presented certificate's life. Default 0.5. */
+  renewAfterFraction?: number;
+  /** Idle keep-alive connections are closed after this. Default 15 s. */
+  keepAliveTimeoutMs?: number;
+  log?: Logger;
+}
+
+export interface HealthServer {
+  server: Server;
+  port: number;
+  /** https://<host>:<port> */
+  url: string;
+  close(): Promise<void>;
+}
+
+interface Seen {
+  seq: number;
+  nonces: string[];
+}
+
+const noncesPerHost = 8;
+
+/** Per host: the highest sequence number and the last few nonces, in bounded memory. */
+export class ReplayGuard {
+  readonly #hosts = new Map<string, Seen>();
+  readonly #max: number;
+
+  constructor(maxHosts: number) {
+    this.#max = maxHosts;
+  }
+
+  get size(): number {
+    return this.#hosts.size;
+  }
+
+  /** Records the report and returns true, or returns false for a replay (nothing recorded). */
+  admit(host: string, seq: number, nonce: string): boolean {
+    const s = this.#hosts.get(host);
+    if (s && (seq <= s.seq || s.nonces.includes(nonce))) return false;
+    const next = s ?? { seq, nonces: [] };
+    next.seq = seq;
+    next.nonces.push(nonce);
+    if (next.nonces.length > noncesPerHost) next.nonces.shift();
+    this.#hosts.delete(host); // re-insert: Map order is least recently seen first
+    this.#hosts.set(host, next);
+    if (this.#hosts.size > this.#max) this.#hosts.delete(this.#hosts.keys().next().value!);
+    return true;
+  }
+}
+
+class Rejection extends Error {
+  readonly status: number;
+  readonly reason: RejectReason;
+  constructor(status: number, reason: RejectReason, message: string) {
+    super(message);
+    this.status = status;
+    this.reason = reason;
+  }
+}
+
+const isStr = (v: unknown, max: number, min = 0): v is string =>
+  typeof v === 'string' && v.length >= min && v.length <= max;
+
+function checkResult(v: unknown): v is CheckResult {
+  const c = v as CheckResult;
+  return (
+    typeof c === 'object' &&
+    c !== null &&
+    isStr(c.name, limits.checkName, 1) &&
+    (c.status === 'ok' || c.status === 'failed' || c.status === 'unknown') &&
+    isStr(c.reason, limits.reason) &&
+    isStr(c.message, limits.message)
+  );
+}
+
+function machineRef(v: unknown): boolean {
+  if (v === undefined) return true;
+  const m = v as { namespace?: unknown; name?: unknown };
+  return typeof m === 'object' && m !== null && isStr(m.namespace, 63, 1) && isStr(m.name, 253, 1);
+}
+
+function isReport(r: Report): boolean {
+  return (
+    typeof r === 'object' &&
+    r !== null &&
+    isStr(r.host, limits.hostName, 1) &&
+    machineRef(r.machine) &&
+    Number.isSafeInteger(r.seq) &&
+    r.seq > 0 &&
+    isStr(r.nonce, limits.nonce, 16) &&
+    /^[0-9a-f]+$/.test(r.nonce) &&
+    Number.isFinite(r.timestamp) &&
+    (r.agentVersion === undefined || isStr(r.agentVersion, 64))
+  );
+}
+
+const validChecks = (checks: unknown): checks is CheckResult[] =>
+  Array.isArray(checks) && checks.length <= limits.checks && checks.every(checkResult);
+
+/** The report (only the fields the contract knows), or a Rejection saying what is wrong with it. */
+export function parseReport(text: string): Report {
+  let v: unknown;
+  try {
+    v = JSON.parse(text);
+  } catch {
+    throw new Rejection(400, 'Malformed', 'the body is not JSON');
+  }
+  const r = v as Report;
+  if (!isReport(r) || !validChecks(r.checks)) throw new Rejection(400, 'Malformed', 'the body is not a valid report');
+  return {
+    host: r.host,
+    ...(r.machine ? { machine: { namespace: r.machine.namespace, name: r.machine.name } } : {}),
+    seq: r.seq,
+    nonce: r.nonce,
+    timestamp: r.timestamp,
+    ...(r.agentVersion ? { agentVersion: r.agentVersion } : {}),
+    checks: r.checks.map((c) => ({ name: c.name, status: c.status, reason: c.reason, message: c.message })),
+  };
+}
+
+function readBody(req: IncomingMessage, max: number): Promise<string> {
+  const declared = Number(req.headers['content-length'] ?? 0);
+  if (declared > max) return Promise.reject(new Rejection(413, 'TooLarge', `the body is over ${max} bytes`));
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    let done = false;
+    req.on('data', (c: Buffer) => {
+      if (done) return;
+      size += c.length;
+      if (size > max) {
+        done = true;
+        return reject(new Rejection(413, 'TooLarge', `the body is over ${max} bytes`));
+      }
+      chunks.push(c);
+    });
+    req.on('end', () => {
+      if (!done) resolve(Buffer.concat(chunks).toString('utf8'));
+    });
+    req.on('error', (err) => {
+      if (!done) reject(err);
+      done = true;
+    });
+  });
+}
+
+class Handler {
+  readonly o: HealthServerOptions;
+  readonly now: () => number;
+  readonly guard: ReplayGuard;
+  readonly issuing = new PQueue({ concurrency: 2 });
+
+  constructor(o: HealthServerOptions) {
+    this.o = o;
+    this.now = o.now ?? Date.now;
+    this.guard = new ReplayGuard(o.maxHosts ?? 100_000);
+  }
+
+  send(res: ServerResponse, status: number, body: Record<string, unknown>, close = false): void {
+    const payload = JSON.stringify({ ...body, time: this.now() });
+    res.writeHead(status, {
+      'Content-Type': 'application/json',
+      'Content-Length': Buffer.byteLength(payload),
+      ...(close ? { Connection: 'close' } : {}),
+    });
+    res.end(payload);
+  }
+
+  /** The host the client certificate names, if the certificate is still valid and the host known. */
+  identify(req: IncomingMessage): { host: string; certificate: X509Certificate } {
+    const socket = req.socket as TLSSocket;
+    const certificate = socket.authorized ? socket.getPeerX509Certificate() : undefined;
+    if (!certificate) throw new Rejection(401, 'Forbidden', 'no verified client certificate');
+    // The handshake checked validity, but a resumed TLS session skips it: check again.
+    if (Date.parse(certificate.validTo) <= this.now())
+      throw new Rejection(401, 'CertificateExpired', 'the client certificate has expired');
+    const host = hostOfSubject(certificate.subject);
+    if (!host) throw new Rejection(403, 'Forbidden', 'the client certificate names no host');
+    if (this.o.knownHost && !this.o.knownHost(host))
+      throw new Rejection(403, 'UnknownHost', `host ${host} is not one the provider manages`);
+    return { host, certificate };
+  }
+
+  async report(req: IncomingMessage, res: ServerResponse, receivedAt: number): Promise<void> {
+    const { host, certificate } = this.identify(req);
+    const report = parseReport(await readBody(req, this.o.maxBodyBytes ?? 64 * 1024));
+    if (report.host !== host)
+      throw new Rejection(403, 'Forbidden', `the certificate is for host ${host}, the report names another host`);
+    const age = this.now() - report.timestamp;
+    const maxSkew = this.o.maxSkewMs ?? 120_000;
+    if (age > maxSkew) throw new Rejection(409, 'Stale', `the report is ${Math.round(age / 1000)} s old`);
+    if (-age > maxSkew) throw new Rejection(409, 'FromFuture', `the report is ${Math.round(-age / 1000)} s ahead`);
+    if (!this.guard.admit(host, report.seq, report.nonce))
+      throw new Rejection(409, 'Replay', 'this report (sequence number or nonce) was seen before');
+    try {
+      await this.o.onReport(report, { host, receivedAt, certificate });
+    } catch (err) {
+      this.o.log?.error('report handler failed', { host, error: err as Error });
+      throw new Rejection(500, 'Internal', 'the provider could not process the report');
+    }
+    reports.inc({ result: 'accepted', reason: '' });
+    this.send(res, 200, { accepted: true });
+  }
+
+  async renew(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const { host, certificate } = this.identify(req);
+    const body = await readBody(req, 4096);
+    let named: unknown;
+    try {
+      named = (JSON.parse(body) as { host?: unknown }).host;
+    } catch {
+      throw new Rejection(400, 'Malformed', 'the body is not JSON');
+    }
+    if (named !== host) throw new Rejection(403, 'Forbidden', `the certificate is for host ${host}`);
+    if (!this.o.ca.keyPem) throw new Rejection(404, 'NotFound', 'this provider does not renew certificates');
+    const from = Date.parse(certificate.validFrom);
+    const to = Date.parse(certificate.validTo);
+    if (this.now() < from + (to - from) * (this.o.renewAfterFraction ?? 0.5))
+      throw new Rejection(409, 'TooEarly', 'the certificate is not yet due for renewal');
+    const ca = { certPem: this.o.ca.certPem, keyPem: this.o.ca.keyPem, publicKeyPem: this.o.ca.publicKeyPem ?? '' };
+    const issued = await this.issuing.add(() =>
+      issueAgentCertificate(ca, host, this.o.renewValidityMs ?? defaultAgentCertValidityMs),
+    );
+    renewals.inc({ result: 'renewed', reason: '' });
+    this.o.log?.info('agent certificate renewed', { host });
+    this.send(res, 200, { certPem: issued.certPem, keyPem: issued.keyPem });
+  }
+
+  handle(req: IncomingMessage, res: ServerResponse): void {
+    const receivedAt = performance.now();
+    const path = (req.url ?? '').split('?')[0];
+    const isReport = path === reportPath;
+    const isRenew = path === renewPath;
+    const work =
+      req.method !== 'POST' || !(isReport || isRenew)
+        ? Promise.reject(new Rejection(404, 'NotFound', 'POST /v1/report or /v1/renew'))
+        : isReport
+          ? this.report(req, res, receivedAt)
+          : this.renew(req, res);
+    work.catch((err: unknown) => {
+      const r = err instanceof Rejection ? err : new Rejection(500, 'Internal', 'unexpected error');
+      if (!(err instanceof Rejection)) this.o.log?.error('health endpoint error', { error: err as Error });
+      (isRenew ? renewals : reports).inc({ result: 'rejected', reason: r.reason });
+      if (res.headersSent) return;
+      this.send(res, r.status, { accepted: false, reason: r.reason, message: r.message }, r.status === 413);
+    });
+  }
+}
+
+/** Starts the health endpoint; resolves once it listens. */
+export async function startHealthServer(o: HealthServerOptions): Promise<HealthServer> {
+  const h = new Handler(o);
+  const server = createServer(
+    {
+      key: o.serverCert.keyPem,
+      cert: o.serverCert.certPem,
+      ca: [o.ca.certPem],
+      requestCert: true,
+      rejectUnauthorized: true,
+      minVersion: 'TLSv1.2',
+      keepAliveTimeout: o.keepAliveTimeoutMs ?? 15_000,
+      headersTimeout: 10_000,
+      requestTimeout: 15_000,
+    },
+    (req, res) => h.handle(req, res),
+  );
+  server.on('tlsClientError', () => tlsRejected.inc());
+  const host = o.host ?? '0.0.0.0';
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(o.port ?? 9443, host, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+  const port = (server.address() as AddressInfo).port;
+  return {
+    server,
+    port,
+    url: `https://${host.includes(':') ? `[${host}]` : host}:${port}`,
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        server.closeAllConnections();
+      }),
+  };
+}

@@ -1,0 +1,154 @@
+// The manager's command line, parsed by a pure function. Flag names follow CAPI providers
+// (cluster-api main.go: --watch-filter, --metrics-bind-address, --health-probe-bind-address,
+// --leader-elect, --leader-election-id, --<kind>-concurrency): users and Helm charts know them.
+
+export interface ManagerFlags {
+  kubeconfig?: string;
+  /** Watch only this namespace; undefined = all namespaces. */
+  namespace?: string;
+  /** Value of the cluster.x-k8s.io/watch-filter label this replica handles (sharding). */
+  watchFilter?: string;
+  /** Workers per controller name, from --concurrency name=n,... or --workers-<name>=n. */
+  concurrency: Record<string, number>;
+  sshMaxConnections: number;
+  sshMaxPerHost: number;
+  /** host:port, or '0' to disable. */
+  metricsBindAddress: string;
+  healthProbeBindAddress: string;
+  leaderElect: boolean;
+  leaderElectionNamespace?: string;
+  leaderElectionId: string;
+  leaseDurationMs: number;
+  renewDeadlineMs: number;
+  retryPeriodMs: number;
+}
+
+export const WatchFilterLabel = 'cluster.x-k8s.io/watch-filter';
+
+export const defaultFlags: ManagerFlags = {
+  concurrency: {},
+  sshMaxConnections: 256,
+  sshMaxPerHost: 4,
+  metricsBindAddress: ':8080',
+  healthProbeBindAddress: ':9440',
+  leaderElect: false,
+  leaderElectionId: 'capbm-controller-leader-election',
+  leaseDurationMs: 15_000,
+  renewDeadlineMs: 10_000,
+  retryPeriodMs: 2_000,
+};
+
+export class FlagError extends Error {
+  constructor(message: string) {
+    super(`${message} (see --help)`);
+    this.name = 'FlagError';
+  }
+}
+
+export const usage = `capbm manager flags:
+  --kubeconfig PATH                     kubeconfig (default: in-cluster or $KUBECONFIG)
+  --namespace NS                        watch only this namespace (default: all)
+  --watch-filter VALUE                  handle only objects labelled ${WatchFilterLabel}=VALUE
+  --concurrency name=N[,name=N]         workers per controller, e.g. machine=50,cluster=10
+  --workers-<controller> N              the same, one controller at a time
+  --ssh-max-connections N               SSH connections in total (default 256)
+  --ssh-max-per-host N                  SSH sessions per host (default 4)
+  --metrics-bind-address ADDR           Prometheus /metrics (default :8080, 0 disables)
+  --health-probe-bind-address ADDR      /healthz and /readyz (default :9440, 0 disables)
+  --leader-elect[=true|false]           elect a leader among replicas (default false)
+  --leader-election-namespace NS        namespace of the Lease (default: --namespace or the pod's)
+  --leader-election-id NAME             name of the Lease (default ${defaultFlags.leaderElectionId})
+  --leader-elect-lease-duration DUR     e.g. 15s; --leader-elect-renew-deadline 10s; --leader-elect-retry-period 2s`;
+
+function positiveInt(flag: string, v: string): number {
+  const n = Number(v);
+  if (!/^\d+$/.test(v) || n < 1) throw new FlagError(`${flag} needs a positive integer, got "${v}"`);
+  return n;
+}
+
+/** Durations as Go writes them: 500ms, 15s, 1m, 1m30s; a bare number means seconds. */
+export function parseDuration(flag: string, v: string): number {
+  if (/^\d+$/.test(v)) return Number(v) * 1000;
+  const units: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 };
+  let total = 0;
+  let rest = v;
+  while (rest) {
+    const m = /^(\d+(?:\.\d+)?)(ms|s|m|h)/.exec(rest);
+    if (!m) throw new FlagError(`${flag} needs a duration like 15s, got "${v}"`);
+    total += Number(m[1]) * units[m[2]!]!;
+    rest = rest.slice(m[0].length);
+  }
+  return total;
+}
+
+function parseBool(flag: string, v: string | undefined): boolean {
+  if (v === undefined || v === 'true') return true;
+  if (v === 'false') return false;
+  throw new FlagError(`${flag} is true or false, got "${v}"`);
+}
+
+function parseConcurrency(v: string, into: Record<string, number>): void {
+  for (const part of v.split(',').filter(Boolean)) {
+    const [name, n] = part.split('=');
+    if (!name || n === undefined) throw new FlagError(`--concurrency wants name=N pairs, got "${part}"`);
+    into[name] = positiveInt(`--concurrency ${name}`, n);
+  }
+}
+
+type Setter = (f: ManagerFlags, v: string, flag: string) => void;
+const valued: Record<string, Setter> = {
+  '--kubeconfig': (f, v) => (f.kubeconfig = v),
+  '--namespace': (f, v) => (f.namespace = v),
+  '--watch-filter': (f, v) => (f.watchFilter = v),
+  '--concurrency': (f, v) => parseConcurrency(v, f.concurrency),
+  '--ssh-max-connections': (f, v, flag) => (f.sshMaxConnections = positiveInt(flag, v)),
+  '--ssh-max-per-host': (f, v, flag) => (f.sshMaxPerHost = positiveInt(flag, v)),
+  '--metrics-bind-address': (f, v) => (f.metricsBindAddress = v),
+  '--health-probe-bind-address': (f, v) => (f.healthProbeBindAddress = v),
+  '--leader-election-namespace': (f, v) => (f.leaderElectionNamespace = v),
+  '--leader-election-id': (f, v) => (f.leaderElectionId = v),
+  '--leader-elect-lease-duration': (f, v, flag) => (f.leaseDurationMs = parseDuration(flag, v)),
+  '--leader-elect-renew-deadline': (f, v, flag) => (f.renewDeadlineMs = parseDuration(flag, v)),
+  '--leader-elect-retry-period': (f, v, flag) => (f.retryPeriodMs = parseDuration(flag, v)),
+};
+
+/** Parses argv (without node and script). Accepts --flag value and --flag=value. Throws FlagError. */
+export function parseFlags(argv: readonly string[]): ManagerFlags {
+  const f: ManagerFlags = { ...defaultFlags, concurrency: {} };
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i]!;
+    const eq = arg.indexOf('=');
+    const flag = eq > 0 ? arg.slice(0, eq) : arg;
+    const inline = eq > 0 ? arg.slice(eq + 1) : undefined;
+    if (flag === '--leader-elect') {
+      f.leaderElect = parseBool(flag, inline);
+      continue;
+    }
+    const workers = /^--workers-([a-z0-9-]+)$/.exec(flag);
+    const set = workers
+      ? (g: ManagerFlags, v: string) => (g.concurrency[workers[1]!] = positiveInt(flag, v))
+      : valued[flag];
+    if (!set) throw new FlagError(`unknown flag ${flag}`);
+    const value = inline ?? argv[++i];
+    if (value === undefined) throw new FlagError(`${flag} needs a value`);
+    set(f, value, flag);
+  }
+  if (f.leaderElect && f.renewDeadlineMs >= f.leaseDurationMs) {
+    throw new FlagError('--leader-elect-renew-deadline must be shorter than --leader-elect-lease-duration');
+  }
+  return f;
+}
+
+/** The label selector that restricts informers to this replica's shard, or undefined. */
+export const watchFilterSelector = (f: Pick<ManagerFlags, 'watchFilter'>): string | undefined =>
+  f.watchFilter ? `${WatchFilterLabel}=${f.watchFilter}` : undefined;
+
+/** "host:port" or ":port" -> listen arguments; undefined when disabled ("0" or ""). */
+export function parseBindAddress(v: string): { host: string; port: number } | undefined {
+  if (v === '0' || v === '') return undefined;
+  const i = v.lastIndexOf(':');
+  const port = Number(v.slice(i + 1));
+  if (i < 0 || !Number.isInteger(port) || port < 0 || port > 65535) throw new FlagError(`bad bind address "${v}"`);
+  const host = v.slice(0, i).replace(/^\[|\]$/g, '');
+  return { host: host || '0.0.0.0', port };
+}
