@@ -69,17 +69,23 @@ async function up(): Promise<void> {
   for (const h of env.hosts) info(`host ${h.name}  ${h.address}  host key ${h.hostKeyFingerprint}`);
   say(`creating pool "rack" (${env.hosts.length} hosts, keys pinned) and its SSH Secret in namespace ${namespace}`);
   await createPool(env, namespace, 'rack', env.hosts);
-  say(`creating cluster ${namespace}/${clusterName} from manifests/templates/cluster-template.yaml (1 control plane, 2 workers)`);
+  say(
+    `creating cluster ${namespace}/${clusterName} from manifests/templates/cluster-template.yaml (1 control plane, 2 workers)`,
+  );
   await applyClusterTemplate(env, { namespace, name: clusterName, pool: 'rack', controlPlane: 1, workers: 2 });
   let last = '';
   const deadline = Date.now() + 10 * 60_000;
   for (;;) {
     const ms = await machines(env, namespace, clusterName);
-    const line = ms.map((m) => `${m.name}=${m.phase || 'Pending'}`).sort().join('  ');
+    const line = ms
+      .map((m) => `${m.name}=${m.phase || 'Pending'}`)
+      .sort()
+      .join('  ');
     if (line !== last) info(`machines: ${line || '(none yet)'}`);
     last = line;
     if (ms.length === 3 && ms.every((m) => m.phase === 'Running')) break;
-    if (Date.now() > deadline) throw new Error(`machines not Running after 10 minutes (${line}); see ${provider.logFile}`);
+    if (Date.now() > deadline)
+      throw new Error(`machines not Running after 10 minutes (${line}); see ${provider.logFile}`);
     await new Promise((r) => setTimeout(r, 1000));
   }
   say(`every Machine is Running (${Math.round((Date.now() - t0) / 1000)} s)`);

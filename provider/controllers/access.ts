@@ -60,9 +60,9 @@ async function hostKeyPolicy(
   kc: KubeConfig,
   namespace: string,
   p: PolicySpec,
-  address: string,
-  recorded: string | undefined,
+  host: { address: string; recorded: string | undefined },
 ): Promise<HostKeyPolicy> {
+  const { address, recorded } = host;
   switch (p.type) {
     case 'Pinned': {
       const fingerprints = p.pinned?.[address] ?? [];
@@ -106,7 +106,10 @@ export async function hostTarget(kc: KubeConfig, pool: BareMetalHostPool, host: 
     port: s.ssh.port ?? 22,
     user: s.ssh.user ?? 'root',
     credentials: await credentials(kc, ns, s.ssh.secretRef.name),
-    hostKey: await hostKeyPolicy(kc, ns, s.hostKeyPolicy, host.spec.address, host.status?.hostKeyFingerprint),
+    hostKey: await hostKeyPolicy(kc, ns, s.hostKeyPolicy, {
+      address: host.spec.address,
+      recorded: host.status?.hostKeyFingerprint,
+    }),
     privilege: privileges[s.ssh.privilege ?? 'Root'],
   };
   if (s.jumpHost) {
@@ -116,7 +119,7 @@ export async function hostTarget(kc: KubeConfig, pool: BareMetalHostPool, host: 
       port: j.port ?? 22,
       user: j.user ?? 'root',
       credentials: await credentials(kc, ns, j.secretRef.name),
-      hostKey: await hostKeyPolicy(kc, ns, j.hostKeyPolicy, j.address, undefined),
+      hostKey: await hostKeyPolicy(kc, ns, j.hostKeyPolicy, { address: j.address, recorded: undefined }),
     };
   }
   return target;

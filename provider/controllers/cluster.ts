@@ -55,48 +55,56 @@ function cond(obj: BareMetalCluster, c: { type: string; status: boolean; reason:
   setV1Beta1Condition(obj, { ...c, severity: 'Info' });
 }
 
+function endpointOf(o: BareMetalCluster): { endpoint?: { host: string; port: number } } {
+  const e = o.spec.controlPlaneEndpoint;
+  return e ? { endpoint: { host: e.host ?? '', port: e.port ?? 0 } } : {};
+}
+
+function clusterFacts(d: ClusterDeps, o: BareMetalCluster): { facts: ClusterFacts; cluster: CapiCluster | undefined } {
+  const ns = o.metadata.namespace;
+  const ownerName = capiOwner(o, 'Cluster');
+  const cluster = ownerName ? d.clusters.get(ns, ownerName) : undefined;
+  const machines = ownerName ? machinesOf(d, ns, ownerName) : [];
+  const first = firstControlPlaneHost(d, machines);
+  const facts: ClusterFacts = {
+    deleting: o.metadata.deletionTimestamp !== undefined,
+    hasFinalizer: (o.metadata.finalizers ?? []).includes(ClusterFinalizer),
+    ownerCluster: cluster !== undefined,
+    paused: setPausedCondition(o, cluster),
+    ...endpointOf(o),
+    ...(first ? { firstControlPlaneHost: first } : {}),
+    provisioned: o.status?.initialization?.provisioned === true,
+    machines: machines.length,
+  };
+  return { facts, cluster };
+}
+
+function noEndpoint(o: BareMetalCluster, cluster: CapiCluster | undefined, message: string): void {
+  const kcp = cluster?.spec?.controlPlaneRef?.kind === 'KubeadmControlPlane';
+  cond(o, {
+    type: EndpointCondition,
+    status: false,
+    reason: 'WaitingForControlPlaneHost',
+    message: kcp
+      ? 'No controlPlaneEndpoint: KubeadmControlPlane creates machines only after it is set, so set spec.controlPlaneEndpoint to a VIP or load balancer (or one control-plane host address).'
+      : message,
+  });
+  setSummary(o, 'Ready', [EndpointCondition]);
+  setV1Beta1Summary(o, [EndpointCondition]);
+}
+
 export function reconcileCluster(d: ClusterDeps) {
   return async (req: Request, ctx: ReconcileContext): Promise<Result> => {
     const bmc = d.bmClusters.get(req.namespace, req.name);
     if (!bmc) return;
-    const ns = bmc.metadata.namespace;
     const w = new Writer(d.kc, BareMetalClusters, bmc, ['Ready', 'Paused', EndpointCondition]);
     const o = w.obj;
-    const ownerName = capiOwner(o, 'Cluster');
-    const cluster = ownerName ? d.clusters.get(ns, ownerName) : undefined;
-    const machines = ownerName ? machinesOf(d, ns, ownerName) : [];
-    const facts: ClusterFacts = {
-      deleting: !!o.metadata.deletionTimestamp,
-      hasFinalizer: (o.metadata.finalizers ?? []).includes(ClusterFinalizer),
-      ownerCluster: !!cluster,
-      paused: setPausedCondition(o, cluster),
-      ...(o.spec.controlPlaneEndpoint
-        ? { endpoint: { host: o.spec.controlPlaneEndpoint.host ?? '', port: o.spec.controlPlaneEndpoint.port ?? 0 } }
-        : {}),
-      ...(() => {
-        const a = firstControlPlaneHost(d, machines);
-        return a ? { firstControlPlaneHost: a } : {};
-      })(),
-      provisioned: o.status?.initialization?.provisioned === true,
-      machines: machines.length,
-    };
+    const { facts, cluster } = clusterFacts(d, o);
     const step = nextClusterStep(facts);
     ctx.log.debug('step', { step: step.kind });
     switch (step.kind) {
       case 'wait':
-        if (step.reason === 'WaitingForControlPlaneHost') {
-          const kcp = cluster?.spec?.controlPlaneRef?.kind === 'KubeadmControlPlane';
-          cond(o, {
-            type: EndpointCondition,
-            status: false,
-            reason: step.reason,
-            message: kcp
-              ? 'No controlPlaneEndpoint: KubeadmControlPlane creates machines only after it is set, so set spec.controlPlaneEndpoint to a VIP or load balancer (or one control-plane host address).'
-              : step.message,
-          });
-          setSummary(o, 'Ready', [EndpointCondition]);
-          setV1Beta1Summary(o, [EndpointCondition]);
-        }
+        if (step.reason === 'WaitingForControlPlaneHost') noEndpoint(o, cluster, step.message);
         return w.save();
       case 'add-finalizer':
         return w.update((x) => {

@@ -93,6 +93,18 @@ export async function runBootstrap(conn: SshConnection, b: BootstrapInput): Prom
   if (probe.exitCode !== 0) await conn.upload(`${d}/bootstrap.sh.new`, b.script, { mode: 0o600 });
   const out: BootstrapOutcome = { started: false, exitCode: undefined, sentinel: false, tail: [] };
   const lastLines = new Map<string, string[]>();
+  const onProgress = (line: string) => {
+    const e = parseProgressLine(line);
+    if (e.type === 'step') {
+      b.onStep?.(e.id, e.event);
+      if (e.event === 'fail' && !out.failedStep) out.failedStep = { id: e.id, code: e.code };
+    } else if (e.type === 'output') {
+      const l = lastLines.get(e.step) ?? [];
+      l.push(redactLine(e.text));
+      if (l.length > 5) l.shift();
+      lastLines.set(e.step, l);
+    }
+  };
   await conn.exec(runScript(b.instance), {
     what: 'the bootstrap',
     onLine: (line, stream) => {
@@ -102,18 +114,7 @@ export async function runBootstrap(conn: SshConnection, b: BootstrapInput): Prom
       else if (line.startsWith('CAPBM-RUN rc=')) {
         const v = line.slice('CAPBM-RUN rc='.length);
         out.exitCode = v === 'none' ? undefined : Number(v);
-      } else {
-        const e = parseProgressLine(line);
-        if (e.type === 'step') {
-          b.onStep?.(e.id, e.event);
-          if (e.event === 'fail' && !out.failedStep) out.failedStep = { id: e.id, code: e.code };
-        } else if (e.type === 'output') {
-          const l = lastLines.get(e.step) ?? [];
-          l.push(redactLine(e.text));
-          if (l.length > 5) l.shift();
-          lastLines.set(e.step, l);
-        }
-      }
+      } else onProgress(line);
     },
   });
   if (out.failedStep) out.tail = lastLines.get(out.failedStep.id) ?? [];

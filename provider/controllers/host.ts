@@ -24,42 +24,49 @@ export interface HostDeps {
   resetExtra?: () => string;
 }
 
+/** Brings status.phase in step with spec; true when nothing else is to be done. */
+async function settlePhase(h: BareMetalHost, w: Writer<BareMetalHost>): Promise<boolean> {
+  const phase = h.status?.phase;
+  if (h.spec.quarantine) {
+    if (phase !== 'Quarantined') await w.update((o) => (o.status = { ...o.status, phase: 'Quarantined' }));
+    return true;
+  }
+  if (phase === undefined) await w.update((o) => (o.status = { ...o.status, phase: 'Available' }));
+  return phase === undefined || phase === 'Available';
+}
+
+/** Resets the host over SSH; undefined when clean, else why not. */
+async function tryReset(d: HostDeps, pool: BareMetalHostPool, h: BareMetalHost): Promise<string | undefined> {
+  try {
+    const target = await hostTarget(d.kc, pool, h);
+    const r = await d.ssh.withHost(target, (conn) => runReset(conn, d.resetExtra?.() ?? ''));
+    return r.clean ? undefined : `still has ${r.leftovers.join(', ')} after a reset`;
+  } catch (err) {
+    if (!(err instanceof SshError || err instanceof AccessError)) throw err;
+    return `could not be reset (${err.message})`;
+  }
+}
+
 export function reconcileHost(d: HostDeps) {
   return async (req: Request, ctx: ReconcileContext): Promise<Result> => {
     const h = d.hosts.get(req.namespace, req.name);
     if (!h || h.spec.consumerRef || h.metadata.deletionTimestamp) return;
-    const phase = h.status?.phase ?? 'Available';
     const w = new Writer(d.kc, BareMetalHosts, h);
-    if (h.spec.quarantine) {
-      if (phase !== 'Quarantined') await w.update((o) => (o.status = { ...o.status, phase: 'Quarantined' }));
-      return;
-    }
-    if (phase === 'Available') {
-      if (!h.status?.phase) await w.update((o) => (o.status = { ...o.status, phase: 'Available' }));
-      return;
-    }
+    if (await settlePhase(h, w)) return;
     // Out of quarantine (or a reset interrupted): clean it before anyone may claim it.
     const pool = d.pools.get(h.metadata.namespace, h.spec.poolRef.name);
     if (!pool) return;
-    let message: string;
-    try {
-      const target = await hostTarget(d.kc, pool, h);
-      const r = await d.ssh.withHost(target, (conn) => runReset(conn, d.resetExtra?.() ?? ''));
-      if (r.clean) {
-        await w.update((o) => {
-          o.status = { ...o.status, phase: 'Available', lastResetTime: new Date().toISOString() };
-          setCondition(o, { type: 'Clean', status: true, reason: 'Reset', message: '' });
-        });
-        d.recorder.event(w.obj, 'Normal', 'HostReleased', `Host ${h.metadata.name} was reset and is Available again`);
-        ctx.log.info('host reset and returned', { host: h.metadata.name });
-        return;
-      }
-      message = `still has ${r.leftovers.join(', ')} after a reset`;
-    } catch (err) {
-      if (!(err instanceof SshError || err instanceof AccessError)) throw err;
-      message = `could not be reset (${err.message})`;
+    const problem = await tryReset(d, pool, h);
+    if (!problem) {
+      await w.update((o) => {
+        o.status = { ...o.status, phase: 'Available', lastResetTime: new Date().toISOString() };
+        setCondition(o, { type: 'Clean', status: true, reason: 'Reset', message: '' });
+      });
+      d.recorder.event(w.obj, 'Normal', 'HostReleased', `Host ${h.metadata.name} was reset and is Available again`);
+      ctx.log.info('host reset and returned', { host: h.metadata.name });
+      return;
     }
-    const full = `Host ${h.metadata.name} ${message}; quarantined again. Fix or reinstall it, then remove spec.quarantine once more.`;
+    const full = `Host ${h.metadata.name} ${problem}; quarantined again. Fix or reinstall it, then remove spec.quarantine once more.`;
     await w.update((o) => {
       o.spec.quarantine = { reason: 'ResetFailed', message: full, since: new Date().toISOString() };
       o.status = { ...o.status, phase: 'Quarantined' };

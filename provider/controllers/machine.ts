@@ -102,7 +102,7 @@ function sshAdvice(err: SshError, pool: BareMetalHostPool): string {
       return ` Nothing was run on the host. If the host was reinstalled, update spec.hostKeyPolicy of pool ${pool.metadata.name} (or, for trust-on-first-use, remove status.hostKeyFingerprint from the BareMetalHost); otherwise treat it as an attack.`;
     case 'Timeout':
     case 'HostUnreachable':
-      return " Check that the host is powered on and that sshd listens on the pool's port; the provider retries with backoff.";
+      return ' The provider retries with backoff; a machine whose host stays unreachable is replaced (MachineHealthCheck), and the host is quarantined when the machine is deleted.';
     default:
       return '';
   }
@@ -133,7 +133,8 @@ class MachineRun {
   event(type: 'Normal' | 'Warning', reason: string, message: string, alsoHost = false): void {
     this.d.recorder.event(this.m, type, reason, message);
     if (alsoHost && this.host) this.d.recorder.event(this.host, type, reason, message);
-    (type === 'Warning' ? this.log.warn : this.log.info).call(this.log, message, { reason });
+    if (type === 'Warning') this.log.warn(message, { reason });
+    else this.log.info(message, { reason });
   }
 
   /** Sets a condition and its v1beta1 twin, and the Ready summaries. */
@@ -177,25 +178,31 @@ class MachineRun {
     }
   }
 
-  async facts(): Promise<{ f: MachineFacts; owner?: CapiMachine; cluster?: CapiCluster }> {
-    const m = this.m;
-    const ownerName = capiOwner(m, 'Machine');
+  /** The owner Machine and its Cluster, from the caches. */
+  owners(): { owner: CapiMachine | undefined; cluster: CapiCluster | undefined } {
+    const ownerName = capiOwner(this.m, 'Machine');
     const owner = ownerName ? this.d.capiMachines.get(this.ns, ownerName) : undefined;
-    const clusterName = m.metadata.labels?.[ClusterNameLabel] ?? owner?.spec?.clusterName;
-    const cluster = clusterName ? this.d.clusters.get(this.ns, clusterName) : undefined;
+    const clusterName = this.m.metadata.labels?.[ClusterNameLabel] ?? owner?.spec?.clusterName;
+    return { owner, cluster: clusterName ? this.d.clusters.get(this.ns, clusterName) : undefined };
+  }
+
+  async facts(): Promise<{ f: MachineFacts; owner: CapiMachine | undefined }> {
+    const m = this.m;
+    const { owner, cluster } = this.owners();
     this.host = await this.heldHost();
+    const init = cluster?.status?.initialization;
     const f: MachineFacts = {
-      deleting: !!m.metadata.deletionTimestamp,
+      deleting: m.metadata.deletionTimestamp !== undefined,
       hasFinalizer: (m.metadata.finalizers ?? []).includes(MachineFinalizer),
-      ownerMachine: !!owner && !!cluster,
+      ownerMachine: owner !== undefined && cluster !== undefined,
       paused: setPausedCondition(m, cluster),
-      clusterInfraProvisioned: cluster?.status?.initialization?.infrastructureProvisioned === true,
-      bootstrapDataReady: !!owner?.spec?.bootstrap?.dataSecretName,
+      clusterInfraProvisioned: init?.infrastructureProvisioned === true,
+      bootstrapDataReady: Boolean(owner?.spec?.bootstrap?.dataSecretName),
       ...(this.host ? { host: hostFacts(this.host, m) } : {}),
-      providerIDSet: !!m.spec.providerID,
+      providerIDSet: Boolean(m.spec.providerID),
       provisioned: m.status?.initialization?.provisioned === true,
     };
-    return { f, ...(owner ? { owner } : {}), ...(cluster ? { cluster } : {}) };
+    return { f, owner };
   }
 
   async run(): Promise<Result> {
@@ -581,7 +588,7 @@ class MachineRun {
     let failure: string | undefined;
     try {
       const pool = this.pool();
-      const target = await hostTarget(this.d.kc, pool, this.host!);
+      const target = await hostTarget(this.d.kc, pool, this.host);
       outcome = await this.d.ssh.withHost({ ...target, connectTimeoutMs: 15_000 }, (conn) =>
         runReset(conn, this.d.agent?.removeScript() ?? ''),
       );
@@ -604,13 +611,13 @@ class MachineRun {
           message: `Host ${this.host!.metadata.name} was reset`,
         }),
       );
-      this.event('Normal', 'HostReset', `Host ${this.host!.metadata.name} was reset`, true);
+      this.event('Normal', 'HostReset', `Host ${this.host.metadata.name} was reset`, true);
       return this.release();
     }
     const why = failure
       ? `could not be reset (${failure})`
       : `still has ${outcome!.leftovers.join(', ')} after the reset${outcome!.notes.length ? ` (${outcome!.notes.join('; ')})` : ''}`;
-    const message = `Host ${this.host!.metadata.name} ${why}. It is quarantined, never reused unclean. To return it: make it reachable and clean (or reinstall it), then remove spec.quarantine from the BareMetalHost; the provider resets it and returns it to the pool.`;
+    const message = `Host ${this.host.metadata.name} ${why}. It is quarantined, never reused unclean. To return it: make it reachable and clean (or reinstall it), then remove spec.quarantine from the BareMetalHost; the provider resets it and returns it to the pool.`;
     await hw.update((h) => {
       h.spec.quarantine = { reason: failure ? 'ResetFailed' : 'HostDirty', message, since: new Date().toISOString() };
       delete h.spec.consumerRef;

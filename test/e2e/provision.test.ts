@@ -28,7 +28,6 @@ test.after.always(async () => {
 const hostsPath = `/apis/${API_VERSION}/namespaces/${ns}/baremetalhosts`;
 const hosts = async () => (await raw<{ items: BareMetalHost[] }>(env.cp.kc, 'GET', hostsPath)).items;
 const labHost = (address: string) => env.hosts.find((h) => h.address === address)!;
-const rootOf = (address: string) => labHost(address).root;
 /** Whether a path exists inside the host (its /run is a tmpfs of its own, not in the overlay). */
 const existsOn = async (address: string, path: string) =>
   (await hostExec(labHost(address), `test -e ${path}`)).exitCode === 0;
@@ -39,7 +38,10 @@ async function workloadNodes(): Promise<Array<{ name: string; providerID?: strin
     'GET',
     '/api/v1/nodes',
   );
-  return r.items.map((n) => ({ name: n.metadata.name, ...(n.spec.providerID ? { providerID: n.spec.providerID } : {}) }));
+  return r.items.map((n) => ({
+    name: n.metadata.name,
+    ...(n.spec.providerID ? { providerID: n.spec.providerID } : {}),
+  }));
 }
 
 test.serial('a cluster from cluster-template.yaml: every Machine Running, providerIDs match the Nodes', async (t) => {
@@ -57,13 +59,18 @@ test.serial('a cluster from cluster-template.yaml: every Machine Running, provid
   t.is(claimed.length, 3);
   for (const h of claimed) {
     t.is(h.status?.phase, 'Provisioned');
-    const root = rootOf(h.spec.address);
-    t.true(await existsOn(h.spec.address, '/run/cluster-api/bootstrap-success.complete'), `sentinel on ${h.metadata.name}`);
+    t.true(
+      await existsOn(h.spec.address, '/run/cluster-api/bootstrap-success.complete'),
+      `sentinel on ${h.metadata.name}`,
+    );
     t.true(
       (await existsOn(h.spec.address, '/run/kubeadm/kubeadm.yaml')) ||
         (await existsOn(h.spec.address, '/run/kubeadm/kubeadm-join-config.yaml')),
     );
-    t.regex(readFileSync(join(root, 'var/log/kubeadm-standin.log'), 'utf8'), /(init|join) --config/);
+    t.regex(
+      readFileSync(join(labHost(h.spec.address).root, 'var/log/kubeadm-standin.log'), 'utf8'),
+      /(init|join) --config/,
+    );
   }
 });
 
@@ -85,8 +92,13 @@ test.serial('scale the workers 2 -> 4 -> 1: hosts claimed, then reset and return
     500,
   );
   for (const h of after.filter((x) => !x.spec.consumerRef && x.status?.lastResetTime)) {
-    const root = rootOf(h.spec.address);
-    for (const p of ['/run/cluster-api', '/etc/kubernetes', '/var/lib/kubelet', '/var/lib/capbm', '/var/lib/kubeadm-standin']) {
+    for (const p of [
+      '/run/cluster-api',
+      '/etc/kubernetes',
+      '/var/lib/kubelet',
+      '/var/lib/capbm',
+      '/var/lib/kubeadm-standin',
+    ]) {
       t.false(await existsOn(h.spec.address, p), `${p} left on ${h.metadata.name}`);
     }
   }

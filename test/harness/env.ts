@@ -69,7 +69,11 @@ const rbacPaths: Record<string, string> = {
 
 /** Installs manifests/rbac and returns a kubeconfig holding a token of the provider's ServiceAccount. */
 export async function providerIdentity(cp: ControlPlane): Promise<string> {
-  await ensure(cp.kc, '/api/v1/namespaces', { apiVersion: 'v1', kind: 'Namespace', metadata: { name: PROVIDER_NAMESPACE } });
+  await ensure(cp.kc, '/api/v1/namespaces', {
+    apiVersion: 'v1',
+    kind: 'Namespace',
+    metadata: { name: PROVIDER_NAMESPACE },
+  });
   await ensure(cp.kc, rbacPaths.ServiceAccount!, {
     apiVersion: 'v1',
     kind: 'ServiceAccount',
@@ -186,7 +190,10 @@ export async function createPool(env: Env, ns: string, name: string, hosts: LabH
     spec: {
       addresses: hosts.map((h) => h.address),
       ssh: { user: 'root', secretRef: { name: `${name}-ssh` } },
-      hostKeyPolicy: { type: 'Pinned', pinned: Object.fromEntries(hosts.map((h) => [h.address, [h.hostKeyFingerprint]])) },
+      hostKeyPolicy: {
+        type: 'Pinned',
+        pinned: Object.fromEntries(hosts.map((h) => [h.address, [h.hostKeyFingerprint]])),
+      },
       hostLabels: { 'lab.capbm.dev/rack': 'lab' },
       ...extra,
     },
@@ -216,6 +223,8 @@ export interface ClusterVars {
   namespace: string;
   name: string;
   pool: string;
+  /** Another pool for the workers (MachineDeployment md-0); default `pool`. */
+  workerPool?: string;
   controlPlane?: number;
   workers?: number;
   /** A VIP in front of the control plane; in the lab nothing listens there (the stand-in has no API server). */
@@ -235,7 +244,11 @@ export async function applyClusterTemplate(env: Env, v: ClusterVars): Promise<vo
     CONTROL_PLANE_MACHINE_COUNT: String(v.controlPlane ?? 1),
     WORKER_MACHINE_COUNT: String(v.workers ?? 2),
   });
-  for (const d of parseAllDocuments(text).map((x) => x.toJS() as { apiVersion: string; kind: string })) {
+  type Doc = { apiVersion: string; kind: string; metadata: { name: string }; spec: Record<string, unknown> };
+  for (const d of parseAllDocuments(text).map((x) => x.toJS() as Doc)) {
+    if (v.workerPool && d.kind === 'BareMetalMachineTemplate' && d.metadata.name === `${v.name}-md-0`) {
+      d.spec = { template: { spec: { poolRef: { name: v.workerPool } } } };
+    }
     await raw(env.cp.kc, 'POST', `/apis/${d.apiVersion}/namespaces/${v.namespace}/${plurals[d.kind]}`, d);
   }
 }

@@ -1,0 +1,284 @@
+// End to end under faults, with every real part (see provision.test.ts): the manager killed in the
+// middle of a bootstrap, a host powered off in the middle of one, a wrong SSH key, a changed host
+// key, a paused cluster. Hosts are chosen through pools of one host, so each fault hits a known host.
+import test from 'ava';
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { API_VERSION } from '../../provider/api/common.ts';
+import type { BareMetalHost } from '../../provider/api/host.ts';
+import type { BareMetalMachine } from '../../provider/controllers/kinds.ts';
+import { raw } from '../../provider/kube/raw.ts';
+import { applyClusterTemplate, createPool, machines, startEnv, waitForRunning, type Env } from '../harness/env.ts';
+import { hostExec, powerOff, powerOn, rotateHostKey, type LabHost } from '../harness/lab.ts';
+import { waitFor, type ManagedProcess } from '../harness/process.ts';
+
+const ns = 'faults';
+const cluster = 'beta';
+let env: Env;
+let leader: ManagedProcess;
+const base = `/apis/${API_VERSION}/namespaces/${ns}`;
+const capi = `/apis/cluster.x-k8s.io/v1beta2/namespaces/${ns}`;
+
+test.before(async () => {
+  env = await startEnv({ hosts: 7 });
+  const [cpHost, w1, ...rest] = env.hosts;
+  await createPool(env, ns, 'cp', [cpHost!]);
+  await createPool(env, ns, 'workers', [w1!]);
+  for (const [i, h] of rest.entries()) await createPool(env, ns, `solo${i}`, [h]);
+  leader = env.startProvider({ name: 'capbm-a' });
+  await applyClusterTemplate(env, { namespace: ns, name: cluster, pool: 'cp', workerPool: 'workers', workers: 1 });
+  await waitForRunning(env, ns, cluster, 2);
+});
+test.after.always(async () => {
+  await env?.stop();
+});
+
+const getBmm = async (name: string) => raw<BareMetalMachine>(env.cp.kc, 'GET', `${base}/baremetalmachines/${name}`);
+const getHost = async (name: string) => raw<BareMetalHost>(env.cp.kc, 'GET', `${base}/baremetalhosts/${name}`);
+const hostOfPool = async (pool: string) =>
+  (
+    await raw<{ items: BareMetalHost[] }>(
+      env.cp.kc,
+      'GET',
+      `${base}/baremetalhosts?labelSelector=${encodeURIComponent(`infrastructure.cluster.x-k8s.io/pool=${pool}`)}`,
+    )
+  ).items[0]!;
+const labHostOf = (h: BareMetalHost): LabHost => env.hosts.find((x) => x.address === h.spec.address)!;
+const cond = (
+  o: { status?: { conditions?: Array<{ type: string; status: string; reason: string; message?: string }> } },
+  type: string,
+) => o.status?.conditions?.find((c) => c.type === type);
+
+/** A second MachineDeployment of the cluster whose machines take hosts from `pool`. */
+async function deployment(name: string, pool: string, replicas: number): Promise<void> {
+  await raw(env.cp.kc, 'POST', `${base}/baremetalmachinetemplates`, {
+    apiVersion: API_VERSION,
+    kind: 'BareMetalMachineTemplate',
+    metadata: { name, namespace: ns },
+    spec: { template: { spec: { poolRef: { name: pool } } } },
+  });
+  const md = await raw<{ spec: Record<string, unknown> }>(
+    env.cp.kc,
+    'GET',
+    `${capi}/machinedeployments/${cluster}-md-0`,
+  );
+  const spec = structuredClone(md.spec) as {
+    replicas: number;
+    selector: { matchLabels: Record<string, string> };
+    template: { metadata: { labels: Record<string, string> }; spec: { infrastructureRef: { name: string } } };
+  };
+  spec.replicas = replicas;
+  spec.selector.matchLabels = { 'cluster.x-k8s.io/deployment-name': name };
+  spec.template.metadata.labels = { 'cluster.x-k8s.io/deployment-name': name };
+  spec.template.spec.infrastructureRef.name = name;
+  await raw(env.cp.kc, 'POST', `${capi}/machinedeployments`, {
+    apiVersion: 'cluster.x-k8s.io/v1beta2',
+    kind: 'MachineDeployment',
+    metadata: { name, namespace: ns },
+    spec,
+  });
+}
+
+/** The BareMetalMachine holding the host of `pool`, once it exists. */
+const machineOnPool = (pool: string) =>
+  waitFor(
+    `a machine on pool ${pool}`,
+    async () => {
+      const h = await hostOfPool(pool);
+      return h.spec.consumerRef ? getBmm(h.spec.consumerRef.name) : undefined;
+    },
+    60_000,
+    250,
+  );
+
+const setDelay = (h: LabHost, seconds: number) =>
+  writeFileSync(join(h.root, 'etc/capbm-standin/delay'), `${seconds}\n`);
+
+test.serial(
+  'the manager is killed mid-bootstrap: the standby leader attaches to the run; kubeadm runs once',
+  async (t) => {
+    env.startProvider({ name: 'capbm-b' }); // the standby that takes over
+    const host = labHostOf(await hostOfPool('solo0'));
+    setDelay(host, 8);
+    await deployment('md-kill', 'solo0', 1);
+    const bmm = await machineOnPool('solo0');
+    await waitFor(
+      'the bootstrap to reach kubeadm',
+      async () =>
+        (await hostExec(host, 'grep -c "join --config" /var/log/kubeadm-standin.log')).stdout.trim() === '1'
+          ? true
+          : undefined,
+      90_000,
+      200,
+    );
+    await leader.kill();
+    const m = await waitFor(
+      'the machine to be provisioned by the new leader',
+      async () => {
+        const b = await getBmm(bmm.metadata.name);
+        return b.status?.initialization?.provisioned ? b : undefined;
+      },
+      120_000,
+      500,
+    );
+    t.truthy(m.spec.providerID);
+    const joins = (await hostExec(host, 'grep -c "join --config" /var/log/kubeadm-standin.log')).stdout.trim();
+    t.is(joins, '1', 'kubeadm join ran exactly once');
+    const events = await raw<{ items: Array<{ reason: string }> }>(
+      env.cp.kc,
+      'GET',
+      `/api/v1/namespaces/${ns}/events?fieldSelector=${encodeURIComponent(`involvedObject.name=${bmm.metadata.name}`)}`,
+    );
+    t.true(
+      events.items.some((e) => e.reason === 'BootstrapAttached'),
+      'the new leader attached to the running bootstrap',
+    );
+    await waitForRunning(env, ns, cluster, 3);
+  },
+);
+
+test.serial('a host powered off mid-bootstrap: a clear condition, no hang; on delete it is quarantined', async (t) => {
+  const host = labHostOf(await hostOfPool('solo1'));
+  setDelay(host, 30);
+  await deployment('md-power', 'solo1', 1);
+  const bmm = await machineOnPool('solo1');
+  await waitFor(
+    'the bootstrap to reach kubeadm',
+    async () =>
+      (await hostExec(host, 'grep -c "join --config" /var/log/kubeadm-standin.log')).stdout.trim() === '1'
+        ? true
+        : undefined,
+    90_000,
+    200,
+  );
+  const off = Date.now();
+  await powerOff(host);
+  const b = await waitFor(
+    'BootstrapSucceeded=False with reason HostUnreachable',
+    async () => {
+      const x = await getBmm(bmm.metadata.name);
+      return cond(x, 'BootstrapSucceeded')?.reason === 'HostUnreachable' ? x : undefined;
+    },
+    60_000,
+    250,
+  );
+  t.log(`condition after ${Math.round((Date.now() - off) / 1000)} s: ${cond(b, 'BootstrapSucceeded')?.message}`);
+  t.regex(cond(b, 'BootstrapSucceeded')!.message ?? '', /powered on|unreachable|ECONNREFUSED|interrupted/i);
+  // Policy: replace, never repair: the machine is deleted (a MachineHealthCheck would do it).
+  await raw(env.cp.kc, 'PATCH', `${capi}/machinedeployments/md-power`, { spec: { replicas: 0 } });
+  const h = await waitFor(
+    'the host to be quarantined',
+    async () => {
+      const x = await hostOfPool('solo1');
+      return x.spec.quarantine ? x : undefined;
+    },
+    120_000,
+    500,
+  );
+  t.is(h.status?.phase, 'Quarantined');
+  t.falsy(h.spec.consumerRef);
+  t.regex(cond(h, 'Clean')?.message ?? '', /remove spec.quarantine/);
+  // The operator powers it on and lets it out: the provider resets it, then returns it.
+  await powerOn(host);
+  await raw(env.cp.kc, 'PATCH', `${base}/baremetalhosts/${h.metadata.name}`, { spec: { quarantine: null } });
+  await waitFor(
+    'the host to be reset and Available',
+    async () => ((await getHost(h.metadata.name)).status?.phase === 'Available' ? true : undefined),
+    60_000,
+    500,
+  );
+  t.not((await hostExec(host, 'test -e /var/lib/capbm')).exitCode, 0);
+});
+
+test.serial('a wrong SSH key: a clear condition on the machine and the host; nothing runs on the host', async (t) => {
+  const h0 = await hostOfPool('solo2');
+  const host = labHostOf(h0);
+  // Point the pool at a Secret holding another key.
+  const other = (await import('ssh2')).default.utils.generateKeyPairSync('ed25519').private;
+  await raw(env.cp.kc, 'POST', `/api/v1/namespaces/${ns}/secrets`, {
+    apiVersion: 'v1',
+    kind: 'Secret',
+    metadata: { name: 'wrong-key', namespace: ns },
+    stringData: { 'ssh-privatekey': other },
+  });
+  await raw(env.cp.kc, 'PATCH', `${base}/baremetalhostpools/solo2`, {
+    spec: { ssh: { secretRef: { name: 'wrong-key' } } },
+  });
+  await deployment('md-key', 'solo2', 1);
+  const bmm = await machineOnPool('solo2');
+  const b = await waitFor(
+    'HostReady=False with reason SSHAuthenticationFailed',
+    async () => {
+      const x = await getBmm(bmm.metadata.name);
+      return cond(x, 'HostReady')?.reason === 'SSHAuthenticationFailed' ? x : undefined;
+    },
+    60_000,
+    250,
+  );
+  t.regex(cond(b, 'HostReady')!.message ?? '', /wrong-key.*authorized_keys/s);
+  t.is(cond(await getHost(h0.metadata.name), 'Reachable')?.reason, 'SSHAuthenticationFailed');
+  t.not((await hostExec(host, 'test -e /var/lib/capbm')).exitCode, 0, 'nothing ran on the host');
+  await raw(env.cp.kc, 'PATCH', `${capi}/machinedeployments/md-key`, { spec: { replicas: 0 } });
+});
+
+test.serial('a changed host key: a clear condition; nothing runs on the host', async (t) => {
+  const h0 = await hostOfPool('solo3');
+  const host = labHostOf(h0);
+  await rotateHostKey(host);
+  await powerOff(host);
+  await powerOn(host);
+  await deployment('md-hostkey', 'solo3', 1);
+  const bmm = await machineOnPool('solo3');
+  const b = await waitFor(
+    'HostReady=False with reason HostKeyMismatch',
+    async () => {
+      const x = await getBmm(bmm.metadata.name);
+      return cond(x, 'HostReady')?.reason === 'HostKeyMismatch' ? x : undefined;
+    },
+    60_000,
+    250,
+  );
+  t.regex(cond(b, 'HostReady')!.message ?? '', /Nothing was run on the host/);
+  t.not((await hostExec(host, 'test -e /var/lib/capbm')).exitCode, 0);
+  await raw(env.cp.kc, 'PATCH', `${capi}/machinedeployments/md-hostkey`, { spec: { replicas: 0 } });
+});
+
+test.serial('a paused cluster: nothing changes until it is unpaused', async (t) => {
+  await raw(env.cp.kc, 'PATCH', `${capi}/clusters/${cluster}`, { spec: { paused: true } });
+  const before = await machines(env, ns, cluster);
+  const someBmm = (await raw<{ items: BareMetalMachine[] }>(env.cp.kc, 'GET', `${base}/baremetalmachines`)).items[0]!;
+  await waitFor(
+    'the Paused condition on the machines',
+    async () => (cond(await getBmm(someBmm.metadata.name), 'Paused')?.status === 'True' ? true : undefined),
+    30_000,
+    250,
+  );
+  const hostsBefore = JSON.stringify(
+    (await raw<{ items: BareMetalHost[] }>(env.cp.kc, 'GET', `${base}/baremetalhosts`)).items.map((h) => [
+      h.metadata.name,
+      h.spec.consumerRef?.name,
+    ]),
+  );
+  await raw(env.cp.kc, 'PATCH', `${capi}/machinedeployments/md-kill`, { spec: { replicas: 0 } });
+  await new Promise((r) => setTimeout(r, 5000));
+  t.deepEqual(
+    (await machines(env, ns, cluster)).map((m) => m.name).sort(),
+    before.map((m) => m.name).sort(),
+    'no machine came or went while paused',
+  );
+  const hostsAfter = JSON.stringify(
+    (await raw<{ items: BareMetalHost[] }>(env.cp.kc, 'GET', `${base}/baremetalhosts`)).items.map((h) => [
+      h.metadata.name,
+      h.spec.consumerRef?.name,
+    ]),
+  );
+  t.is(hostsAfter, hostsBefore, 'no host was claimed or released while paused');
+  await raw(env.cp.kc, 'PATCH', `${capi}/clusters/${cluster}`, { spec: { paused: false } });
+  await waitFor(
+    'the solo0 host to be released after unpausing',
+    async () => ((await hostOfPool('solo0')).status?.phase === 'Available' ? true : undefined),
+    90_000,
+    500,
+  );
+  t.pass();
+});
