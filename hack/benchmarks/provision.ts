@@ -1,0 +1,119 @@
+// hack/bench provision [N]: N workers of a real CAPI cluster (KubeadmControlPlane + MachineDeployment
+// from cluster-template.yaml) on N lab hosts, provisioned by the provider process under its own
+// ServiceAccount. Prints the time from scale-up to all provisioned (and to all Machines Running, which
+// includes CAPI's own controllers), the provider's CPU seconds and peak RSS, API requests and SSH
+// connections per machine, and the SSH floor measured in the same run (N new connections + one
+// command each, at the provider's own connection cap). Bounded: 15 minutes at most.
+import { readFileSync } from 'node:fs';
+import { API_VERSION } from '../../provider/api/common.ts';
+import { raw } from '../../provider/kube/raw.ts';
+import { connect } from '../../provider/ssh/index.ts';
+import { applyClusterTemplate, createPool, machines, startEnv, waitForRunning } from '../../test/harness/env.ts';
+import { waitFor } from '../../test/harness/process.ts';
+
+const n = Number(process.argv[2] ?? 50);
+const limitMs = 15 * 60_000;
+const ns = 'bench';
+const say = (m: string) => process.stderr.write(`    ${m}\n`);
+
+const env = await startEnv({ hosts: n + 1, log: say });
+try {
+  await createPool(env, ns, 'cp', env.hosts.slice(0, 1));
+  await createPool(env, ns, 'rack', env.hosts.slice(1));
+  const provider = env.startProvider();
+  await applyClusterTemplate(env, { namespace: ns, name: 'bench', pool: 'cp', workerPool: 'rack', workers: 0 });
+  await waitForRunning(env, ns, 'bench', 1, 180_000);
+  say('control plane Running; scaling the workers');
+
+  const metricsPort = await waitFor(
+    'the provider metrics port',
+    async () => {
+      const line = readFileSync(provider.logFile, 'utf8')
+        .split('\n')
+        .find((l) => l.includes('"manager started"'));
+      return line ? (JSON.parse(line) as { metricsPort: number }).metricsPort : undefined;
+    },
+    30_000,
+  );
+  const scrape = async () => {
+    const text = await (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text();
+    const sum = (name: string) =>
+      text
+        .split('\n')
+        .filter((l) => l.startsWith(name))
+        .reduce((a, l) => a + Number(l.split(' ').pop()), 0);
+    return { api: sum('rest_client_requests_total{'), ssh: sum('capbm_ssh_operations_total{') };
+  };
+  const cpuSeconds = () => {
+    const f = readFileSync(`/proc/${provider.pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+    return (Number(f[11]) + Number(f[12])) / 100; // utime + stime, in clock ticks of 10 ms
+  };
+  const peakRssMiB = () =>
+    Number(/VmHWM:\s+(\d+)/.exec(readFileSync(`/proc/${provider.pid}/status`, 'utf8'))![1]) / 1024;
+
+  const before = await scrape();
+  const cpu0 = cpuSeconds();
+  const t0 = performance.now();
+  await raw(env.cp.kc, 'PATCH', `/apis/cluster.x-k8s.io/v1beta2/namespaces/${ns}/machinedeployments/bench-md-0`, {
+    spec: { replicas: n },
+  });
+  await waitFor(
+    `${n} provisioned BareMetalMachines`,
+    async () => {
+      const l = await raw<{ items: Array<{ status?: { initialization?: { provisioned?: boolean } } }> }>(
+        env.cp.kc,
+        'GET',
+        `/apis/${API_VERSION}/namespaces/${ns}/baremetalmachines`,
+      );
+      return l.items.filter((m) => m.status?.initialization?.provisioned).length >= n + 1 ? true : undefined;
+    },
+    limitMs,
+    250,
+  );
+  const tProvisioned = (performance.now() - t0) / 1000;
+  const cpu1 = cpuSeconds();
+  const after = await scrape();
+  await waitForRunning(env, ns, 'bench', n + 1, limitMs);
+  const tRunning = (performance.now() - t0) / 1000;
+  const ms = await machines(env, ns, 'bench');
+
+  // The SSH floor: what N machines cost at the least, a new connection and one command per host.
+  const key = env.key.private;
+  const f0 = performance.now();
+  const workers = env.hosts.slice(1);
+  let next = 0;
+  await Promise.all(
+    Array.from({ length: Math.min(256, workers.length) }, async () => {
+      while (next < workers.length) {
+        const h = workers[next++]!;
+        const c = await connect({
+          host: h.address,
+          user: 'root',
+          credentials: { privateKey: key },
+          hostKey: { kind: 'pinned', fingerprints: [h.hostKeyFingerprint] },
+        });
+        await c.exec('true');
+        c.close();
+      }
+    }),
+  );
+  const floor = (performance.now() - f0) / 1000;
+
+  const fmt = (x: number, d = 1) => x.toFixed(d);
+  process.stdout.write(
+    [
+      `$ ${process.env.CAPBM_BENCH_COMMAND ?? `hack/bench provision ${n}`}`,
+      `machines: ${n} workers on ${n} lab hosts (+1 control plane), ${ms.length} Machines Running`,
+      `scale-up -> all provisioned:      ${fmt(tProvisioned)} s`,
+      `scale-up -> all Machines Running: ${fmt(tRunning)} s (includes CAPI core and CABPK)`,
+      `provider CPU during scale-up:     ${fmt(cpu1 - cpu0, 2)} s (${fmt((cpu1 - cpu0) / n, 3)} s per machine)`,
+      `provider peak RSS:                ${fmt(peakRssMiB())} MiB`,
+      `API requests per machine:         ${fmt((after.api - before.api) / n)} (incl. watch restarts, events, leases)`,
+      `SSH connections per machine:      ${fmt((after.ssh - before.ssh) / n)}`,
+      `SSH floor, same run:              ${fmt(floor, 2)} s for ${n} new connections + 1 command (${fmt((n / floor) * 1, 0)}/s)`,
+      '',
+    ].join('\n'),
+  );
+} finally {
+  await env.stop();
+}
