@@ -1,5 +1,5 @@
 // Recognising bootstrap data and reading it as cloud-config, the way cloud-init would.
-import { parse as parseYaml, YAMLParseError } from 'yaml';
+import { parse as parseYaml, YAMLParseError, type Tags } from 'yaml';
 import { InvalidCloudConfig, UnsupportedFormat } from './errors.ts';
 import { jinjaHeader, renderJinja, type TemplateVars } from './template.ts';
 
@@ -55,12 +55,22 @@ export function detectFormat(payload: string, declared?: string): 'cloud-config'
  * Parses bootstrap data into a cloud-config object: templating first when the payload asks for it
  * (as cloud-init does), then YAML 1.1, the dialect of cloud-init's PyYAML (0644 is octal there).
  */
+// The yaml package's YAML 1.1 float also takes ".", "-." and "+." (they become NaN); PyYAML reads
+// them as strings and wants a digit on one side of the point. Same test as PyYAML's resolver.
+const pyFloat = /^[-+]?(?:[0-9][0-9_]*\.[0-9_]*|\.[0-9][0-9_]*)$/;
+const pyYamlTags = (tags: Tags): Tags =>
+  tags.map((t) =>
+    typeof t === 'object' && t.tag === 'tag:yaml.org,2002:float' && !t.format && t.test?.source.includes('[0-9_]*$')
+      ? { ...t, test: pyFloat }
+      : t,
+  );
+
 export function parseBootstrapData(payload: string, vars: TemplateVars, declared?: string): CloudConfig {
   const format = detectFormat(payload, declared);
   const text = format === 'jinja-cloud-config' ? renderJinja(payload, vars) : payload;
   let doc: unknown;
   try {
-    doc = parseYaml(text, { version: '1.1', uniqueKeys: false, maxAliasCount: 100 });
+    doc = parseYaml(text, { version: '1.1', uniqueKeys: false, maxAliasCount: 100, customTags: pyYamlTags });
   } catch (err) {
     const where = err instanceof YAMLParseError ? ` at line ${err.linePos?.[0]?.line ?? '?'}` : '';
     throw new InvalidCloudConfig('(document)', `not valid YAML${where}: ${(err as Error).message.split('\n')[0]}`);

@@ -42,7 +42,18 @@ try {
         .split('\n')
         .filter((l) => l.startsWith(name))
         .reduce((a, l) => a + Number(l.split(' ').pop()), 0);
-    return { api: sum('rest_client_requests_total{'), ssh: sum('capbm_ssh_operations_total{') };
+    const byMethod = Object.fromEntries(
+      ['GET', 'POST', 'PATCH', 'PUT', 'DELETE', 'WATCH'].map((m) => [
+        m,
+        sum(`rest_client_requests_total{method="${m}"`),
+      ]),
+    );
+    return {
+      byMethod,
+      api: sum('rest_client_requests_total{'),
+      ssh: sum('capbm_ssh_operations_total{'),
+      heapMiB: sum('nodejs_heap_size_used_bytes') / 2 ** 20,
+    };
   };
   const cpuSeconds = () => {
     const f = readFileSync(`/proc/${provider.pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
@@ -107,8 +118,11 @@ try {
       `scale-up -> all provisioned:      ${fmt(tProvisioned)} s`,
       `scale-up -> all Machines Running: ${fmt(tRunning)} s (includes CAPI core and CABPK)`,
       `provider CPU during scale-up:     ${fmt(cpu1 - cpu0, 2)} s (${fmt((cpu1 - cpu0) / n, 3)} s per machine)`,
-      `provider peak RSS:                ${fmt(peakRssMiB())} MiB`,
+      `provider peak RSS:                ${fmt(peakRssMiB())} MiB (V8 heap in use after: ${fmt(after.heapMiB)} MiB)`,
       `API requests per machine:         ${fmt((after.api - before.api) / n)} (incl. watch restarts, events, leases)`,
+      `  by verb: ${Object.keys(after.byMethod)
+        .map((m) => `${m} ${fmt((after.byMethod[m]! - before.byMethod[m]!) / n)}`)
+        .join(', ')}`,
       `SSH connections per machine:      ${fmt((after.ssh - before.ssh) / n)}`,
       `SSH floor, same run:              ${fmt(floor, 2)} s for ${n} new connections + 1 command (${fmt((n / floor) * 1, 0)}/s)`,
       '',

@@ -90,6 +90,13 @@ function slim<T extends KubeObject>(keepSpec: string[], keepStatus: string[]) {
   };
 }
 
+const PoolIndex = 'pool';
+
+/** Host changes that move a pool's counts: claim, phase, quarantine, retirement. */
+const countsKey = (h: BareMetalHost) =>
+  JSON.stringify([h.spec?.consumerRef?.uid, h.status?.phase, Boolean(h.spec?.quarantine), h.spec?.retire]);
+const hostCountsChanged = (a: BareMetalHost, b: BareMetalHost) => countsKey(a) !== countsKey(b);
+
 const sameExceptVersion = (a: KubeObject, b: KubeObject) =>
   JSON.stringify({ ...a, metadata: { ...a.metadata, resourceVersion: '' } }) !==
   JSON.stringify({ ...b, metadata: { ...b.metadata, resourceVersion: '' } });
@@ -116,7 +123,14 @@ export function buildProvider(o: ProviderOptions): Provider {
     ...filtered,
     transform: slim(['paused', 'controlPlaneRef', 'infrastructureRef'], ['initialization']),
   });
-  const hosts = inf<BareMetalHost>(BareMetalHosts, { ...base, indexers: { [ConsumerIndex]: byConsumer } });
+  const hosts = inf<BareMetalHost>(BareMetalHosts, {
+    ...base,
+    indexers: {
+      [ConsumerIndex]: byConsumer,
+      [PoolIndex]: (h) =>
+        h.metadata.labels?.[POOL_LABEL] ? [`${h.metadata.namespace}/${h.metadata.labels[POOL_LABEL]}`] : [],
+    },
+  });
   const pools = inf<BareMetalHostPool>(BareMetalHostPools, filtered);
   const recorder = new EventRecorder(kc, { log });
   const ssh = new SshPool({
@@ -193,12 +207,17 @@ export function buildProvider(o: ProviderOptions): Provider {
           const p = h.metadata.labels?.[POOL_LABEL];
           return p ? [`${h.metadata.namespace}/${p}`] : [];
         },
-        updatePredicate: sameExceptVersion,
+        updatePredicate: hostCountsChanged,
       },
     ],
     reconcile: async (req) => {
-      if (!pools.get(req.namespace, req.name)) return;
-      await reconcilePool(kc, req.namespace ?? '', req.name, { recorder });
+      const pool = pools.get(req.namespace, req.name);
+      if (!pool) return;
+      const ns = req.namespace ?? '';
+      await reconcilePool(kc, ns, req.name, {
+        recorder,
+        cache: { pool, hosts: hosts.byIndex(PoolIndex, `${ns}/${req.name}`), pools: pools.list(ns) },
+      });
     },
   });
   const hostCtl = controller({

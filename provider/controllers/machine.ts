@@ -480,8 +480,11 @@ class MachineRun {
     for (const warning of rendered.warnings) this.event('Normal', 'BootstrapWarning', warning);
     const total = rendered.steps.length;
     const index = new Map(rendered.steps.map((s, i) => [s.id, i + 1]));
+    let lastWrite = 0;
     const progress = (id: string, event: string) => {
-      if (event !== 'start') return;
+      // At most one progress write per 2 s: thousands of bootstraps stay calm on the API server.
+      if (event !== 'start' || Date.now() - lastWrite < 2000) return;
+      lastWrite = Date.now();
       const s = rendered.steps.find((x) => x.id === id);
       void this.w
         .update(() => {

@@ -28,6 +28,19 @@ interface Cond {
   message: string;
 }
 
+/** Whether every field of `next` already has that value in `current` (conditions compared without times). */
+function unchanged(current: object | undefined, next: Record<string, unknown>): boolean {
+  if (!current) return false;
+  const cur = current as Record<string, unknown>;
+  const strip = (v: unknown) =>
+    JSON.stringify(
+      Array.isArray(v)
+        ? (v as Cond[]).map(({ type, status, reason, message }) => ({ type, status, reason, message }))
+        : v,
+    );
+  return Object.entries(next).every(([k, v]) => strip(cur[k]) === strip(v));
+}
+
 async function writeStatus(
   kc: KubeConfig,
   pool: BareMetalHostPool,
@@ -44,8 +57,10 @@ async function writeStatus(
       lastTransitionTime: prev && prev.status === c.status ? prev.lastTransitionTime : now,
     };
   });
+  const next = { ...status, observedGeneration: pool.metadata.generation, conditions };
+  if (unchanged(pool.status, next)) return; // calm: no write, no event
   await raw(kc, 'PATCH', `${base(pool.metadata.namespace)}/baremetalhostpools/${pool.metadata.name}/status`, {
-    status: { ...status, observedGeneration: pool.metadata.generation, conditions },
+    status: next,
   });
 }
 
@@ -76,13 +91,12 @@ async function overlapsWithOthers(
   kc: KubeConfig,
   pool: BareMetalHostPool,
   mine: string[],
+  cached?: BareMetalHostPool[],
 ): Promise<string | undefined> {
-  const all = await raw<{ items: BareMetalHostPool[] }>(
-    kc,
-    'GET',
-    `${base(pool.metadata.namespace)}/baremetalhostpools`,
-  );
-  for (const other of all.items) {
+  const all =
+    cached ??
+    (await raw<{ items: BareMetalHostPool[] }>(kc, 'GET', `${base(pool.metadata.namespace)}/baremetalhostpools`)).items;
+  for (const other of all) {
     if (other.metadata.name === pool.metadata.name) continue;
     let theirs: string[];
     try {
@@ -115,12 +129,19 @@ function addMissing(kc: KubeConfig, { pool, desired, existing, q, result }: Plan
     if (h?.spec.retire) void q.add(() => raw(kc, 'PATCH', hostPath(h), { spec: { retire: null } }));
     if (h) continue;
     void q.add(async () => {
-      await raw(kc, 'POST', `${base(pool.metadata.namespace)}/baremetalhosts`, hostObject(pool, address)).catch(
+      const made = await raw(
+        kc,
+        'POST',
+        `${base(pool.metadata.namespace)}/baremetalhosts`,
+        hostObject(pool, address),
+      ).then(
+        () => true,
         (err: unknown) => {
           if (!(err instanceof ApiError && err.code === 409)) throw err;
+          return false; // created meanwhile (a cache that lags): counted with the existing ones next time
         },
       );
-      result.created++;
+      if (made) result.created++;
     });
   }
 }
@@ -157,15 +178,30 @@ async function desiredAddresses(
   }
 }
 
+/** What a caller with informer caches already knows; each is fetched from the API server otherwise. */
+export interface PoolCache {
+  pool: BareMetalHostPool;
+  /** The hosts of this pool. */
+  hosts: BareMetalHost[];
+  /** Every pool of the namespace (overlap check). */
+  pools: BareMetalHostPool[];
+}
+
 export async function reconcilePool(
   kc: KubeConfig,
   namespace: string,
   name: string,
-  o: { concurrency?: number; recorder?: EventRecorder } = {},
+  o: { concurrency?: number; recorder?: EventRecorder; cache?: PoolCache } = {},
 ): Promise<PoolResult | undefined> {
   const recorder = o.recorder ?? new EventRecorder(kc);
   try {
-    return await reconcile(kc, { namespace, name, concurrency: o.concurrency ?? 16, recorder });
+    return await reconcile(kc, {
+      namespace,
+      name,
+      concurrency: o.concurrency ?? 16,
+      recorder,
+      ...(o.cache ? { cache: o.cache } : {}),
+    });
   } finally {
     if (!o.recorder) await recorder.flush();
   }
@@ -178,21 +214,23 @@ async function reconcile(
     name,
     concurrency,
     recorder,
-  }: { namespace: string; name: string; concurrency: number; recorder: EventRecorder },
+    cache,
+  }: { namespace: string; name: string; concurrency: number; recorder: EventRecorder; cache?: PoolCache },
 ): Promise<PoolResult | undefined> {
-  const pool = await raw<BareMetalHostPool>(kc, 'GET', `${base(namespace)}/baremetalhostpools/${name}`).catch(
-    (err: unknown) => {
+  const pool =
+    cache?.pool ??
+    (await raw<BareMetalHostPool>(kc, 'GET', `${base(namespace)}/baremetalhostpools/${name}`).catch((err: unknown) => {
       if (err instanceof ApiError && err.code === 404) return undefined;
       throw err;
-    },
-  );
+    }));
   if (!pool) return undefined;
   const desired = await desiredAddresses(kc, pool, recorder);
   if (typeof desired === 'string') return { created: 0, deleted: 0, retired: 0, total: 0, problem: desired };
   const selector = encodeURIComponent(`${POOL_LABEL}=${name}`);
-  const existing = (
-    await raw<{ items: BareMetalHost[] }>(kc, 'GET', `${base(namespace)}/baremetalhosts?labelSelector=${selector}`)
-  ).items;
+  const existing =
+    cache?.hosts ??
+    (await raw<{ items: BareMetalHost[] }>(kc, 'GET', `${base(namespace)}/baremetalhosts?labelSelector=${selector}`))
+      .items;
   const plan: Plan = {
     pool,
     desired,
@@ -211,7 +249,7 @@ async function reconcile(
     claimed: kept.filter((h) => !!h.spec.consumerRef).length,
     quarantined: kept.filter((h) => !!h.spec.quarantine).length,
   };
-  const clash = await overlapsWithOthers(kc, pool, desired);
+  const clash = await overlapsWithOthers(kc, pool, desired, cache?.pools);
   await writeStatus(kc, pool, counts, [
     { type: 'Ready', status: 'True', reason: 'HostsMaterialized', message: `${desired.length} hosts` },
     clash

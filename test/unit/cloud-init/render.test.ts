@@ -9,6 +9,7 @@ import {
   TemplateError,
   UnsupportedFormat,
   UnsupportedModule,
+  parseBootstrapData,
   parseProgressLine,
   render,
 } from '../../../cloud-init/index.ts';
@@ -230,4 +231,18 @@ test('CLI: prints the script, and says what is wrong with bad input', async (t) 
   t.is(usage.exitCode, 2);
   t.regex(usage.stderr, /usage: capbm render/);
   chmodSync(dir, 0o755);
+});
+
+test('YAML 1.1 as PyYAML reads it: "." and "-." are strings, not NaN (found by the property test)', (t) => {
+  const cfg = parseBootstrapData(
+    '#cloud-config\nwrite_files:\n- {path: /a, content: .}\n- {path: /b, content: -.}\n- {path: /c, content: 1.5}\n',
+    {
+      ds: { meta_data: {} },
+      v1: {},
+    },
+  ) as { write_files: Array<{ content: unknown }> };
+  t.deepEqual(
+    cfg.write_files.map((f) => f.content),
+    ['.', '-.', 1.5],
+  );
 });
