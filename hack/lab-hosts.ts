@@ -15,7 +15,7 @@ import {
   powerOff,
   powerOn,
   startHost,
-  stopAllHosts,
+  stopPersistentHosts,
   unblackhole,
 } from '../test/harness/lab.ts';
 import { repoRoot } from '../test/harness/paths.ts';
@@ -71,9 +71,9 @@ const faults: Record<string, (h: { slot: number; root: string }) => Promise<void
 async function main(args: string[]): Promise<void> {
   const [cmd, sub, arg] = args;
   if (cmd === 'hosts' && sub === 'up') return up(Number(arg ?? 3));
-  if (cmd === 'hosts' && sub === 'down') return stopAllHosts();
+  if (cmd === 'hosts' && sub === 'down') return stopPersistentHosts();
   if (cmd === 'hosts' && (sub === 'list' || sub === undefined)) return list();
-  if (cmd === 'down') return stopAllHosts();
+  if (cmd === 'down') return stopPersistentHosts();
   const fault = cmd ? faults[cmd] : undefined;
   if (fault) {
     const h = slotOf(sub);

@@ -8,7 +8,7 @@ import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node
 import { join } from 'node:path';
 import { execa } from 'execa';
 import { applyClusterTemplate, createPool, machines, startEnv } from '../test/harness/env.ts';
-import { stopAllHosts } from '../test/harness/lab.ts';
+import { stopPersistentHosts } from '../test/harness/lab.ts';
 import { controlPlaneDir, repoRoot } from '../test/harness/paths.ts';
 import { alive, stopPid } from '../test/harness/process.ts';
 
@@ -53,6 +53,7 @@ async function up(): Promise<void> {
     hosts: hostCount,
     persistent: true,
     dirs: { management: cpDir, workload: workloadDir },
+    agent: {},
     log: (m) => say(m),
   });
   const provider = env.startProvider();
@@ -130,7 +131,7 @@ async function down(): Promise<void> {
       await stopPid(p.pid);
     }
   }
-  await stopAllHosts();
+  await stopPersistentHosts();
   rmSync(labDir, { recursive: true, force: true });
   say('the lab is down');
 }

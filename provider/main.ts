@@ -1,10 +1,49 @@
 // The manager command: `node dist/provider/main.js [flags]` (flags.ts lists them, --help prints
 // them). Builds the controllers on shared informers and runs them under the manager (leader
 // election, probes, metrics, graceful stop on SIGTERM).
+import type { KubeConfig } from '@kubernetes/client-node';
+import { AgentService } from './controllers/agent.ts';
 import { buildProvider } from './controllers/index.ts';
-import { createLogger } from './log.ts';
-import { FlagError, parseFlags, usage, watchFilterSelector } from './runtime/flags.ts';
+import { createLogger, type Logger } from './log.ts';
+import {
+  FlagError,
+  parseBindAddress,
+  parseFlags,
+  usage,
+  watchFilterSelector,
+  type ManagerFlags,
+} from './runtime/flags.ts';
 import { loadKubeConfig, startManager } from './runtime/manager.ts';
+
+function agentService(flags: ManagerFlags, kc: KubeConfig, log: Logger): AgentService | undefined {
+  if (!flags.agentReportUrl) return undefined;
+  const bind = parseBindAddress(flags.agentBindAddress);
+  if (!bind) return undefined;
+  const namespace = flags.leaderElectionNamespace ?? flags.namespace ?? process.env.POD_NAMESPACE ?? 'capbm-system';
+  return new AgentService(
+    kc,
+    {
+      bindHost: bind.host,
+      bindPort: bind.port,
+      reportUrl: flags.agentReportUrl,
+      caSecret: { namespace, name: flags.agentCaSecret },
+      intervalSeconds: Math.max(1, Math.round(flags.agentIntervalMs / 1000)),
+      unknownAfterMs: flags.agentUnknownAfterMs,
+      disabledChecks: flags.agentDisabledChecks,
+    },
+    log,
+  );
+}
+
+function flagsOrUsage(argv: readonly string[]): ManagerFlags | undefined {
+  try {
+    return parseFlags(argv);
+  } catch (err) {
+    if (!(err instanceof FlagError)) throw err;
+    process.stderr.write(`capbm: ${err.message}\n`);
+    return undefined;
+  }
+}
 
 export async function main(argv: readonly string[]): Promise<number> {
   if (argv.includes('--help') || argv.includes('-h')) {
@@ -12,19 +51,13 @@ export async function main(argv: readonly string[]): Promise<number> {
     return 0;
   }
   const log = createLogger();
-  let flags;
-  try {
-    flags = parseFlags(argv);
-  } catch (err) {
-    if (err instanceof FlagError) {
-      process.stderr.write(`capbm: ${err.message}\n`);
-      return 2;
-    }
-    throw err;
-  }
+  const flags = flagsOrUsage(argv);
+  if (!flags) return 2;
   const kc = loadKubeConfig(flags.kubeconfig);
   const selector = watchFilterSelector(flags);
+  const agent = agentService(flags, kc, log);
   const provider = buildProvider({
+    ...(agent ? { agent } : {}),
     kc,
     ...(flags.namespace ? { namespace: flags.namespace } : {}),
     ...(selector ? { labelSelector: selector } : {}),
@@ -33,6 +66,7 @@ export async function main(argv: readonly string[]): Promise<number> {
     sshMaxPerHost: flags.sshMaxPerHost,
     log,
   });
+  await agent?.start();
   const manager = await startManager({ ...flags, kc, log }, provider.controllers);
   log.info('manager started', {
     metricsPort: manager.metricsPort,
@@ -42,6 +76,7 @@ export async function main(argv: readonly string[]): Promise<number> {
     ...(selector ? { watchFilter: selector } : {}),
   });
   const reason = await manager.done;
+  await agent?.stop();
   await provider.recorder.flush();
   return reason === 'lost-leadership' ? 1 : 0;
 }

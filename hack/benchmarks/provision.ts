@@ -27,11 +27,11 @@ try {
 
   const metricsPort = await waitFor(
     'the provider metrics port',
-    async () => {
+    () => {
       const line = readFileSync(provider.logFile, 'utf8')
         .split('\n')
         .find((l) => l.includes('"manager started"'));
-      return line ? (JSON.parse(line) as { metricsPort: number }).metricsPort : undefined;
+      return Promise.resolve(line ? (JSON.parse(line) as { metricsPort: number }).metricsPort : undefined);
     },
     30_000,
   );

@@ -14,6 +14,7 @@ import { createInformer, type Informer, type InformerOptions } from '../runtime/
 import type { KubeObject, ResourceKind } from '../runtime/kinds.ts';
 import { counter, histogram, registry } from '../runtime/metrics.ts';
 import { SshPool } from '../ssh/index.ts';
+import { hostHealthyChanged, type AgentService } from './agent.ts';
 import { machineToCluster, reconcileCluster } from './cluster.ts';
 import { reconcileHost } from './host.ts';
 import {
@@ -29,6 +30,7 @@ import {
   type CapiCluster,
   type CapiMachine,
 } from './kinds.ts';
+import { Fresher } from './writer.ts';
 import { byConsumer, ConsumerIndex, hostToMachines, reconcileMachine, type MachineDeps } from './machine.ts';
 
 export interface ProviderOptions {
@@ -39,7 +41,7 @@ export interface ProviderOptions {
   concurrency?: Record<string, number>;
   sshMaxConnections?: number;
   sshMaxPerHost?: number;
-  agent?: MachineDeps['agent'];
+  agent?: AgentService;
   log?: Logger;
 }
 
@@ -117,7 +119,7 @@ export function buildProvider(o: ProviderOptions): Provider {
   const bmClusters = inf<BareMetalCluster>(BareMetalClusters, filtered);
   const capiMachines = inf<CapiMachine>(Machines, {
     ...filtered,
-    transform: slim(['clusterName', 'bootstrap', 'infrastructureRef'], []),
+    transform: slim(['clusterName', 'bootstrap', 'infrastructureRef'], ['nodeRef']),
   });
   const clusters = inf<CapiCluster>(Clusters, {
     ...filtered,
@@ -127,6 +129,7 @@ export function buildProvider(o: ProviderOptions): Provider {
     ...base,
     indexers: {
       [ConsumerIndex]: byConsumer,
+      name: (h) => [h.metadata.name],
       [PoolIndex]: (h) =>
         h.metadata.labels?.[POOL_LABEL] ? [`${h.metadata.namespace}/${h.metadata.labels[POOL_LABEL]}`] : [],
     },
@@ -158,6 +161,7 @@ export function buildProvider(o: ProviderOptions): Provider {
     hosts,
     pools,
     ...(o.agent ? { agent: o.agent } : {}),
+    fresh: { machines: new Fresher<BareMetalMachine>(), hosts: new Fresher<BareMetalHost>() },
   };
   const machineCtl = controller({
     name: 'baremetalmachine',
@@ -234,7 +238,31 @@ export function buildProvider(o: ProviderOptions): Provider {
       ...(o.agent ? { resetExtra: () => o.agent!.removeScript() } : {}),
     }),
   });
+  if (o.agent) wireAgent(o.agent, { hosts, machines, machineCtl });
   return { controllers: [machineCtl, clusterCtl, poolCtl, hostCtl], recorder, ssh };
+}
+
+/** Reports and silences wake the machine holding the host; only provisioned hosts may report. */
+function wireAgent(
+  agent: AgentService,
+  c: { hosts: Informer<BareMetalHost>; machines: Informer<BareMetalMachine>; machineCtl: Controller },
+): void {
+  const holder = (name: string) => c.hosts.byIndex('name', name).find((h) => h.spec.consumerRef);
+  agent.onChange = (name) => {
+    const r = holder(name)?.spec.consumerRef;
+    if (r) c.machineCtl.enqueue(`${r.namespace}/${r.name}`);
+  };
+  agent.knownHost = (name) => holder(name)?.status?.phase === 'Provisioned';
+  agent.silentHosts = () =>
+    c.hosts
+      .list()
+      .filter((h) => h.status?.phase === 'Provisioned' && h.spec.consumerRef)
+      .filter((h) => {
+        const m = c.machines.get(h.spec.consumerRef!.namespace, h.spec.consumerRef!.name);
+        const cond = agent.condition(h.metadata.name);
+        return m !== undefined && cond !== undefined && hostHealthyChanged(m, cond);
+      })
+      .map((h) => h.metadata.name);
 }
 
 /** capbm_hosts{phase}: hosts by phase, computed from the cache when scraped. */

@@ -46,6 +46,7 @@ export interface CapiMachine extends KubeObject {
     bootstrap?: { dataSecretName?: string };
     infrastructureRef?: { kind?: string; name?: string };
   };
+  status?: { nodeRef?: { name?: string } };
 }
 
 /** The fields of a CAPI Cluster (v1beta2) the provider reads. */

@@ -24,6 +24,7 @@ import type { EventRecorder } from '../runtime/events.ts';
 import type { Informer } from '../runtime/informer.ts';
 import { SshError, type SshConnection, type SshPool } from '../ssh/index.ts';
 import { AccessError, hostTarget } from './access.ts';
+import type { AgentService } from './agent.ts';
 import { runBootstrap, runPreflight, runReset } from './host-ops.ts';
 import {
   BareMetalHosts,
@@ -36,14 +37,23 @@ import {
 } from './kinds.ts';
 import { MachineConditions as C, nextMachineStep, type HostFacts, type MachineFacts } from './machine-plan.ts';
 import { bootstrapMetaData, providerID } from './metadata.ts';
-import { Writer } from './writer.ts';
+import { Fresher, Writer } from './writer.ts';
 
 export const MachineFinalizer = 'baremetalmachine.infrastructure.cluster.x-k8s.io';
 /** Index of the host cache: the uid of the machine holding the host. */
 export const ConsumerIndex = 'consumer';
 export const byConsumer = (h: BareMetalHost): string[] => (h.spec?.consumerRef?.uid ? [h.spec.consumerRef.uid] : []);
 
-const ownedConditions = [C.Ready, C.HostClaimed, C.HostReady, C.BootstrapSucceeded, C.Paused, 'Deleting'];
+const ownedConditions = [
+  C.Ready,
+  C.HostClaimed,
+  C.HostReady,
+  C.BootstrapSucceeded,
+  C.Paused,
+  'Deleting',
+  'AgentInstalled',
+  'HostHealthy',
+];
 const summaryOf = [C.HostClaimed, C.HostReady, C.BootstrapSucceeded];
 
 /** Reasons of the Deleting condition, in order. */
@@ -58,14 +68,15 @@ export interface MachineDeps {
   clusters: Informer<CapiCluster>;
   hosts: Informer<BareMetalHost>;
   pools: Informer<BareMetalHostPool>;
-  /** Installs the node agent at the end of provisioning and removes it at reset (agent issue). */
-  agent?: {
-    install(conn: SshConnection, m: BareMetalMachine, h: BareMetalHost): Promise<void>;
-    removeScript(): string;
-  };
+  /** The node agent: installed at the end of provisioning, removed by the reset. */
+  agent?: AgentService;
+  /** What this process wrote last, newer than the caches for a moment. */
+  fresh: { machines: Fresher<BareMetalMachine>; hosts: Fresher<BareMetalHost> };
 }
 
-function hostFacts(h: BareMetalHost, m: BareMetalMachine): HostFacts {
+export const AgentInstalled = 'AgentInstalled';
+
+function hostFacts(h: BareMetalHost, m: BareMetalMachine, withAgent: boolean): HostFacts {
   const phase = h.spec.quarantine ? 'Quarantined' : (h.status?.phase ?? 'Claimed');
   const p = phase === 'Available' ? 'Claimed' : phase;
   return {
@@ -73,7 +84,7 @@ function hostFacts(h: BareMetalHost, m: BareMetalMachine): HostFacts {
     phase: p,
     preflightPassed: p === 'Provisioning' || p === 'Provisioned',
     bootstrapSucceeded: p === 'Provisioned',
-    agentInstalled: true,
+    agentInstalled: !withAgent || getCondition(m, AgentInstalled)?.status === 'True',
     // A host that never went past the claim ran nothing of ours: it is as clean as it came.
     reset: p === 'Claimed' || getCondition(m, 'Deleting')?.reason === Deleting.Reset,
   };
@@ -122,6 +133,18 @@ class MachineRun {
     this.signal = ctx.signal;
   }
 
+  /** A writer for the held host whose writes the next reconcile sees even before the cache does. */
+  hostWriter(h: BareMetalHost = this.host!): Writer<BareMetalHost> {
+    const w = new Writer(this.d.kc, BareMetalHosts, h);
+    const key = `${h.metadata.namespace}/${h.metadata.name}`;
+    const update = w.update.bind(w);
+    w.update = async (fn) => {
+      await update(fn);
+      this.d.fresh.hosts.remember(key, w.obj);
+    };
+    return w;
+  }
+
   get m(): BareMetalMachine {
     return this.w.obj;
   }
@@ -161,10 +184,16 @@ class MachineRun {
   async heldHost(): Promise<BareMetalHost | undefined> {
     const uid = this.m.metadata.uid ?? '';
     const cached = this.d.hosts.byIndex(ConsumerIndex, uid)[0];
-    if (cached) return cached;
+    if (cached) {
+      const h = this.d.fresh.hosts.pick(`${cached.metadata.namespace}/${cached.metadata.name}`, cached);
+      return h?.spec.consumerRef?.uid === uid ? h : undefined;
+    }
     // The cache may lag behind our own claim: the hostRef written with it is the record.
     const ref = this.m.status?.hostRef?.name;
-    if (!ref) return undefined;
+    return ref ? this.fetchHost(ref, uid) : undefined;
+  }
+
+  async fetchHost(ref: string, uid: string): Promise<BareMetalHost | undefined> {
     try {
       const h = await raw<BareMetalHost>(
         this.d.kc,
@@ -198,7 +227,7 @@ class MachineRun {
       paused: setPausedCondition(m, cluster),
       clusterInfraProvisioned: init?.infrastructureProvisioned === true,
       bootstrapDataReady: Boolean(owner?.spec?.bootstrap?.dataSecretName),
-      ...(this.host ? { host: hostFacts(this.host, m) } : {}),
+      ...(this.host ? { host: hostFacts(this.host, m, this.d.agent !== undefined) } : {}),
       providerIDSet: Boolean(m.spec.providerID),
       provisioned: m.status?.initialization?.provisioned === true,
     };
@@ -224,12 +253,13 @@ class MachineRun {
       case 'bootstrap':
         return this.withHost('bootstrap', (conn) => this.bootstrap(conn, owner!));
       case 'install-agent':
-        return this.withHost('install-agent', (conn) => this.d.agent!.install(conn, this.m, this.host!));
+        return this.withHost('install-agent', (conn) => this.installAgent(conn));
       case 'set-provisioned':
         return this.setProvisioned();
       case 'done':
         this.summarize();
-        return this.w.save();
+        await this.w.save();
+        return this.health(owner);
       case 'reset-host':
         return this.reset();
       case 'release-host':
@@ -284,7 +314,7 @@ class MachineRun {
       );
     }
     this.host = h;
-    const hw = new Writer(this.d.kc, BareMetalHosts, h);
+    const hw = this.hostWriter(h);
     await hw.update((o) => (o.status = { ...o.status, phase: 'Claimed' }));
     this.cond({
       type: C.HostClaimed,
@@ -351,7 +381,7 @@ class MachineRun {
     this.cond({ type: this.stepCondition(step), status: false, reason, message });
     this.summarize();
     await this.w.save();
-    const hw = new Writer(this.d.kc, BareMetalHosts, this.host!);
+    const hw = this.hostWriter();
     await hw.update((h) => {
       setCondition(h, { type: 'Reachable', status: false, reason, message });
     });
@@ -363,7 +393,7 @@ class MachineRun {
     const fresh = h.status?.hostKeyFingerprint !== conn.hostKeyFingerprint;
     const unreachable = getCondition(h, 'Reachable')?.status !== 'True';
     if (!fresh && !unreachable) return;
-    const hw = new Writer(this.d.kc, BareMetalHosts, h);
+    const hw = this.hostWriter(h);
     await hw.update((o) => {
       o.status = { ...o.status, hostKeyFingerprint: conn.hostKeyFingerprint };
       setCondition(o, { type: 'Reachable', status: true, reason: 'Connected', message: '' });
@@ -381,7 +411,7 @@ class MachineRun {
 
   async preflight(conn: SshConnection): Promise<Result> {
     const r = await runPreflight(conn);
-    const hw = new Writer(this.d.kc, BareMetalHosts, this.host!);
+    const hw = this.hostWriter();
     const { swapKiB: _swap, ...facts } = r.facts;
     const blocking = r.problems[0];
     if (!blocking) {
@@ -520,7 +550,7 @@ class MachineRun {
         : `Followed the bootstrap already running on host ${this.host!.metadata.name}`,
     );
     if (out.sentinel) {
-      const hw = new Writer(this.d.kc, BareMetalHosts, this.host!);
+      const hw = this.hostWriter();
       await hw.update((h) => (h.status = { ...h.status, phase: 'Provisioned' }));
       await this.w.update(() => {
         this.cond({ type: C.BootstrapSucceeded, status: true, reason: 'BootstrapSucceeded', message: '' });
@@ -554,6 +584,42 @@ class MachineRun {
     this.event('Warning', 'BootstrapFailed', msg);
   }
 
+  async installAgent(conn: SshConnection): Promise<Result> {
+    try {
+      await this.d.agent!.install(conn, this.m, this.host!);
+    } catch (err) {
+      if (err instanceof SshError) throw err;
+      const msg = `The node agent could not be installed: ${(err as Error).message}`;
+      await this.w.update(() =>
+        this.cond({ type: AgentInstalled, status: false, reason: 'AgentInstallFailed', message: msg }),
+      );
+      this.event('Warning', 'AgentInstallFailed', msg);
+      return { requeue: true };
+    }
+    await this.w.update(() => this.cond({ type: AgentInstalled, status: true, reason: 'AgentInstalled', message: '' }));
+    this.event('Normal', 'AgentInstalled', `Node agent installed on host ${this.host!.metadata.name}`);
+  }
+
+  /** HostHealthy from the agent's reports, on this machine and on its Node. */
+  async health(owner: CapiMachine | undefined): Promise<Result> {
+    const r = await this.d.agent?.sync(this.m, this.host!.metadata.name, owner?.status?.nodeRef?.name);
+    if (!r?.changed) return;
+    const c = r.condition;
+    const prev = getCondition(this.m, 'HostHealthy');
+    await this.w.update((m) => setCondition(m, c));
+    if (prev?.status !== c.status) this.healthEvent(c);
+  }
+
+  healthEvent(c: ConditionInput): void {
+    const healthy = c.status === 'True' || c.status === true;
+    const detail = c.message ? `: ${c.message}` : '';
+    this.event(
+      healthy ? 'Normal' : 'Warning',
+      healthy ? 'HostHealthy' : 'HostUnhealthy',
+      `Host ${this.host!.metadata.name}: HostHealthy=${String(c.status)} (${c.reason})${detail}`,
+    );
+  }
+
   async setProvisioned(): Promise<Result> {
     const h = this.host!;
     const id = providerID(this.ns, h.metadata.name);
@@ -575,7 +641,7 @@ class MachineRun {
   }
 
   async reset(): Promise<Result> {
-    const hw = new Writer(this.d.kc, BareMetalHosts, this.host!);
+    const hw = this.hostWriter();
     await hw.update((h) => (h.status = { ...h.status, phase: 'Deprovisioning' }));
     this.host = hw.obj;
     await this.w.update(() => {
@@ -595,6 +661,7 @@ class MachineRun {
       outcome = await this.d.ssh.withHost({ ...target, connectTimeoutMs: 15_000 }, (conn) =>
         runReset(conn, this.d.agent?.removeScript() ?? ''),
       );
+      this.d.agent?.forget(this.host.metadata.name);
     } catch (err) {
       if (this.signal.aborted) return;
       if (!(err instanceof SshError || err instanceof AccessError)) throw err;
@@ -635,7 +702,7 @@ class MachineRun {
   async release(): Promise<Result> {
     const h = this.host!;
     const released = await releaseHost(this.d.kc, h, { uid: this.m.metadata.uid ?? '' });
-    const hw = new Writer(this.d.kc, BareMetalHosts, released);
+    const hw = this.hostWriter(released);
     await hw.update((o) => {
       o.status = { ...o.status, phase: 'Available' };
       for (const t of ['PreflightPassed', 'Reachable']) {
@@ -661,9 +728,15 @@ class MachineRun {
 /** The reconcile function of the BareMetalMachine controller. */
 export function reconcileMachine(d: MachineDeps) {
   return async (req: Request, ctx: ReconcileContext): Promise<Result> => {
-    const bmm = d.machines.get(req.namespace, req.name);
+    const bmm = d.fresh.machines.pick(req.key, d.machines.get(req.namespace, req.name));
     if (!bmm) return;
-    return new MachineRun(d, bmm, ctx).run();
+    const run = new MachineRun(d, bmm, ctx);
+    try {
+      return await run.run();
+    } finally {
+      if (run.w.obj.metadata.resourceVersion !== bmm.metadata.resourceVersion)
+        d.fresh.machines.remember(req.key, run.w.obj);
+    }
   };
 }
 

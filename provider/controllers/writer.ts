@@ -43,3 +43,34 @@ export class Writer<T extends KubeObject> {
     return this.update(() => {});
   }
 }
+
+const rv = (o: KubeObject | undefined) => Number(o?.metadata?.resourceVersion ?? NaN);
+
+/**
+ * The objects this process wrote last, until the informer cache catches up. A reconcile woken by
+ * another object's event may otherwise read an older copy of an object it just wrote and repeat a
+ * step. resourceVersions are compared as numbers (etcd revisions); when they do not parse, the cache
+ * wins, as it would without this.
+ */
+export class Fresher<T extends KubeObject> {
+  readonly #written = new Map<string, T>();
+
+  remember(key: string, obj: T): void {
+    this.#written.set(key, obj);
+  }
+
+  forget(key: string): void {
+    this.#written.delete(key);
+  }
+
+  /** The newer of the cached copy and the one written last. */
+  pick(key: string, cached: T | undefined): T | undefined {
+    const w = this.#written.get(key);
+    if (!w) return cached;
+    if (!cached || !(rv(w) > rv(cached))) {
+      this.#written.delete(key); // the cache caught up (or the object is gone)
+      return cached;
+    }
+    return w;
+  }
+}

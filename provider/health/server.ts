@@ -67,6 +67,8 @@ export interface HealthServerOptions {
   renewValidityMs?: number;
   /** A renewal is refused (TooEarly) before this fraction of the presented certificate's life. Default 0.5. */
   renewAfterFraction?: number;
+  /** Pending TCP connections the kernel queues (capped by net.core.somaxconn). Default 4096. */
+  backlog?: number;
   /** Idle keep-alive connections are closed after this. Default 15 s. */
   keepAliveTimeoutMs?: number;
   log?: Logger;
@@ -335,7 +337,8 @@ export async function startHealthServer(o: HealthServerOptions): Promise<HealthS
   const host = o.host ?? '0.0.0.0';
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
-    server.listen(o.port ?? 9443, host, () => {
+    // A restarted provider meets every agent at once: a deep accept queue instead of SYN cookies.
+    server.listen({ port: o.port ?? 9443, host, backlog: o.backlog ?? 4096 }, () => {
       server.off('error', reject);
       resolve();
     });

@@ -40,12 +40,28 @@ export function isAvailable(h: BareMetalHost): boolean {
   );
 }
 
-/** Candidates in an order that differs per consumer, so concurrent claimers rarely collide. */
+/** Concurrent claimers spread over at most this many of the longest-idle hosts. */
+const claimWindow = 16;
+
+/**
+ * Candidates in claim order: hosts idle longest first (never reset, then the oldest reset), so a
+ * host just returned (perhaps by a machine that went unhealthy on it) is taken last; the first
+ * hosts are rotated by a hash of the consumer, so concurrent claimers rarely collide.
+ */
 export function claimOrder(hosts: BareMetalHost[], consumerUid: string): BareMetalHost[] {
-  const avail = hosts.filter(isAvailable).sort((a, b) => a.metadata.name.localeCompare(b.metadata.name));
+  const avail = hosts
+    .filter(isAvailable)
+    .sort(
+      (a, b) =>
+        (a.status?.lastResetTime ?? '').localeCompare(b.status?.lastResetTime ?? '') ||
+        a.metadata.name.localeCompare(b.metadata.name),
+    );
   if (avail.length === 0) return [];
-  const start = createHash('sha256').update(consumerUid).digest().readUInt32BE(0) % avail.length;
-  return [...avail.slice(start), ...avail.slice(0, start)];
+  // The older half at most: the most recently returned hosts stay at the end.
+  const size = Math.max(1, Math.min(claimWindow, Math.floor(avail.length / 2)));
+  const window = avail.slice(0, size);
+  const start = createHash('sha256').update(consumerUid).digest().readUInt32BE(0) % size;
+  return [...window.slice(start), ...window.slice(0, start), ...avail.slice(size)];
 }
 
 async function list(kc: KubeConfig, r: ClaimRequest, stats: ClaimStats): Promise<BareMetalHost[]> {

@@ -21,6 +21,13 @@ export interface ManagerFlags {
   leaseDurationMs: number;
   renewDeadlineMs: number;
   retryPeriodMs: number;
+  /** The URL node agents report to; the agent is installed only when it is set. */
+  agentReportUrl?: string;
+  agentBindAddress: string;
+  agentCaSecret: string;
+  agentIntervalMs: number;
+  agentUnknownAfterMs: number;
+  agentDisabledChecks: string[];
 }
 
 export const WatchFilterLabel = 'cluster.x-k8s.io/watch-filter';
@@ -36,6 +43,11 @@ export const defaultFlags: ManagerFlags = {
   leaseDurationMs: 15_000,
   renewDeadlineMs: 10_000,
   retryPeriodMs: 2_000,
+  agentBindAddress: ':9443',
+  agentCaSecret: 'capbm-agent-ca',
+  agentIntervalMs: 30_000,
+  agentUnknownAfterMs: 180_000,
+  agentDisabledChecks: [],
 };
 
 export class FlagError extends Error {
@@ -58,7 +70,14 @@ export const usage = `capbm manager flags:
   --leader-elect[=true|false]           elect a leader among replicas (default false)
   --leader-election-namespace NS        namespace of the Lease (default: --namespace or the pod's)
   --leader-election-id NAME             name of the Lease (default ${defaultFlags.leaderElectionId})
-  --leader-elect-lease-duration DUR     e.g. 15s; --leader-elect-renew-deadline 10s; --leader-elect-retry-period 2s`;
+  --leader-elect-lease-duration DUR     e.g. 15s; --leader-elect-renew-deadline 10s; --leader-elect-retry-period 2s
+  --agent-report-url URL                where node agents report (https://HOST:PORT as hosts reach the
+                                        manager); the agent is installed on hosts only when set
+  --agent-bind-address ADDR             the agents' mTLS endpoint (default :9443)
+  --agent-ca-secret NAME                Secret with the agent CA, in the manager's namespace (default capbm-agent-ca)
+  --agent-interval DUR                  how often agents report (default 30s)
+  --agent-unknown-after DUR             HostHealthy turns Unknown after this much silence (default 3m)
+  --agent-disabled-checks a,b           built-in agent checks to turn off (e.g. kubelet,container-runtime)`;
 
 function positiveInt(flag: string, v: string): number {
   const n = Number(v);
@@ -110,11 +129,17 @@ const valued: Record<string, Setter> = {
   '--leader-elect-lease-duration': (f, v, flag) => (f.leaseDurationMs = parseDuration(flag, v)),
   '--leader-elect-renew-deadline': (f, v, flag) => (f.renewDeadlineMs = parseDuration(flag, v)),
   '--leader-elect-retry-period': (f, v, flag) => (f.retryPeriodMs = parseDuration(flag, v)),
+  '--agent-report-url': (f, v) => (f.agentReportUrl = v),
+  '--agent-bind-address': (f, v) => (f.agentBindAddress = v),
+  '--agent-ca-secret': (f, v) => (f.agentCaSecret = v),
+  '--agent-interval': (f, v, flag) => (f.agentIntervalMs = parseDuration(flag, v)),
+  '--agent-unknown-after': (f, v, flag) => (f.agentUnknownAfterMs = parseDuration(flag, v)),
+  '--agent-disabled-checks': (f, v) => (f.agentDisabledChecks = v.split(',').filter(Boolean)),
 };
 
 /** Parses argv (without node and script). Accepts --flag value and --flag=value. Throws FlagError. */
 export function parseFlags(argv: readonly string[]): ManagerFlags {
-  const f: ManagerFlags = { ...defaultFlags, concurrency: {} };
+  const f: ManagerFlags = { ...defaultFlags, concurrency: {}, agentDisabledChecks: [] };
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i]!;
     const eq = arg.indexOf('=');

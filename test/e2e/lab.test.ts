@@ -1,10 +1,12 @@
-// `hack/lab` then `hack/lab down` leaves nothing behind: no process, no listening port, no folder.
+// `hack/lab` brings up the whole lab (management plane, workload stand-in, hosts, provider, a sample
+// cluster) and `hack/lab down` leaves nothing behind: no process, port, folder or lab host.
 import test from 'ava';
 import { execa } from 'execa';
 import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { controlPlaneDir, repoRoot } from '../harness/paths.ts';
+import { listHosts } from '../harness/lab.ts';
 import { alive } from '../harness/process.ts';
 
 /** Listening sockets (local address) of the given processes. Other tests run beside this one. */
@@ -28,13 +30,25 @@ test('the lab comes up with a reachable management plane and goes down without l
 
   const upRun = await execa('node', [join(repoRoot, 'hack', 'lab.ts'), 'up'], { env, cwd: repoRoot });
   t.regex(upRun.stdout, /Kubeconfig: /);
+  // The sample cluster came up: the closing table lists Running machines on lab hosts.
+  t.regex(upRun.stdout, /Running/);
+  t.regex(upRun.stdout, /baremetalhost\.infrastructure\.cluster\.x-k8s\.io\/rack-/);
   const state = JSON.parse(readFileSync(join(labDir, 'state.json'), 'utf8')) as {
     kubeconfig: string;
     processes: Array<{ name: string; pid: number }>;
   };
   t.deepEqual(
     state.processes.map((p) => p.name),
-    ['etcd', 'kube-apiserver', 'capi-core', 'capi-bootstrap'],
+    [
+      'etcd',
+      'kube-apiserver',
+      'capi-core',
+      'capi-bootstrap',
+      'capi-controlplane',
+      'etcd',
+      'kube-apiserver',
+      'capbm-manager',
+    ],
   );
   t.true(state.processes.every((p) => alive(p.pid)));
   const ports = await listening(state.processes.map((p) => p.pid));
@@ -50,4 +64,8 @@ test('the lab comes up with a reachable management plane and goes down without l
   t.false(existsSync(labDir));
   t.true(state.processes.every((p) => !alive(p.pid)));
   t.deepEqual(await stillListening(ports), []);
+  t.false(
+    listHosts().some((h) => h.persistent),
+    'no lab host left',
+  );
 });

@@ -5,7 +5,7 @@
 // own ServiceAccount with the ClusterRole from manifests/rbac.
 import type { KubeConfig } from '@kubernetes/client-node';
 import { randomBytes } from 'node:crypto';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { copyFileSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import ssh2 from 'ssh2';
 import { parseAllDocuments } from 'yaml';
@@ -15,7 +15,7 @@ import { linkWorkloadCluster } from './cabpk.ts';
 import { installProviderCrds, startControlPlane, type CapiComponent, type ControlPlane } from './controlplane.ts';
 import { BRIDGE_ADDRESS, ensureBridge, startHosts, type LabHost } from './lab.ts';
 import { repoRoot } from './paths.ts';
-import { startProcess, waitFor, type ManagedProcess } from './process.ts';
+import { freePort, startProcess, waitFor, type ManagedProcess } from './process.ts';
 
 export interface EnvOptions {
   hosts: number;
@@ -23,6 +23,8 @@ export interface EnvOptions {
   /** Folders for the two control planes (the lab keeps them); default temp folders. */
   dirs?: { management?: string; workload?: string };
   capi?: CapiComponent[];
+  /** Install the node agent on provisioned hosts (reports to the provider over the lab bridge). */
+  agent?: { unknownAfter?: string; interval?: string };
   log?: (msg: string) => void;
 }
 
@@ -105,6 +107,13 @@ current-context: capbm
   return path;
 }
 
+function keepLogs(dir: string): void {
+  if (!process.env.CAPBM_KEEP_LOGS && !process.env.CI) return;
+  const to = join(repoRoot, '.cache', 'logs', `${new Date().toISOString().replace(/[:.]/g, '-')}-${process.pid}`);
+  mkdirSync(to, { recursive: true });
+  for (const f of readdirSync(dir).filter((x) => x.endsWith('.log'))) copyFileSync(join(dir, f), join(to, f));
+}
+
 export async function startEnv(o: EnvOptions): Promise<Env> {
   const log = o.log ?? (() => {});
   await ensureBridge();
@@ -117,6 +126,8 @@ export async function startEnv(o: EnvOptions): Promise<Env> {
     log,
   });
   const stops: Array<() => Promise<void>> = [() => cp.stop()];
+  // Logs of every part survive the run in .cache/logs/ when CAPBM_KEEP_LOGS is set (or CI is).
+  stops.push(() => Promise.resolve(keepLogs(cp.dir)));
   const stop = async () => {
     for (const s of stops.reverse()) await s().catch(() => {});
   };
@@ -140,6 +151,17 @@ export async function startEnv(o: EnvOptions): Promise<Env> {
       ...(o.persistent ? { persistent: true } : {}),
     });
     const providers: ManagedProcess[] = [];
+    const agentPort = o.agent ? await freePort(BRIDGE_ADDRESS) : 0;
+    // The lab's kubeadm is a stand-in: there is no kubelet or container runtime to check.
+    const agentArgs = o.agent
+      ? [
+          `--agent-report-url=https://${BRIDGE_ADDRESS}:${agentPort}`,
+          `--agent-bind-address=${BRIDGE_ADDRESS}:${agentPort}`,
+          `--agent-interval=${o.agent.interval ?? '5s'}`,
+          `--agent-unknown-after=${o.agent.unknownAfter ?? '30s'}`,
+          '--agent-disabled-checks=kubelet,container-runtime',
+        ]
+      : [];
     stops.push(async () => {
       for (const p of providers) await p.stop();
     });
@@ -157,6 +179,7 @@ export async function startEnv(o: EnvOptions): Promise<Env> {
           '--leader-elect-retry-period=1s',
           '--metrics-bind-address=127.0.0.1:0',
           '--health-probe-bind-address=127.0.0.1:0',
+          ...agentArgs,
           ...(po.args ?? []),
         ],
         logFile: join(cp.dir, `${po.name ?? 'capbm-manager'}-${providers.length}.log`),

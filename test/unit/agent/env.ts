@@ -1,7 +1,7 @@
 // A check environment rooted in a fresh temp folder: the checks read <root>/proc, <root>/var/lib,
 // ... exactly as they read / on a host. Commands run for real; kubelet's healthz is a real HTTP
 // server on loopback when a test starts one.
-import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -10,8 +10,14 @@ import { defaultThresholds } from '../../../agent/config.ts';
 import { httpGet, type CheckEnv } from '../../../agent/checks/env.ts';
 import { runCommand } from '../../../agent/runner.ts';
 
+const roots: string[] = [];
+process.on('exit', () => roots.forEach((r) => rmSync(r, { recursive: true, force: true })));
+
+/** A fresh folder standing in for a host's root; removed when the test process exits. */
 export function tempRoot(): string {
-  return mkdtempSync(join(tmpdir(), 'capbm-agent-root-'));
+  const r = mkdtempSync(join(tmpdir(), 'capbm-agent-root-'));
+  roots.push(r);
+  return r;
 }
 
 export function put(root: string, path: string, content: string | Buffer): string {

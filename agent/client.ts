@@ -1,0 +1,85 @@
+// The agent's side of mutual TLS: it proves who it is with its certificate (CN=host:<name>) and
+// trusts only the provider's agent CA. JSON in, JSON out, bounded in time and size.
+import { Agent, request } from 'node:https';
+
+export interface Identity {
+  certPem: string;
+  /** Secret. */
+  keyPem: string;
+  caPem: string;
+}
+
+export interface Exchange<T> {
+  status: number;
+  body: T | undefined;
+  /** Local clock (ms) when the request was sent and when the answer came. */
+  sentAt: number;
+  receivedAt: number;
+}
+
+const maxAnswer = 256 * 1024;
+
+export class ProviderClient {
+  readonly #base: string;
+  readonly #timeoutMs: number;
+  #agent: Agent;
+
+  constructor(baseUrl: string, id: Identity, timeoutMs = 10_000) {
+    this.#base = baseUrl;
+    this.#timeoutMs = timeoutMs;
+    this.#agent = ProviderClient.#newAgent(id);
+  }
+
+  static #newAgent(id: Identity): Agent {
+    // Keep-alive and TLS session reuse: a report every interval costs a full handshake only when
+    // the provider has closed the connection and forgotten the session.
+    return new Agent({ keepAlive: true, maxSockets: 1, ca: id.caPem, cert: id.certPem, key: id.keyPem });
+  }
+
+  /** Uses a renewed certificate from the next request on. */
+  setIdentity(id: Identity): void {
+    this.#agent.destroy();
+    this.#agent = ProviderClient.#newAgent(id);
+  }
+
+  post<T>(path: string, body: unknown): Promise<Exchange<T>> {
+    const payload = JSON.stringify(body);
+    const sentAt = Date.now();
+    return new Promise((resolve, reject) => {
+      const req = request(
+        new URL(path, this.#base),
+        {
+          method: 'POST',
+          agent: this.#agent,
+          timeout: this.#timeoutMs,
+          headers: { 'Content-Type': 'application/json', 'Content-Length': Buffer.byteLength(payload) },
+        },
+        (res) => {
+          const chunks: Buffer[] = [];
+          let size = 0;
+          res.on('data', (c: Buffer) => {
+            size += c.length;
+            if (size <= maxAnswer) chunks.push(c);
+          });
+          res.on('end', () => {
+            let parsed: T | undefined;
+            try {
+              parsed = JSON.parse(Buffer.concat(chunks).toString('utf8')) as T;
+            } catch {
+              parsed = undefined;
+            }
+            resolve({ status: res.statusCode ?? 0, body: parsed, sentAt, receivedAt: Date.now() });
+          });
+          res.on('error', reject);
+        },
+      );
+      req.on('timeout', () => req.destroy(new Error(`no answer from ${this.#base} within ${this.#timeoutMs} ms`)));
+      req.on('error', reject);
+      req.end(payload);
+    });
+  }
+
+  close(): void {
+    this.#agent.destroy();
+  }
+}

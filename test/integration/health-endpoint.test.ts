@@ -1,0 +1,216 @@
+// The health endpoint as an agent (or an attacker holding some certificate) meets it, on
+// 127.0.0.1: mutual TLS with the agent CA, one host per certificate, no stale or replayed
+// reports, and bad bodies answered without harm to the next request.
+import test from 'ava';
+import { randomBytes } from 'node:crypto';
+import { Agent, request } from 'node:https';
+import { createCertificateAuthority, type CertificateAuthority } from '../../provider/pki/certificate.ts';
+import {
+  hostOfCertificate,
+  issueAgentCertificate,
+  issueHealthServerCertificate,
+  loadOrCreateAgentCa,
+  needsRotation,
+} from '../../provider/health/pki.ts';
+import { startHealthServer, type HealthServer, type ReportContext } from '../../provider/health/server.ts';
+import { registry } from '../../provider/runtime/metrics.ts';
+import type { Report } from '../../agent/protocol.ts';
+
+interface Id {
+  certPem: string;
+  keyPem: string;
+}
+
+let ca: CertificateAuthority;
+let srv: HealthServer;
+let ids: Record<'a' | 'b' | 'expired' | 'foreign' | 'short', Id>;
+const received: Array<{ report: Report; ctx: ReportContext }> = [];
+let providerClock = 0; // offset of the server's clock, per test
+
+test.before(async () => {
+  ({ ca } = await loadOrCreateAgentCa(undefined));
+  const foreignCa = await createCertificateAuthority('someone-else');
+  const serverCert = await issueHealthServerCertificate(ca, { ipAddresses: ['127.0.0.1'] });
+  ids = {
+    a: await issueAgentCertificate(ca, 'host-a'),
+    b: await issueAgentCertificate(ca, 'host-b'),
+    expired: await issueAgentCertificate(ca, 'host-a', -60_000),
+    foreign: await issueAgentCertificate(foreignCa, 'host-a'),
+    short: await issueAgentCertificate(ca, 'host-a', 4_000),
+  };
+  srv = await startHealthServer({
+    host: '127.0.0.1',
+    port: 0,
+    ca,
+    serverCert,
+    maxSkewMs: 60_000,
+    maxBodyBytes: 16 * 1024,
+    now: () => Date.now() + providerClock,
+    knownHost: (h) => h !== 'host-gone',
+    onReport: (report, ctx) => {
+      received.push({ report, ctx });
+    },
+  });
+});
+test.after.always(() => srv?.close());
+
+interface Answer {
+  status: number;
+  body: any;
+}
+
+function post(
+  id: Id,
+  path: string,
+  body: string | Buffer,
+  agent: Agent | false = false,
+  chunked = false,
+): Promise<Answer> {
+  return new Promise((resolve, reject) => {
+    const req = request(
+      `${srv.url}${path}`,
+      {
+        method: 'POST',
+        ca: ca.certPem,
+        cert: id.certPem,
+        key: id.keyPem,
+        agent,
+        headers: { 'Content-Type': 'application/json' },
+      },
+      (res) => {
+        let text = '';
+        res.on('data', (c: Buffer) => (text += c.toString()));
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, body: text ? JSON.parse(text) : undefined }));
+      },
+    );
+    req.on('error', reject);
+    if (chunked) req.write(body);
+    req.end(chunked ? undefined : body);
+  });
+}
+
+let seq = Date.now();
+const report = (host: string, o: Partial<Report> = {}): Report => ({
+  host,
+  seq: ++seq,
+  nonce: randomBytes(16).toString('hex'),
+  timestamp: Date.now(),
+  checks: [{ name: 'kubelet', status: 'ok', reason: 'KubeletHealthy', message: '' }],
+  ...o,
+});
+const send = (id: Id, r: Report | string, agent?: Agent) =>
+  post(id, '/v1/report', typeof r === 'string' ? r : JSON.stringify(r), agent);
+
+async function rejected(reason: string): Promise<number> {
+  const m = registry.getSingleMetric('capbm_agent_reports_total')!;
+  const { values } = await m.get();
+  return values
+    .filter((v) => v.labels.result === 'rejected' && v.labels.reason === reason)
+    .reduce((sum, v) => sum + v.value, 0);
+}
+
+test.serial('a good report is accepted, handed to onReport, and answered with the provider time', async (t) => {
+  const before = received.length;
+  const r = report('host-a');
+  const a = await send(ids.a, r);
+  t.is(a.status, 200);
+  t.true(a.body.accepted);
+  t.true(Math.abs(a.body.time - Date.now()) < 5000);
+  t.is(received.length, before + 1);
+  t.deepEqual(received.at(-1)!.report, r);
+  t.is(received.at(-1)!.ctx.host, 'host-a');
+});
+
+test.serial("a report signed with another host's certificate is rejected", async (t) => {
+  const before = received.length;
+  const a = await send(ids.b, report('host-a'));
+  t.is(a.status, 403);
+  t.like(a.body, { accepted: false, reason: 'Forbidden' });
+  t.is(received.length, before);
+});
+
+test.serial('an expired certificate and a certificate from an unknown CA fail the TLS handshake', async (t) => {
+  await t.throwsAsync(send(ids.expired, report('host-a')));
+  await t.throwsAsync(send(ids.foreign, report('host-a')));
+  t.is((await send(ids.a, report('host-a'))).status, 200);
+});
+
+test.serial('a replayed report is rejected: the same one again, or an older sequence number', async (t) => {
+  const r = report('host-a');
+  t.is((await send(ids.a, r)).status, 200);
+  const again = await send(ids.a, r);
+  t.is(again.status, 409);
+  t.is(again.body.reason, 'Replay');
+  const older = await send(ids.a, { ...r, seq: r.seq - 1, nonce: randomBytes(16).toString('hex') });
+  t.is(older.body.reason, 'Replay');
+  t.is(await rejected('Replay'), 2);
+  // Other hosts keep their own sequence.
+  t.is((await send(ids.b, report('host-b', { seq: 1 }))).status, 200);
+});
+
+test.serial('a stale report (or one from the future) is rejected, with the provider time to correct by', async (t) => {
+  const stale = await send(ids.a, report('host-a', { timestamp: Date.now() - 5 * 60_000 }));
+  t.is(stale.status, 409);
+  t.is(stale.body.reason, 'Stale');
+  t.true(Math.abs(stale.body.time - Date.now()) < 5000);
+  providerClock = -5 * 60_000; // the provider is behind: this host looks ahead
+  t.is((await send(ids.a, report('host-a'))).body.reason, 'FromFuture');
+  providerClock = 0;
+});
+
+test.serial('malformed JSON and an oversized body are rejected; the server keeps serving', async (t) => {
+  const keep = new Agent({ keepAlive: true, maxSockets: 1 });
+  t.teardown(() => keep.destroy());
+  const bad = await send(ids.a, '{"host": "host-a", ', keep);
+  t.is(bad.status, 400);
+  t.is(bad.body.reason, 'Malformed');
+  const notAReport = await send(ids.a, JSON.stringify({ ...report('host-a'), checks: 'all fine' }), keep);
+  t.is(notAReport.body.reason, 'Malformed');
+  // The same connection still carries the next report.
+  t.is((await send(ids.a, report('host-a'), keep)).status, 200);
+  const huge = await send(ids.a, JSON.stringify(report('host-a', { agentVersion: 'x'.repeat(64 * 1024) })));
+  t.is(huge.status, 413);
+  t.is(huge.body.reason, 'TooLarge');
+  t.is((await send(ids.a, report('host-a'))).status, 200);
+  // Streamed without a length: cut off at the limit (the client may see 413 or the closed socket).
+  const streamed = await post(ids.a, '/v1/report', 'x'.repeat(256 * 1024), false, true).catch((e: Error) => e);
+  t.true(streamed instanceof Error || streamed.status === 413);
+  t.true((await rejected('TooLarge')) >= 1);
+  t.is((await send(ids.a, report('host-a'))).status, 200);
+  t.is((await post(ids.a, '/v1/nothing', '{}')).status, 404);
+});
+
+test.serial('a host the provider no longer manages may not report', async (t) => {
+  const gone = await issueAgentCertificate(ca, 'host-gone');
+  const a = await send(gone, report('host-gone'));
+  t.is(a.status, 403);
+  t.is(a.body.reason, 'UnknownHost');
+});
+
+test.serial('renewal: refused while the certificate is young, then a fresh one for the same host', async (t) => {
+  const early = await post(ids.a, '/v1/renew', JSON.stringify({ host: 'host-a' }));
+  t.is(early.status, 409);
+  t.is(early.body.reason, 'TooEarly');
+  t.is((await post(ids.short, '/v1/renew', JSON.stringify({ host: 'host-b' }))).status, 403);
+  // The short certificate (4 s, not-before backdated 5 min) is past half its life at once.
+  t.true(needsRotation(ids.short.certPem, Date.now()));
+  const renewed = await post(ids.short, '/v1/renew', JSON.stringify({ host: 'host-a' }));
+  t.is(renewed.status, 200);
+  t.is(hostOfCertificate(renewed.body.certPem), 'host-a');
+  t.regex(renewed.body.keyPem, /PRIVATE KEY/);
+  t.false(needsRotation(renewed.body.certPem, Date.now()));
+  t.is((await send({ certPem: renewed.body.certPem, keyPem: renewed.body.keyPem }, report('host-a'))).status, 200);
+});
+
+test('the agent CA round-trips through its Secret data and refuses broken data', async (t) => {
+  const created = await loadOrCreateAgentCa(undefined);
+  t.true(created.created);
+  const loaded = await loadOrCreateAgentCa(created.data);
+  t.false(loaded.created);
+  t.is(loaded.ca.certPem, created.ca.certPem);
+  const other = await loadOrCreateAgentCa(undefined);
+  await t.throwsAsync(loadOrCreateAgentCa({ 'ca.crt': created.data['ca.crt'], 'ca.key': other.data['ca.key'] }), {
+    name: 'AgentCaInvalid',
+  });
+  await t.throwsAsync(loadOrCreateAgentCa({ 'ca.crt': created.data['ca.crt'] }), { name: 'AgentCaInvalid' });
+});
