@@ -122,6 +122,17 @@ export async function runBootstrap(conn: SshConnection, b: BootstrapInput): Prom
 }
 
 /**
+ * After success: the rendered script and its log hold secrets (CA keys, a bootstrap token) that the
+ * host no longer needs; the list of files stays for the reset.
+ */
+export async function scrubBootstrap(conn: SshConnection, instance: string): Promise<void> {
+  const d = runDir(instance);
+  await conn.exec(`rm -f ${shQuote(`${d}/bootstrap.sh`)} ${shQuote(`${d}/log`)}`, {
+    what: 'removing the used bootstrap script',
+  });
+}
+
+/**
  * The reset: stop what the bootstrap started (`kubeadm reset -f`), remove every file it wrote,
  * the sentinel, the provider's state (step markers, run logs), then look for leftovers exactly as
  * the preflight does. Prints `leftover=<path>` for anything that survived.

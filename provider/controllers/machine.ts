@@ -25,7 +25,7 @@ import type { Informer } from '../runtime/informer.ts';
 import { SshError, type SshConnection, type SshPool } from '../ssh/index.ts';
 import { AccessError, hostTarget } from './access.ts';
 import type { AgentService } from './agent.ts';
-import { runBootstrap, runPreflight, runReset } from './host-ops.ts';
+import { runBootstrap, runPreflight, runReset, scrubBootstrap } from './host-ops.ts';
 import {
   BareMetalHosts,
   BareMetalMachines,
@@ -550,6 +550,7 @@ class MachineRun {
         : `Followed the bootstrap already running on host ${this.host!.metadata.name}`,
     );
     if (out.sentinel) {
+      await scrubBootstrap(conn, this.m.metadata.name);
       const hw = this.hostWriter();
       await hw.update((h) => (h.status = { ...h.status, phase: 'Provisioned' }));
       await this.w.update(() => {
