@@ -13,7 +13,7 @@ import { API_VERSION } from '../../provider/api/common.ts';
 import { ApiError, raw } from '../../provider/kube/raw.ts';
 import { linkWorkloadCluster } from './cabpk.ts';
 import { installProviderCrds, startControlPlane, type CapiComponent, type ControlPlane } from './controlplane.ts';
-import { BRIDGE_ADDRESS, ensureBridge, startHosts, type LabHost } from './lab.ts';
+import { BRIDGE_ADDRESS, ensureBridge, startHosts, stopHost, type LabHost } from './lab.ts';
 import { repoRoot } from './paths.ts';
 import { freePort, startProcess, waitFor, type ManagedProcess } from './process.ts';
 
@@ -150,6 +150,11 @@ export async function startEnv(o: EnvOptions): Promise<Env> {
       files: { '/etc/capbm-standin/workload.env': `SERVER=${workload.server}\nTOKEN=${token}\n` },
       ...(o.persistent ? { persistent: true } : {}),
     });
+    // Hosts go with the environment: processes, mounts, namespaces, veths (the lab's persist).
+    if (!o.persistent)
+      stops.push(async () => {
+        for (const h of hosts) await stopHost(h);
+      });
     const providers: ManagedProcess[] = [];
     const agentPort = o.agent ? await freePort(BRIDGE_ADDRESS) : 0;
     // The lab's kubeadm is a stand-in: there is no kubelet or container runtime to check.
