@@ -1,5 +1,5 @@
 // Recognising bootstrap data and reading it as cloud-config, the way cloud-init would.
-import { parse as parseYaml, YAMLParseError, type Tags } from 'yaml';
+import { parse as parseYaml, YAMLParseError, type ScalarTag, type Tags } from 'yaml';
 import { InvalidCloudConfig, UnsupportedFormat } from './errors.ts';
 import { jinjaHeader, renderJinja, type TemplateVars } from './template.ts';
 
@@ -55,15 +55,40 @@ export function detectFormat(payload: string, declared?: string): 'cloud-config'
  * Parses bootstrap data into a cloud-config object: templating first when the payload asks for it
  * (as cloud-init does), then YAML 1.1, the dialect of cloud-init's PyYAML (0644 is octal there).
  */
-// The yaml package's YAML 1.1 float also takes ".", "-." and "+." (they become NaN); PyYAML reads
-// them as strings and wants a digit on one side of the point. Same test as PyYAML's resolver.
-const pyFloat = /^[-+]?(?:[0-9][0-9_]*\.[0-9_]*|\.[0-9][0-9_]*)$/;
-const pyYamlTags = (tags: Tags): Tags =>
-  tags.map((t) =>
-    typeof t === 'object' && t.tag === 'tag:yaml.org,2002:float' && !t.format && t.test?.source.includes('[0-9_]*$')
-      ? { ...t, test: pyFloat }
-      : t,
+// Where the yaml package's YAML 1.1 differs from PyYAML's (cloud-init's), found by the property
+// tests: ".", "-." and "+." are floats (NaN) there, y/Y/n/N booleans, "0:0" a base-60 integer, "0_"
+// NaN; PyYAML reads the first three as strings and "0_" as 0. The tests below are PyYAML's resolver
+// rules; a number that still comes out NaN keeps its text (never "NaN" in a file).
+const pyTests: Array<{ tag: string; format?: string; from: RegExp; test: RegExp }> = [
+  { tag: 'float', from: /\[0-9_\]\*\$/, test: /^[-+]?(?:[0-9][0-9_]*\.[0-9_]*|\.[0-9][0-9_]*)$/ },
+  { tag: 'bool', from: /\|y\|/, test: /^(?:[Yy]es|YES|[Tt]rue|TRUE|[Oo]n|ON)$/ },
+  { tag: 'bool', from: /\|n\|/, test: /^(?:[Nn]o|NO|[Ff]alse|FALSE|[Oo]ff|OFF)$/ },
+  { tag: 'int', format: 'TIME', from: /:/, test: /^[-+]?[1-9][0-9_]*(?::[0-5]?[0-9])+$/ },
+];
+
+function numberOrText(t: ScalarTag): ScalarTag {
+  if (!t.resolve || /nan/i.test(t.test?.source ?? '')) return t;
+  const original = t;
+  return {
+    ...t,
+    resolve: (str, onError, opts) => {
+      const v: unknown = original.resolve(str, onError, opts);
+      if (typeof v !== 'number' || !Number.isNaN(v)) return v;
+      return /^[-+]?0_*$/.test(str) ? 0 : str;
+    },
+  };
+}
+
+function pyYamlTag(t: ScalarTag): ScalarTag {
+  const o = pyTests.find(
+    (p) => t.tag === `tag:yaml.org,2002:${p.tag}` && t.format === p.format && p.from.test(t.test?.source ?? ''),
   );
+  const fixed = o ? { ...t, test: o.test } : t;
+  return /:(int|float)$/.test(t.tag) ? numberOrText(fixed) : fixed;
+}
+
+const pyYamlTags = (tags: Tags): Tags =>
+  tags.map((t) => (typeof t === 'object' && !('collection' in t && t.collection) ? pyYamlTag(t) : t));
 
 export function parseBootstrapData(payload: string, vars: TemplateVars, declared?: string): CloudConfig {
   const format = detectFormat(payload, declared);

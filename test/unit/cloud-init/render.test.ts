@@ -233,9 +233,9 @@ test('CLI: prints the script, and says what is wrong with bad input', async (t) 
   chmodSync(dir, 0o755);
 });
 
-test('YAML 1.1 as PyYAML reads it: "." and "-." are strings, not NaN (found by the property test)', (t) => {
+test('YAML 1.1 as PyYAML reads it: ".", "-.", y and n are strings; yes/off are booleans (found by the property test)', (t) => {
   const cfg = parseBootstrapData(
-    '#cloud-config\nwrite_files:\n- {path: /a, content: .}\n- {path: /b, content: -.}\n- {path: /c, content: 1.5}\n',
+    '#cloud-config\nwrite_files:\n- {path: /a, content: .}\n- {path: /b, content: -.}\n- {path: /c, content: 1.5}\n- {path: /d, content: n}\n- {path: /e, content: Y}\n- {path: /f, content: yes}\n- {path: /g, content: off}\n- {path: /h, content: 0:0}\n- {path: /i, content: 0_}\n',
     {
       ds: { meta_data: {} },
       v1: {},
@@ -243,6 +243,6 @@ test('YAML 1.1 as PyYAML reads it: "." and "-." are strings, not NaN (found by t
   ) as { write_files: Array<{ content: unknown }> };
   t.deepEqual(
     cfg.write_files.map((f) => f.content),
-    ['.', '-.', 1.5],
+    ['.', '-.', 1.5, 'n', 'Y', true, false, '0:0', 0],
   );
 });
