@@ -28,6 +28,8 @@ test('the lab comes up with a reachable management plane and goes down without l
   const labDir = join(mkdtempSync(join(tmpdir(), 'capbm-lab-test-')), 'lab');
   const env = { CAPBM_LAB_DIR: labDir };
 
+  // Down even when an assertion fails on the way: a failed test leaves nothing running either.
+  t.teardown(() => execa('node', [join(repoRoot, 'hack', 'lab.ts'), 'down'], { env, cwd: repoRoot, reject: false }));
   const upRun = await execa('node', [join(repoRoot, 'hack', 'lab.ts'), 'up'], { env, cwd: repoRoot });
   t.regex(upRun.stdout, /Kubeconfig: /);
   // The sample cluster came up: the closing table lists Running machines on lab hosts.
