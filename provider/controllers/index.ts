@@ -99,7 +99,8 @@ const countsKey = (h: BareMetalHost) =>
   JSON.stringify([h.spec?.consumerRef?.uid, h.status?.phase, Boolean(h.spec?.quarantine), h.spec?.retire]);
 const hostCountsChanged = (a: BareMetalHost, b: BareMetalHost) => countsKey(a) !== countsKey(b);
 
-const sameExceptVersion = (a: KubeObject, b: KubeObject) =>
+/** updatePredicate: anything but the resourceVersion changed. */
+const changedBeyondVersion = (a: KubeObject, b: KubeObject) =>
   JSON.stringify({ ...a, metadata: { ...a.metadata, resourceVersion: '' } }) !==
   JSON.stringify({ ...b, metadata: { ...b.metadata, resourceVersion: '' } });
 
@@ -172,10 +173,10 @@ export function buildProvider(o: ProviderOptions): Provider {
       {
         informer: capiMachines,
         mapToKeys: mapInfrastructureRef('BareMetalMachine'),
-        updatePredicate: sameExceptVersion,
+        updatePredicate: changedBeyondVersion,
       },
-      { informer: clusters, mapToKeys: byCluster, updatePredicate: sameExceptVersion },
-      { informer: hosts, mapToKeys: hostToMachines({ machines }), updatePredicate: sameExceptVersion },
+      { informer: clusters, mapToKeys: byCluster, updatePredicate: changedBeyondVersion },
+      { informer: hosts, mapToKeys: hostToMachines({ machines }), updatePredicate: changedBeyondVersion },
     ],
     reconcile: reconcileMachine(deps),
   });
@@ -185,7 +186,11 @@ export function buildProvider(o: ProviderOptions): Provider {
     log,
     watches: [
       { informer: bmClusters },
-      { informer: clusters, mapToKeys: mapInfrastructureRef('BareMetalCluster'), updatePredicate: sameExceptVersion },
+      {
+        informer: clusters,
+        mapToKeys: mapInfrastructureRef('BareMetalCluster'),
+        updatePredicate: changedBeyondVersion,
+      },
       { informer: machines, mapToKeys: machineToCluster({ clusters }), updatePredicate: specOrMetadataChanged },
       {
         informer: hosts,
@@ -228,7 +233,7 @@ export function buildProvider(o: ProviderOptions): Provider {
     name: 'baremetalhost',
     workers: workers('host', 8),
     log,
-    watches: [{ informer: hosts, updatePredicate: sameExceptVersion }],
+    watches: [{ informer: hosts, updatePredicate: changedBeyondVersion }],
     reconcile: reconcileHost({
       kc,
       recorder,

@@ -336,14 +336,14 @@ class MachineRun {
     if (!p)
       throw new AccessError(
         'PoolNotFound',
-        `BareMetalHostPool ${this.ns}/${name} of host ${this.host!.metadata.name} does not exist`,
+        `BareMetalHostPool ${this.ns}/${name} of host ${this.host!.metadata.name} does not exist: recreate the pool, or delete this machine so it takes a host of an existing pool`,
       );
     return p;
   }
 
   /** The condition an SSH problem of this step shows on. */
   stepCondition(step: string): string {
-    return step === 'preflight' || step === 'reset' ? C.HostReady : C.BootstrapSucceeded;
+    return step === 'preflight' ? C.HostReady : C.BootstrapSucceeded;
   }
 
   /** Connects to the held host (recording a first-use host key) and runs fn; reports failures. */
@@ -377,13 +377,13 @@ class MachineRun {
     }
   }
 
-  async problem(step: string, reason: string, message: string): Promise<void> {
+  /** A problem of a step, on the machine's condition for that step and on one condition of the host. */
+  async problem(step: string, reason: string, message: string, hostCondition = 'Reachable'): Promise<void> {
     this.cond({ type: this.stepCondition(step), status: false, reason, message });
     this.summarize();
     await this.w.save();
-    const hw = this.hostWriter();
-    await hw.update((h) => {
-      setCondition(h, { type: 'Reachable', status: false, reason, message });
+    await this.hostWriter().update((h) => {
+      setCondition(h, { type: hostCondition, status: false, reason, message });
     });
     this.event('Warning', reason, message, true);
   }
@@ -458,10 +458,8 @@ class MachineRun {
       await this.w.save();
       return;
     }
-    await hw.update((h) =>
-      setCondition(h, { type: 'PreflightPassed', status: false, reason: blocking.reason, message }),
-    );
-    await this.problem('preflight', blocking.reason, message);
+    // The host answered: the problem is on PreflightPassed, Reachable stays as it is.
+    await this.problem('preflight', blocking.reason, message, 'PreflightPassed');
     return { requeueAfter: 60_000 };
   }
 
@@ -475,7 +473,10 @@ class MachineRun {
     const dec = (k: string) => (s.data?.[k] ? Buffer.from(s.data[k], 'base64').toString('utf8') : undefined);
     const value = dec('value');
     if (value === undefined)
-      throw new AccessError('BootstrapDataInvalid', `bootstrap data Secret ${this.ns}/${name} has no "value" key`);
+      throw new AccessError(
+        'BootstrapDataInvalid',
+        `bootstrap data Secret ${this.ns}/${name} has no "value" key; the bootstrap provider writes it, so check the KubeadmConfig's status`,
+      );
     const format = dec('format');
     return { value, ...(format ? { format } : {}) };
   }
@@ -631,7 +632,7 @@ class MachineRun {
         initialization: { provisioned: true },
         ready: true,
         addresses: [
-          { type: h.spec.address.includes(':') ? 'InternalIP' : 'InternalIP', address: h.spec.address },
+          { type: 'InternalIP', address: h.spec.address },
           { type: 'Hostname', address: m.metadata.name },
         ],
         phase: 'Provisioned',

@@ -91,6 +91,24 @@ const machineOnPool = (pool: string) =>
     250,
   );
 
+/** How many times kubeadm join started on the host (the stand-in records each call). */
+const joins = async (h: LabHost) =>
+  (await hostExec(h, 'grep -c "join --config" /var/log/kubeadm-standin.log')).stdout.trim();
+const kubeadmStarted = (h: LabHost) =>
+  waitFor('the bootstrap to reach kubeadm', async () => ((await joins(h)) === '1' ? true : undefined), 90_000, 200);
+
+/** The machine once its condition `type` has `reason`. */
+const untilCondition = (name: string, type: string, reason: string) =>
+  waitFor(
+    `${type} with reason ${reason}`,
+    async () => {
+      const x = await getBmm(name);
+      return cond(x, type)?.reason === reason ? x : undefined;
+    },
+    60_000,
+    250,
+  );
+
 const setDelay = (h: LabHost, seconds: number) =>
   writeFileSync(join(h.root, 'etc/capbm-standin/delay'), `${seconds}\n`);
 
@@ -102,15 +120,7 @@ test.serial(
     setDelay(host, 8);
     await deployment('md-kill', 'solo0', 1);
     const bmm = await machineOnPool('solo0');
-    await waitFor(
-      'the bootstrap to reach kubeadm',
-      async () =>
-        (await hostExec(host, 'grep -c "join --config" /var/log/kubeadm-standin.log')).stdout.trim() === '1'
-          ? true
-          : undefined,
-      90_000,
-      200,
-    );
+    await kubeadmStarted(host);
     await leader.kill();
     const m = await waitFor(
       'the machine to be provisioned by the new leader',
@@ -122,8 +132,7 @@ test.serial(
       500,
     );
     t.truthy(m.spec.providerID);
-    const joins = (await hostExec(host, 'grep -c "join --config" /var/log/kubeadm-standin.log')).stdout.trim();
-    t.is(joins, '1', 'kubeadm join ran exactly once');
+    t.is(await joins(host), '1', 'kubeadm join ran exactly once');
     const events = await raw<{ items: Array<{ reason: string }> }>(
       env.cp.kc,
       'GET',
@@ -142,26 +151,10 @@ test.serial('a host powered off mid-bootstrap: a clear condition, no hang; on de
   setDelay(host, 30);
   await deployment('md-power', 'solo1', 1);
   const bmm = await machineOnPool('solo1');
-  await waitFor(
-    'the bootstrap to reach kubeadm',
-    async () =>
-      (await hostExec(host, 'grep -c "join --config" /var/log/kubeadm-standin.log')).stdout.trim() === '1'
-        ? true
-        : undefined,
-    90_000,
-    200,
-  );
+  await kubeadmStarted(host);
   const off = Date.now();
   await powerOff(host);
-  const b = await waitFor(
-    'BootstrapSucceeded=False with reason HostUnreachable',
-    async () => {
-      const x = await getBmm(bmm.metadata.name);
-      return cond(x, 'BootstrapSucceeded')?.reason === 'HostUnreachable' ? x : undefined;
-    },
-    60_000,
-    250,
-  );
+  const b = await untilCondition(bmm.metadata.name, 'BootstrapSucceeded', 'HostUnreachable');
   t.log(`condition after ${Math.round((Date.now() - off) / 1000)} s: ${cond(b, 'BootstrapSucceeded')?.message}`);
   t.regex(cond(b, 'BootstrapSucceeded')!.message ?? '', /powered on|unreachable|ECONNREFUSED|interrupted/i);
   // Policy: replace, never repair: the machine is deleted (a MachineHealthCheck would do it).
@@ -206,15 +199,7 @@ test.serial('a wrong SSH key: a clear condition on the machine and the host; not
   });
   await deployment('md-key', 'solo2', 1);
   const bmm = await machineOnPool('solo2');
-  const b = await waitFor(
-    'HostReady=False with reason SSHAuthenticationFailed',
-    async () => {
-      const x = await getBmm(bmm.metadata.name);
-      return cond(x, 'HostReady')?.reason === 'SSHAuthenticationFailed' ? x : undefined;
-    },
-    60_000,
-    250,
-  );
+  const b = await untilCondition(bmm.metadata.name, 'HostReady', 'SSHAuthenticationFailed');
   t.regex(cond(b, 'HostReady')!.message ?? '', /wrong-key.*authorized_keys/s);
   t.is(cond(await getHost(h0.metadata.name), 'Reachable')?.reason, 'SSHAuthenticationFailed');
   t.not((await hostExec(host, 'test -e /var/lib/capbm')).exitCode, 0, 'nothing ran on the host');
@@ -229,15 +214,7 @@ test.serial('a changed host key: a clear condition; nothing runs on the host', a
   await powerOn(host);
   await deployment('md-hostkey', 'solo3', 1);
   const bmm = await machineOnPool('solo3');
-  const b = await waitFor(
-    'HostReady=False with reason HostKeyMismatch',
-    async () => {
-      const x = await getBmm(bmm.metadata.name);
-      return cond(x, 'HostReady')?.reason === 'HostKeyMismatch' ? x : undefined;
-    },
-    60_000,
-    250,
-  );
+  const b = await untilCondition(bmm.metadata.name, 'HostReady', 'HostKeyMismatch');
   t.regex(cond(b, 'HostReady')!.message ?? '', /Nothing was run on the host/);
   t.not((await hostExec(host, 'test -e /var/lib/capbm')).exitCode, 0);
   await raw(env.cp.kc, 'PATCH', `${capi}/machinedeployments/md-hostkey`, { spec: { replicas: 0 } });

@@ -2,11 +2,10 @@
 // custom kind, honours a label selector, and converges after its connection is cut (events missed
 // while cut are recovered by the rewatch/relist, deletes included).
 import test from 'ava';
-import { KubeConfig } from '@kubernetes/client-node';
-import { createServer, connect, type Server, type Socket } from 'node:net';
 import { raw } from '../../provider/kube/raw.ts';
 import { byLabel, createInformer, type Informer } from '../../provider/runtime/informer.ts';
 import { ConfigMaps, type KubeObject, type ResourceKind } from '../../provider/runtime/kinds.ts';
+import { startCutProxy } from '../harness/proxy.ts';
 import { startControlPlane, waitForCrds, type ControlPlane } from '../harness/controlplane.ts';
 
 let cp: ControlPlane;
@@ -130,51 +129,12 @@ test('informer of a custom kind across namespaces with a watch-filter label sele
   t.deepEqual(inf.keys(), ['inf-w1/a']);
 });
 
-/** A TCP proxy to the API server whose connections the test can cut and refuse. */
-async function startProxy(
-  target: URL,
-): Promise<{ port: number; cut(): void; refuse(on: boolean): void; close(): Promise<void> }> {
-  const sockets = new Set<Socket>();
-  let refusing = false;
-  const server: Server = createServer((client) => {
-    if (refusing) return client.destroy();
-    const upstream = connect(Number(target.port), target.hostname);
-    sockets.add(client).add(upstream);
-    client.pipe(upstream).pipe(client);
-    const end = () => {
-      client.destroy();
-      upstream.destroy();
-      sockets.delete(client);
-      sockets.delete(upstream);
-    };
-    client.on('error', end).on('close', end);
-    upstream.on('error', end).on('close', end);
-  });
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  const port = (server.address() as { port: number }).port;
-  return {
-    port,
-    cut: () => sockets.forEach((s) => s.destroy()),
-    refuse: (on) => (refusing = on),
-    close: () =>
-      new Promise((r) => {
-        sockets.forEach((s) => s.destroy());
-        server.close(() => r());
-      }),
-  };
-}
-
 test('after the connection is cut, the informer recovers changes made meanwhile (deletes too)', async (t) => {
   const ns = 'inf-cut';
   await createNamespace(ns);
-  const proxy = await startProxy(new URL(cp.server));
+  const proxy = await startCutProxy(new URL(cp.server));
   t.teardown(() => proxy.close());
-  const kc = new KubeConfig();
-  kc.loadFromFile(cp.kubeconfigPath);
-  const cluster = kc.getCurrentCluster()!;
-  kc.clusters = kc.clusters.map((c) =>
-    c.name === cluster.name ? { ...c, server: `https://127.0.0.1:${proxy.port}` } : c,
-  );
+  const kc = proxy.kubeconfig(cp.kubeconfigPath);
   for (const n of ['keep', 'gone']) {
     await raw(cp.kc, 'POST', `/api/v1/namespaces/${ns}/configmaps`, { metadata: { name: n } });
   }

@@ -1,14 +1,13 @@
 // Leader election with two contenders, and a whole manager (informers, controller, probes,
 // metrics) against the real API server.
 import test from 'ava';
-import { KubeConfig } from '@kubernetes/client-node';
-import { createServer, connect, type Server, type Socket } from 'node:net';
 import { raw } from '../../provider/kube/raw.ts';
 import { controller, mapOwner } from '../../provider/runtime/controller.ts';
 import { createInformer } from '../../provider/runtime/informer.ts';
 import { ConfigMaps, Secrets } from '../../provider/runtime/kinds.ts';
 import { createLeaderElector } from '../../provider/runtime/leaderelection.ts';
 import { startManager } from '../../provider/runtime/manager.ts';
+import { startCutProxy } from '../harness/proxy.ts';
 import { startControlPlane, type ControlPlane } from '../harness/controlplane.ts';
 
 let cp: ControlPlane;
@@ -63,43 +62,13 @@ test('two contenders: one leads; after it releases, the other takes over', async
   t.deepEqual(events, ['a leads', 'a stopped', 'b leads']);
 });
 
-/** A TCP proxy to the API server that the test can cut, to make a contender "die" mid-term. */
-async function startProxy(target: URL) {
-  const sockets = new Set<Socket>();
-  let refusing = false;
-  const server: Server = createServer((client) => {
-    if (refusing) return client.destroy();
-    const upstream = connect(Number(target.port), target.hostname);
-    sockets.add(client).add(upstream);
-    client.pipe(upstream).pipe(client);
-    const end = () => {
-      client.destroy();
-      upstream.destroy();
-    };
-    client.on('error', end).on('close', end);
-    upstream.on('error', end).on('close', end);
-  });
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  const kc = new KubeConfig();
-  kc.loadFromFile(cp.kubeconfigPath);
-  const current = kc.getCurrentCluster()!.name;
-  const port = (server.address() as { port: number }).port;
-  kc.clusters = kc.clusters.map((c) => (c.name === current ? { ...c, server: `https://127.0.0.1:${port}` } : c));
-  return {
-    kc,
-    kill: () => {
-      refusing = true;
-      sockets.forEach((s) => s.destroy());
-    },
-    close: () => new Promise<void>((r) => server.close(() => r())),
-  };
-}
-
 test('a leader cut off from the API server stops leading; the standby takes over after the lease expires', async (t) => {
-  const proxy = await startProxy(new URL(cp.server));
+  // A contender "dies" mid-term: its connections are cut and refused from then on.
+  const proxy = await startCutProxy(new URL(cp.server));
+  const kcA = proxy.kubeconfig(cp.kubeconfigPath);
   t.teardown(() => proxy.close());
   let aLost = false;
-  const a = createLeaderElector(proxy.kc, {
+  const a = createLeaderElector(kcA, {
     namespace: 'default',
     name: 'die-test',
     identity: 'a',
@@ -120,7 +89,8 @@ test('a leader cut off from the API server stops leading; the standby takes over
   t.teardown(() => b.stop());
   await new Promise((r) => setTimeout(r, 800));
   t.false(b.isLeader());
-  proxy.kill();
+  proxy.refuse(true);
+  proxy.cut();
   await eventually('a notices it lost the lease', () => aLost, 10_000);
   t.false(a.isLeader());
   await eventually('b leads', () => b.isLeader(), 15_000);

@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import { parseAllDocuments } from 'yaml';
 import { apply } from '../../provider/kube/raw.ts';
 import { installProviderCrds, startControlPlane, type ControlPlane } from '../harness/controlplane.ts';
+import { substitute } from '../harness/env.ts';
 import { repoRoot } from '../harness/paths.ts';
 
 let cp: ControlPlane;
@@ -16,15 +17,6 @@ test.before(async () => {
 test.after.always(async () => {
   await cp?.stop();
 });
-
-/** clusterctl's variable syntax: ${VAR} and ${VAR:=default}. */
-function substitute(text: string, vars: Record<string, string>): string {
-  return text.replace(/\$\{([A-Z0-9_]+)(?::=([^}]*))?\}/g, (_m, name: string, def?: string) => {
-    const v = vars[name] ?? def;
-    if (v === undefined) throw new Error(`variable ${name} has no value`);
-    return v;
-  });
-}
 
 const plurals: Record<string, string> = {
   Cluster: 'clusters',
