@@ -17,6 +17,9 @@ export const BRIDGE = 'capbm0';
 export const BRIDGE_ADDRESS = '10.250.0.1';
 const labRoot = process.env.CAPBM_LAB_HOSTS_DIR ?? join(repoRoot, '.cache', 'lab', 'hosts');
 const MAX_SLOTS = 250 * 200;
+// Where this checkout's slots start: two checkouts on one machine (their own .cache) give each other
+// room with different bases, since a slot number names a network namespace and an address.
+const SLOT_BASE = Number(process.env.CAPBM_LAB_SLOT_BASE ?? 10);
 
 export type SudoMode = 'nopasswd' | 'password';
 
@@ -88,7 +91,7 @@ function writeSlot(slot: number, s: SlotState): void {
 /** Reserves a free slot: mkdir is atomic, so two processes never get the same one. */
 function reserveSlot(persistent: boolean): number {
   mkdirSync(labRoot, { recursive: true });
-  for (let slot = 10; slot < MAX_SLOTS; slot++) {
+  for (let slot = SLOT_BASE; slot < MAX_SLOTS; slot++) {
     try {
       mkdirSync(slotDir(slot));
     } catch {
