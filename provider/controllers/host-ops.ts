@@ -151,7 +151,8 @@ for d in ${shQuote(STATE_DIR)}/*/run; do
 done
 rm -rf ${shQuote(STATE_DIR)} /run/cluster-api /etc/kubernetes /var/lib/kubelet /var/lib/etcd
 for p in ${paths}; do [ -e "$p" ] && echo "leftover=$p"; done
-pgrep -x kubelet >/dev/null 2>&1 && echo "leftover=process:kubelet"
+# A kubelet counts when configured: an OS image may enable one that waits for kubeadm.
+pgrep -x kubelet >/dev/null 2>&1 && [ -e /var/lib/kubelet/config.yaml ] && echo "leftover=process:kubelet"
 true
 `;
 }

@@ -34,7 +34,8 @@ echo "epoch=$(date +%s)"
 echo "uid=$(id -u)"
 for b in ${bins}; do command -v "$b" >/dev/null 2>&1 || echo "missing_binary=$b"; done
 for p in ${paths}; do [ -e "$p" ] && echo "leftover=$p"; done
-pgrep -x kubelet >/dev/null 2>&1 && echo "leftover=process:kubelet"
+# A kubelet counts when configured: an OS image may enable one that waits for kubeadm.
+pgrep -x kubelet >/dev/null 2>&1 && [ -e /var/lib/kubelet/config.yaml ] && echo "leftover=process:kubelet"
 true
 `;
 }
