@@ -8,6 +8,7 @@
 // started again, and then the rendered script's step markers skip every step that finished.
 import { parseProgressLine, shQuote } from '../../cloud-init/index.ts';
 import type { SshConnection } from '../ssh/index.ts';
+import { nodeCleanupScript } from './node-cleanup.ts';
 import { judgePreflight, leftoverPaths, preflightScript, type PreflightResult } from './preflight.ts';
 
 /** Where the provider keeps its own files on a host; the reset removes all of it. */
@@ -144,6 +145,7 @@ if command -v kubeadm >/dev/null 2>&1; then
   kubeadm reset -f >/tmp/capbm-reset.log 2>&1 || { echo "kubeadm_reset_failed=$(tail -n 1 /tmp/capbm-reset.log)"; }
   rm -f /tmp/capbm-reset.log
 fi
+${nodeCleanupScript}
 ${extra}
 for d in ${shQuote(STATE_DIR)}/*/run; do
   [ -f "$d/files" ] || continue
