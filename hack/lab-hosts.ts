@@ -1,6 +1,7 @@
 // Lab hosts that outlive this command (hack/lab dispatches here):
 //   hosts up N | hosts down | hosts list
 //   poweroff | start | linkdown | linkup | blackhole | unblackhole | freeze | thaw SLOT-or-ADDRESS
+//   shell SLOT-or-ADDRESS [COMMAND...]   a root shell (or one command) inside the host, out of band
 // The lab's SSH key is generated once in .cache/lab/ssh/id_ed25519 (never committed).
 import { execa } from 'execa';
 import { existsSync, mkdirSync, readFileSync } from 'node:fs';
@@ -8,6 +9,7 @@ import { join } from 'node:path';
 import {
   addressOf,
   blackhole,
+  hostPid,
   freeze,
   linkDown,
   linkUp,
@@ -74,6 +76,18 @@ async function main(args: string[]): Promise<void> {
   if (cmd === 'hosts' && sub === 'down') return stopPersistentHosts();
   if (cmd === 'hosts' && (sub === 'list' || sub === undefined)) return list();
   if (cmd === 'down') return stopPersistentHosts();
+  if (cmd === 'shell') {
+    const h = slotOf(sub);
+    const pid = hostPid(h.slot);
+    const command = args.slice(2);
+    const r = await execa(
+      'nsenter',
+      ['-t', String(pid), '-m', '-u', '-n', '-p', '-i', '-C', '-r', '-w', ...(command.length ? ['sh', '-c', command.join(' ')] : ['bash', '-l'])],
+      { stdio: 'inherit', reject: false },
+    );
+    process.exitCode = r.exitCode ?? 1;
+    return;
+  }
   const fault = cmd ? faults[cmd] : undefined;
   if (fault) {
     const h = slotOf(sub);
@@ -81,7 +95,9 @@ async function main(args: string[]): Promise<void> {
     process.stdout.write(`${cmd}: lab-${h.slot} (${addressOf(h.slot)})\n`);
     return;
   }
-  throw new Error(`usage: hack/lab hosts up N | hosts down | hosts list | ${Object.keys(faults).join('|')} HOST`);
+  throw new Error(
+    `usage: hack/lab hosts up N | hosts down | hosts list | shell HOST [COMMAND] | ${Object.keys(faults).join('|')} HOST`,
+  );
 }
 
 try {

@@ -1,14 +1,25 @@
-// The lab: a local management plane (etcd, kube-apiserver, Cluster API core, CABPK and
-// KubeadmControlPlane), a workload-cluster stand-in API server, lab hosts (network namespaces with
-// OpenSSH), the CAPBM provider under its own ServiceAccount, a sample pool, SSH Secret and cluster
-// (cluster-template.yaml: one control plane, a MachineDeployment of two workers). It keeps running
-// after this command exits, until `hack/lab down`.
-// State lives in .cache/lab/: the control planes' folders (certs, logs, kubeconfig) and state.json.
+// The lab: a local management plane (etcd, kube-apiserver, kube-controller-manager, Cluster API
+// core, CABPK and KubeadmControlPlane), the lab's air-gapped registry and control-plane load
+// balancer, lab hosts (whole servers: systemd, OpenSSH, containerd, kubelet), the CAPBM provider
+// under its own ServiceAccount, a sample pool, SSH Secret and cluster (cluster-template.yaml: one
+// control plane, a MachineDeployment of two workers, the kube-router CNI), made by the real
+// kubeadm; then the sample application, answering across nodes. It keeps running after this
+// command exits, until `hack/lab down`.
+// State lives in .cache/lab/: the management plane's folder (certs, logs, kubeconfig), the
+// registry's, the workload cluster's kubeconfig and state.json.
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { execa } from 'execa';
-import { applyClusterTemplate, createPool, machines, startEnv } from '../test/harness/env.ts';
-import { stopPersistentHosts } from '../test/harness/lab.ts';
+import {
+  applyClusterTemplate,
+  createPool,
+  startEnv,
+  waitForClusterAvailable,
+  workloadKubeconfig,
+  type ClusterHealth,
+} from '../test/harness/env.ts';
+import { hostMemory, stopPersistentHosts } from '../test/harness/lab.ts';
+import { crossNodeHttp, deployHello, nodes, waitForCoreDns } from '../test/harness/workload.ts';
 import { controlPlaneDir, repoRoot } from '../test/harness/paths.ts';
 import { alive, stopPid } from '../test/harness/process.ts';
 
@@ -16,7 +27,8 @@ import { alive, stopPid } from '../test/harness/process.ts';
 const labDir = process.env.CAPBM_LAB_DIR ?? join(repoRoot, '.cache', 'lab');
 const stateFile = join(labDir, 'state.json');
 const cpDir = join(labDir, 'controlplane');
-const workloadDir = join(labDir, 'workload');
+const ownDir = join(labDir, 'lab');
+const workloadKubeconfigPath = join(labDir, 'workload.kubeconfig');
 const hostCount = Number(process.env.CAPBM_LAB_HOSTS ?? 5);
 const namespace = 'lab';
 const clusterName = 'demo';
@@ -24,7 +36,9 @@ const clusterName = 'demo';
 interface LabState {
   kubeconfig: string;
   server: string;
+  workloadKubeconfig?: string;
   processes: Array<{ name: string; pid: number; log: string }>;
+  hosts?: Array<{ slot: number; name: string; address: string }>;
 }
 
 const say = (m: string) => process.stderr.write(`==> ${m}\n`);
@@ -52,7 +66,7 @@ async function up(): Promise<void> {
   const env = await startEnv({
     hosts: hostCount,
     persistent: true,
-    dirs: { management: cpDir, workload: workloadDir },
+    dirs: { management: cpDir, lab: ownDir },
     agent: {},
     log: (m) => say(m),
   });
@@ -60,45 +74,59 @@ async function up(): Promise<void> {
   const next: LabState = {
     kubeconfig: env.cp.kubeconfigPath,
     server: env.cp.server,
-    processes: [...env.cp.processes, ...env.workload.processes, provider].map((p) => ({
+    processes: [...env.cp.processes, env.registry.process, provider].map((p) => ({
       name: p.name,
       pid: p.pid,
       log: p.logFile,
     })),
+    hosts: env.hosts.map((h) => ({ slot: h.slot, name: h.name, address: h.address })),
   };
   writeFileSync(stateFile, JSON.stringify(next, null, 2));
-  for (const h of env.hosts) info(`host ${h.name}  ${h.address}  host key ${h.hostKeyFingerprint}`);
+  info(`hosts up in ${Math.round((Date.now() - t0) / 1000)} s`);
+  for (const h of env.hosts) info(`host ${h.name}  ${h.address}  Kubernetes ${h.kubernetesVersion}  host key ${h.hostKeyFingerprint}`);
   say(`creating pool "rack" (${env.hosts.length} hosts, keys pinned) and its SSH Secret in namespace ${namespace}`);
   await createPool(env, namespace, 'rack', env.hosts);
   say(
-    `creating cluster ${namespace}/${clusterName} from manifests/templates/cluster-template.yaml (1 control plane, 2 workers)`,
+    `creating cluster ${namespace}/${clusterName} from manifests/templates/cluster-template.yaml (1 control plane, 2 workers, endpoint ${env.lb.address}:6443)`,
   );
+  const tCluster = Date.now();
   await applyClusterTemplate(env, { namespace, name: clusterName, pool: 'rack', controlPlane: 1, workers: 2 });
   let last = '';
-  const deadline = Date.now() + 10 * 60_000;
-  for (;;) {
-    const ms = await machines(env, namespace, clusterName);
-    const line = ms
-      .map((m) => `${m.name}=${m.phase || 'Pending'}`)
-      .sort()
-      .join('  ');
-    if (line !== last) info(`machines: ${line || '(none yet)'}`);
-    last = line;
-    if (ms.length === 3 && ms.every((m) => m.phase === 'Running')) break;
-    if (Date.now() > deadline)
-      throw new Error(`machines not Running after 10 minutes (${line}); see ${provider.logFile}`);
-    await new Promise((r) => setTimeout(r, 1000));
-  }
-  say(`every Machine is Running (${Math.round((Date.now() - t0) / 1000)} s)`);
-  const table = await execa(kubectl(), [
-    '--kubeconfig',
-    env.cp.kubeconfigPath,
-    'get',
-    'clusters,machines,baremetalmachines,baremetalhosts',
-    '-n',
-    namespace,
-  ]);
-  process.stdout.write(`${table.stdout}\n`);
+  const line = (h: ClusterHealth) =>
+    [
+      `Cluster Available=${h.cluster?.status ?? '?'}`,
+      ...h.machines.map((m) => `${m.name}=${m.phase || 'Pending'}${m.ready ? '/Ready' : ''}`).sort(),
+    ].join('  ');
+  await waitForClusterAvailable(env, namespace, clusterName, 3, 15 * 60_000, (h) => {
+    const l = line(h);
+    if (l !== last) info(l);
+    last = l;
+  });
+  say(`cluster ${namespace}/${clusterName} Available, every Machine Ready (${Math.round((Date.now() - tCluster) / 1000)} s after it was created)`);
+  const workload = await workloadKubeconfig(env, namespace, clusterName);
+  writeFileSync(workloadKubeconfigPath, workload.yaml, { mode: 0o600 });
+  next.workloadKubeconfig = workloadKubeconfigPath;
+  writeFileSync(stateFile, JSON.stringify(next, null, 2));
+  await waitForCoreDns(workload.kc);
+  say('CoreDNS Running; deploying the sample application (manifests/examples/hello.yaml)');
+  const hello = await deployHello(workload.kc);
+  for (const p of hello) info(`${p.name} on ${p.node} (${p.ip})`);
+  const answer = await crossNodeHttp(workload.kc);
+  say(
+    `a pod on ${answer.clientNode} asked a hello pod on ${answer.targetNode}: "${answer.direct}" by pod IP, "${answer.viaService}" through the Service`,
+  );
+  const kc = ['--kubeconfig', env.cp.kubeconfigPath];
+  const table = await execa(kubectl(), [...kc, 'get', 'cluster,kubeadmcontrolplane,machinedeployment,machines', '-n', namespace]);
+  process.stdout.write(`${table.stdout}\n\n`);
+  const ws = await execa(kubectl(), ['--kubeconfig', workloadKubeconfigPath, 'get', 'nodes', '-o', 'wide']);
+  process.stdout.write(`${ws.stdout}\n`);
+  const mem = env.hosts.map((h) => ({ h, m: hostMemory(h) }));
+  const mib = (b: number) => Math.round(b / 2 ** 20);
+  const ns = await nodes(workload.kc);
+  info(
+    `memory: ${mem.map(({ h, m }) => `${ns.find((n) => n.internalIP === h.address)?.name ?? h.name} ${mib(m.usageBytes)} MiB`).join(', ')}; total ${mib(mem.reduce((a, x) => a + x.m.usageBytes, 0))} MiB`,
+  );
+  say(`the lab is up (${Math.round((Date.now() - t0) / 1000)} s)`);
   printUsage(next);
 }
 
@@ -114,6 +142,10 @@ function printUsage(state: LabState): void {
       `  ${kubectl()} get clusters,machines,baremetalmachines,baremetalhosts -A`,
       `  ${kubectl()} get events -n ${namespace} --sort-by=.lastTimestamp`,
       '  (or: hack/lab kubectl get baremetalhostpools -A)',
+      `The workload cluster ${namespace}/${clusterName}:`,
+      '  hack/lab kubectl --workload get nodes -o wide',
+      '  hack/lab kubectl --workload get pods -A -o wide',
+      '  hack/lab ssh <host address>     (a root shell on a lab host)',
       `Provider log: ${state.processes.find((p) => p.name === 'capbm-manager')?.log ?? ''}`,
       '',
       `Logs: ${cpDir}/*.log`,

@@ -47,3 +47,15 @@ npm_ready() {
     echo "$want" >"$stamp"
   fi
 }
+
+# lab_prerequisites: everything lab hosts and workload clusters need, built once and cached:
+# the OS image (hack/rootfs, both Kubernetes versions), the registry content (hack/images), and the
+# Debian packages the lab runs beside the hosts (the registry, the load balancer). Exports
+# CAPBM_ROOTFS and CAPBM_REGISTRY for the harness.
+lab_prerequisites() {
+  need_root lab_prerequisites
+  apt_install docker-registry haproxy
+  CAPBM_ROOTFS="$("$ROOT/hack/rootfs" build)" || die "building the lab OS image failed (output above)"
+  CAPBM_REGISTRY="$("$ROOT/hack/images" build)" || die "building the lab images failed (output above)"
+  export CAPBM_ROOTFS CAPBM_REGISTRY
+}

@@ -1,5 +1,6 @@
-// `hack/lab` brings up the whole lab (management plane, workload stand-in, hosts, provider, a sample
-// cluster) and `hack/lab down` leaves nothing behind: no process, port, folder or lab host.
+// `hack/lab` brings up the whole lab (management plane, registry, load balancer, hosts, provider, a
+// sample cluster made by the real kubeadm, the sample application) and `hack/lab down` leaves
+// nothing behind: no process, port, folder or lab host.
 import test from 'ava';
 import { execa } from 'execa';
 import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
@@ -24,7 +25,8 @@ async function stillListening(addrs: string[]): Promise<string[]> {
   return addrs.filter((a) => now.has(a));
 }
 
-test('the lab comes up with a reachable management plane and goes down without leftovers', async (t) => {
+test('the lab comes up with a working cluster and goes down without leftovers', async (t) => {
+  t.timeout(30 * 60_000);
   const labDir = join(mkdtempSync(join(tmpdir(), 'capbm-lab-test-')), 'lab');
   const env = { CAPBM_LAB_DIR: labDir };
 
@@ -32,9 +34,11 @@ test('the lab comes up with a reachable management plane and goes down without l
   t.teardown(() => execa('node', [join(repoRoot, 'hack', 'lab.ts'), 'down'], { env, cwd: repoRoot, reject: false }));
   const upRun = await execa('node', [join(repoRoot, 'hack', 'lab.ts'), 'up'], { env, cwd: repoRoot });
   t.regex(upRun.stdout, /Kubeconfig: /);
-  // The sample cluster came up: the closing table lists Running machines on lab hosts.
-  t.regex(upRun.stdout, /Running/);
-  t.regex(upRun.stdout, /baremetalhost\.infrastructure\.cluster\.x-k8s\.io\/rack-/);
+  // The sample cluster came up whole: Cluster API says so, every Node is Ready, the sample
+  // application answered a pod on another node.
+  t.regex(upRun.stderr, /cluster lab\/demo Available, every Machine Ready/);
+  t.regex(upRun.stderr, /a pod on \S+ asked a hello pod on \S+: "hello-/);
+  t.is((upRun.stdout.match(/ Ready /g) ?? []).length, 3, upRun.stdout);
   const state = JSON.parse(readFileSync(join(labDir, 'state.json'), 'utf8')) as {
     kubeconfig: string;
     processes: Array<{ name: string; pid: number }>;
@@ -44,11 +48,11 @@ test('the lab comes up with a reachable management plane and goes down without l
     [
       'etcd',
       'kube-apiserver',
+      'kube-controller-manager',
       'capi-core',
       'capi-bootstrap',
       'capi-controlplane',
-      'etcd',
-      'kube-apiserver',
+      'registry',
       'capbm-manager',
     ],
   );

@@ -25,8 +25,14 @@ export interface ControlPlaneOptions {
    * lab bridge address so lab hosts (in their own network namespaces) can reach it.
    */
   bindAddress?: string;
-  /** Static bearer tokens (token -> user name, group system:masters), e.g. for the kubeadm stand-in. */
+  /** Static bearer tokens (token -> user name, group system:masters). */
   tokens?: Record<string, string>;
+  /**
+   * Run kube-controller-manager too (garbage collection of owned objects, namespace deletion,
+   * service account tokens): what a real management cluster has. Default false (integration
+   * tests that need only the API).
+   */
+  controllerManager?: boolean;
   /** Progress messages. */
   log?: (msg: string) => void;
 }
@@ -293,6 +299,51 @@ async function installCapiCrds(kc: KubeConfig): Promise<void> {
   await waitForCrds(kc, names);
 }
 
+async function startControllerManager(dir: string, persistent: boolean): Promise<ManagedProcess> {
+  const port = await freePort();
+  const kubeconfig = join(dir, 'admin.kubeconfig');
+  const proc = startProcess({
+    name: 'kube-controller-manager',
+    command: bin('kube-controller-manager'),
+    args: [
+      `--kubeconfig=${kubeconfig}`,
+      `--authentication-kubeconfig=${kubeconfig}`,
+      `--authorization-kubeconfig=${kubeconfig}`,
+      '--bind-address=127.0.0.1',
+      `--secure-port=${port}`,
+      `--cert-dir=${join(dir, 'kcm-certs')}`,
+      '--leader-elect=false',
+      `--service-account-private-key-file=${join(dir, 'pki', 'sa.key')}`,
+      `--root-ca-file=${join(dir, 'pki', 'ca.crt')}`,
+      '--use-service-account-credentials=false',
+      // No nodes, no cloud: the controllers a management cluster's API objects need.
+      '--controllers=*,-nodeipam,-nodelifecycle,-cloud-node-lifecycle,-service-lb-controller,-node-route-controller,-persistentvolume-binder,-attachdetach,-persistentvolume-expander,-ephemeral-volume,-pv-protection,-pvc-protection,-ttl',
+      '--v=1',
+    ],
+    logFile: join(dir, 'kube-controller-manager.log'),
+    persistent,
+  });
+  await waitFor(
+    'kube-controller-manager to become healthy',
+    async () => {
+      if (!proc.running()) throw new GiveUp(`kube-controller-manager exited:\n${tail(proc.logFile)}`);
+      const ok = await new Promise<boolean>((resolve) => {
+        const req = request(`https://127.0.0.1:${port}/healthz`, { rejectUnauthorized: false, timeout: 2000 }, (res) => {
+          res.resume();
+          resolve(res.statusCode === 200);
+        });
+        req.on('error', () => resolve(false));
+        req.on('timeout', () => req.destroy());
+        req.end();
+      });
+      return ok ? true : undefined;
+    },
+    60_000,
+    200,
+  );
+  return proc;
+}
+
 async function startCapiManager(dir: string, component: CapiComponent, persistent: boolean): Promise<ManagedProcess> {
   const [health, diag, webhook] = [await freePort(), await freePort(), await freePort()];
   const certDir = join(dir, `${component}-webhook-certs`);
@@ -380,6 +431,11 @@ export async function startControlPlane(options: ControlPlaneOptions = {}): Prom
     writeFileSync(kubeconfigPath, kubeconfigYaml(api.server, pki), { mode: 0o600 });
     const kc = new KubeConfig();
     kc.loadFromFile(kubeconfigPath);
+    if (options.controllerManager) {
+      log('starting kube-controller-manager');
+      processes.push(await startControllerManager(dir, persistent));
+      mark('controller-manager');
+    }
     const components = capiComponents(options.capi);
     const startCapi = async (c: CapiComponent) => {
       const proc = await startCapiManager(dir, c, persistent);

@@ -1,27 +1,31 @@
 // The whole provider environment on one machine, for e2e tests and hack/lab: the management plane
-// (kube-apiserver, etcd, CAPI core, CABPK, KubeadmControlPlane), a second API server on the lab
-// bridge that plays the workload cluster (the kubeadm stand-in on the hosts registers Nodes there),
-// lab hosts with OpenSSH, our CRDs and RBAC, and the provider itself as a process running under its
-// own ServiceAccount with the ClusterRole from manifests/rbac.
-import type { KubeConfig } from '@kubernetes/client-node';
-import { randomBytes } from 'node:crypto';
-import { copyFileSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+// (kube-apiserver, etcd, kube-controller-manager, CAPI core, CABPK, KubeadmControlPlane), the lab's
+// air-gapped registry and control-plane load balancer on the lab bridge, lab hosts (whole servers:
+// systemd, OpenSSH, containerd, the kubelet and kubeadm of their OS image's Kubernetes version), our
+// CRDs and RBAC, and the provider itself as a process running under its own ServiceAccount with the
+// ClusterRole from manifests/rbac. Workload clusters are real: kubeadm on the hosts makes them.
+import { KubeConfig } from '@kubernetes/client-node';
+import { copyFileSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import ssh2 from 'ssh2';
 import { parseAllDocuments } from 'yaml';
 import { API_VERSION } from '../../provider/api/common.ts';
 import { ApiError, raw } from '../../provider/kube/raw.ts';
-import { linkWorkloadCluster } from './cabpk.ts';
 import { installProviderCrds, startControlPlane, type CapiComponent, type ControlPlane } from './controlplane.ts';
-import { BRIDGE_ADDRESS, ensureBridge, startHosts, stopHost, type LabHost } from './lab.ts';
-import { repoRoot } from './paths.ts';
+import { BRIDGE_ADDRESS, ensureBridge, kubernetesVersions, startHosts, stopHost, type LabHost } from './lab.ts';
+import { startLoadBalancer, type LoadBalancer } from './loadbalancer.ts';
+import { repoRoot, versions } from './paths.ts';
 import { freePort, startProcess, waitFor, type ManagedProcess } from './process.ts';
+import { REGISTRY_NAME, startRegistry, type Registry } from './registry.ts';
 
 export interface EnvOptions {
+  /** Lab hosts whose OS image carries the pinned Kubernetes version. */
   hosts: number;
+  /** More hosts, after those, whose OS image carries the version before (for upgrades). */
+  previousVersionHosts?: number;
   persistent?: boolean;
-  /** Folders for the two control planes (the lab keeps them); default temp folders. */
-  dirs?: { management?: string; workload?: string };
+  /** Folders for the management plane and the lab's own processes (the lab keeps them); default temp folders. */
+  dirs?: { management?: string; lab?: string };
   capi?: CapiComponent[];
   /** Install the node agent on provisioned hosts (reports to the provider over the lab bridge). */
   agent?: { unknownAfter?: string; interval?: string };
@@ -36,8 +40,10 @@ export interface SshKey {
 
 export interface Env {
   cp: ControlPlane;
-  workload: ControlPlane;
   hosts: LabHost[];
+  registry: Registry;
+  /** In front of every host's :6443: the workload clusters' controlPlaneEndpoint. */
+  lb: LoadBalancer;
   key: SshKey;
   /** Kubeconfig of the provider's ServiceAccount (RBAC from manifests/rbac). */
   providerKubeconfig: string;
@@ -46,7 +52,6 @@ export interface Env {
 }
 
 export const PROVIDER_NAMESPACE = 'capbm-system';
-const STANDIN_TOKEN_USER = 'kubeadm-standin';
 
 function newKey(): SshKey {
   const k = ssh2.utils.generateKeyPairSync('ed25519', { comment: 'capbm-e2e' });
@@ -117,10 +122,10 @@ function keepLogs(dir: string): void {
 export async function startEnv(o: EnvOptions): Promise<Env> {
   const log = o.log ?? (() => {});
   await ensureBridge();
-  const token = randomBytes(24).toString('hex');
-  log('starting the management plane (kube-apiserver, etcd, Cluster API core, CABPK, KubeadmControlPlane)');
+  log('starting the management plane (kube-apiserver, etcd, kube-controller-manager, Cluster API core, CABPK, KubeadmControlPlane)');
   const cp = await startControlPlane({
     capi: o.capi ?? ['core', 'bootstrap', 'controlplane'],
+    controllerManager: true,
     ...(o.persistent ? { persistent: true } : {}),
     ...(o.dirs?.management ? { dir: o.dirs.management } : {}),
     log,
@@ -132,39 +137,45 @@ export async function startEnv(o: EnvOptions): Promise<Env> {
     for (const s of stops.reverse()) await s().catch(() => {});
   };
   try {
-    log(`starting the workload cluster stand-in API server on ${BRIDGE_ADDRESS}`);
-    const workload = await startControlPlane({
-      bindAddress: BRIDGE_ADDRESS,
-      tokens: { [token]: STANDIN_TOKEN_USER },
-      ...(o.persistent ? { persistent: true } : {}),
-      ...(o.dirs?.workload ? { dir: o.dirs.workload } : {}),
-    });
-    stops.push(() => workload.stop());
+    const labDir = o.dirs?.lab ?? mkdtempSync(join(cp.dir, 'lab-'));
+    mkdirSync(labDir, { recursive: true });
+    log(`starting the lab registry (${REGISTRY_NAME}) on ${BRIDGE_ADDRESS}`);
+    const registry = await startRegistry({ dir: labDir, ...(o.persistent ? { persistent: true } : {}) });
+    stops.push(() => registry.process.stop());
     log('installing the CAPBM CRDs and RBAC');
     await installProviderCrds(cp.kc);
     const providerKubeconfig = await providerIdentity(cp);
     const key = newKey();
-    log(`starting ${o.hosts} lab hosts`);
-    const hosts = await startHosts(o.hosts, {
+    const { current, previous } = kubernetesVersions();
+    log(`starting ${o.hosts} lab hosts (Kubernetes ${current})${o.previousVersionHosts ? ` and ${o.previousVersionHosts} (Kubernetes ${previous})` : ''}`);
+    const common = {
       authorizedKeys: [key.public],
-      files: { '/etc/capbm-standin/workload.env': `SERVER=${workload.server}\nTOKEN=${token}\n` },
+      files: registry.hostFiles,
       ...(o.persistent ? { persistent: true } : {}),
-    });
+    };
+    const hosts: LabHost[] = [];
     // Hosts go with the environment: processes, mounts, namespaces, veths (the lab's persist).
     if (!o.persistent)
       stops.push(async () => {
         for (const h of hosts) await stopHost(h);
       });
+    hosts.push(...(await startHosts(o.hosts, { ...common, kubernetesVersion: current })));
+    if (o.previousVersionHosts)
+      hosts.push(...(await startHosts(o.previousVersionHosts, { ...common, kubernetesVersion: previous })));
+    const lb = await startLoadBalancer({
+      backends: hosts.map((h) => h.address),
+      ...(o.persistent ? { persistent: true } : {}),
+    });
+    if (!o.persistent) stops.push(() => lb.stop());
+    log(`control-plane load balancer on ${lb.address}:${lb.port}`);
     const providers: ManagedProcess[] = [];
     const agentPort = o.agent ? await freePort(BRIDGE_ADDRESS) : 0;
-    // The lab's kubeadm is a stand-in: there is no kubelet or container runtime to check.
     const agentArgs = o.agent
       ? [
           `--agent-report-url=https://${BRIDGE_ADDRESS}:${agentPort}`,
           `--agent-bind-address=${BRIDGE_ADDRESS}:${agentPort}`,
           `--agent-interval=${o.agent.interval ?? '5s'}`,
           `--agent-unknown-after=${o.agent.unknownAfter ?? '30s'}`,
-          '--agent-disabled-checks=kubelet,container-runtime',
         ]
       : [];
     stops.push(async () => {
@@ -194,7 +205,7 @@ export async function startEnv(o: EnvOptions): Promise<Env> {
       providers.push(p);
       return p;
     };
-    return { cp, workload, hosts, key, providerKubeconfig, startProvider, stop };
+    return { cp, hosts, registry, lb, key, providerKubeconfig, startProvider, stop };
   } catch (err) {
     await stop();
     throw err;
@@ -255,23 +266,64 @@ export interface ClusterVars {
   workerPool?: string;
   controlPlane?: number;
   workers?: number;
-  /** A VIP in front of the control plane; in the lab nothing listens there (the stand-in has no API server). */
-  endpoint?: string;
+  /** Default: the pinned version. Hosts of the pools must carry it. */
+  kubernetesVersion?: string;
+}
+
+/** The template variables the lab sets, as a user of this lab would pass them to clusterctl. */
+export function labTemplateVars(env: Env, v: ClusterVars): Record<string, string> {
+  return {
+    CLUSTER_NAME: v.name,
+    NAMESPACE: v.namespace,
+    KUBERNETES_VERSION: v.kubernetesVersion ?? kubernetesVersions().current,
+    CONTROL_PLANE_ENDPOINT_HOST: env.lb.address,
+    BAREMETAL_POOL: v.pool,
+    CONTROL_PLANE_MACHINE_COUNT: String(v.controlPlane ?? 1),
+    WORKER_MACHINE_COUNT: String(v.workers ?? 2),
+    IMAGE_REPOSITORY: REGISTRY_NAME,
+    // Lab hosts run cgroup v1 (this machine's hybrid tree) without systemd's cgroup driver.
+    KUBELET_CGROUP_DRIVER: 'cgroupfs',
+    KUBELET_FAIL_CGROUP_V1: 'false',
+    CNI: 'kube-router',
+  };
+}
+
+/**
+ * The CNI add-on for clusters labelled cni=kube-router in the namespace: a ConfigMap holding
+ * manifests/addons/kube-router.yaml and a ClusterResourceSet that applies it to each such cluster
+ * once its API server answers.
+ */
+export async function installCniAddon(env: Env, namespace: string): Promise<void> {
+  const manifest = substitute(readFileSync(join(repoRoot, 'manifests/addons/kube-router.yaml'), 'utf8'), {
+    IMAGE_REPOSITORY: REGISTRY_NAME,
+    KUBE_ROUTER_VERSION: versions().KUBE_ROUTER_VERSION!,
+  });
+  await ensure(env.cp.kc, '/api/v1/namespaces', { apiVersion: 'v1', kind: 'Namespace', metadata: { name: namespace } });
+  await ensure(env.cp.kc, `/api/v1/namespaces/${namespace}/configmaps`, {
+    apiVersion: 'v1',
+    kind: 'ConfigMap',
+    metadata: { name: 'cni-kube-router', namespace },
+    data: { 'kube-router.yaml': manifest },
+  });
+  await ensure(env.cp.kc, `/apis/addons.cluster.x-k8s.io/v1beta2/namespaces/${namespace}/clusterresourcesets`, {
+    apiVersion: 'addons.cluster.x-k8s.io/v1beta2',
+    kind: 'ClusterResourceSet',
+    metadata: { name: 'cni-kube-router', namespace },
+    spec: {
+      strategy: 'ApplyOnce',
+      clusterSelector: { matchLabels: { cni: 'kube-router' } },
+      resources: [{ kind: 'ConfigMap', name: 'cni-kube-router' }],
+    },
+  });
 }
 
 /** Applies manifests/templates/cluster-template.yaml, as `clusterctl generate cluster | kubectl apply` would. */
 export async function applyClusterTemplate(env: Env, v: ClusterVars): Promise<void> {
-  // CAPI finds the workload cluster through <cluster>-kubeconfig: point it at the stand-in first.
-  await linkWorkloadCluster(env.cp, env.workload, v.namespace, v.name);
-  const text = substitute(readFileSync(join(repoRoot, 'manifests/templates/cluster-template.yaml'), 'utf8'), {
-    CLUSTER_NAME: v.name,
-    NAMESPACE: v.namespace,
-    KUBERNETES_VERSION: 'v1.36.3',
-    CONTROL_PLANE_ENDPOINT_HOST: v.endpoint ?? '10.250.0.254',
-    BAREMETAL_POOL: v.pool,
-    CONTROL_PLANE_MACHINE_COUNT: String(v.controlPlane ?? 1),
-    WORKER_MACHINE_COUNT: String(v.workers ?? 2),
-  });
+  await installCniAddon(env, v.namespace);
+  const text = substitute(
+    readFileSync(join(repoRoot, 'manifests/templates/cluster-template.yaml'), 'utf8'),
+    labTemplateVars(env, v),
+  );
   type Doc = { apiVersion: string; kind: string; metadata: { name: string }; spec: Record<string, unknown> };
   for (const d of parseAllDocuments(text).map((x) => x.toJS() as Doc)) {
     if (v.workerPool && d.kind === 'BareMetalMachineTemplate' && d.metadata.name === `${v.name}-md-0`) {
@@ -279,6 +331,27 @@ export async function applyClusterTemplate(env: Env, v: ClusterVars): Promise<vo
     }
     await raw(env.cp.kc, 'POST', `/apis/${d.apiVersion}/namespaces/${v.namespace}/${plurals[d.kind]}`, d);
   }
+}
+
+/** The workload cluster's admin kubeconfig (its <name>-kubeconfig Secret, as clusterctl get kubeconfig reads it). */
+export async function workloadKubeconfig(env: Env, ns: string, name: string): Promise<{ kc: KubeConfig; yaml: string }> {
+  const secret = await waitFor(
+    `the kubeconfig Secret of cluster ${ns}/${name}`,
+    async () => {
+      try {
+        return await raw<{ data: { value: string } }>(env.cp.kc, 'GET', `/api/v1/namespaces/${ns}/secrets/${name}-kubeconfig`);
+      } catch (err) {
+        if (err instanceof ApiError && err.code === 404) return undefined;
+        throw err;
+      }
+    },
+    300_000,
+    1000,
+  );
+  const yaml = Buffer.from(secret.data.value, 'base64').toString('utf8');
+  const kc = new KubeConfig();
+  kc.loadFromString(yaml);
+  return { kc, yaml };
 }
 
 export interface MachineView {
@@ -318,5 +391,73 @@ export async function waitForRunning(env: Env, ns: string, cluster: string, coun
     },
     timeoutMs,
     1000,
+  );
+}
+
+type Condition = { type: string; status: string; reason?: string; message?: string };
+const condition = (o: { status?: { conditions?: Condition[] } }, type: string) =>
+  o.status?.conditions?.find((c) => c.type === type);
+
+export interface ClusterHealth {
+  cluster: Condition | undefined;
+  controlPlane: Condition | undefined;
+  workers: Condition | undefined;
+  machines: Array<{ name: string; phase: string; ready: boolean; version: string; nodeRef?: string; providerID?: string }>;
+}
+
+/** What Cluster API itself says of a cluster: Available on the Cluster, the KCP and md-0, Ready on every Machine. */
+export async function clusterHealth(env: Env, ns: string, name: string): Promise<ClusterHealth> {
+  const capi = `/apis/cluster.x-k8s.io/v1beta2/namespaces/${ns}`;
+  type Obj = { status?: { conditions?: Condition[] } };
+  const [cluster, kcp, md, ms] = await Promise.all([
+    raw<Obj>(env.cp.kc, 'GET', `${capi}/clusters/${name}`),
+    raw<Obj>(env.cp.kc, 'GET', `/apis/controlplane.cluster.x-k8s.io/v1beta2/namespaces/${ns}/kubeadmcontrolplanes/${name}-control-plane`),
+    raw<Obj>(env.cp.kc, 'GET', `${capi}/machinedeployments/${name}-md-0`),
+    raw<{
+      items: Array<Obj & { metadata: { name: string }; spec: { version?: string; providerID?: string }; status?: { phase?: string; nodeRef?: { name: string } } }>;
+    }>(env.cp.kc, 'GET', `${capi}/machines?labelSelector=${encodeURIComponent(`cluster.x-k8s.io/cluster-name=${name}`)}`),
+  ]);
+  return {
+    cluster: condition(cluster, 'Available'),
+    controlPlane: condition(kcp, 'Available'),
+    workers: condition(md, 'Available'),
+    machines: ms.items.map((m) => ({
+      name: m.metadata.name,
+      phase: m.status?.phase ?? '',
+      ready: condition(m, 'Ready')?.status === 'True',
+      version: m.spec.version ?? '',
+      ...(m.status?.nodeRef ? { nodeRef: m.status.nodeRef.name } : {}),
+      ...(m.spec.providerID ? { providerID: m.spec.providerID } : {}),
+    })),
+  };
+}
+
+/**
+ * Waits until Cluster API reports the cluster whole: the Cluster, its KubeadmControlPlane and
+ * MachineDeployment Available, `machines` Machines, every one Running and Ready (its Node Ready).
+ */
+export function waitForClusterAvailable(
+  env: Env,
+  ns: string,
+  name: string,
+  machineCount: number,
+  timeoutMs = 600_000,
+  progress?: (h: ClusterHealth) => void,
+): Promise<ClusterHealth> {
+  return waitFor(
+    `cluster ${ns}/${name} Available with ${machineCount} Ready machines`,
+    async () => {
+      const h = await clusterHealth(env, ns, name);
+      progress?.(h);
+      const ok =
+        h.cluster?.status === 'True' &&
+        h.controlPlane?.status === 'True' &&
+        h.workers?.status === 'True' &&
+        h.machines.length === machineCount &&
+        h.machines.every((m) => m.phase === 'Running' && m.ready);
+      return ok ? h : undefined;
+    },
+    timeoutMs,
+    2000,
   );
 }

@@ -1,16 +1,19 @@
-// Fake bare-metal hosts on one machine (shared/docs/lab.md): each host is a network namespace on
-// the lab bridge (10.250.0.0/16) with a fixed MAC, its own PID, mount and UTS namespaces, a
-// copy-on-write root (overlayfs over the cached rootfs from hack/rootfs) and a real OpenSSH server
-// as its PID 1, with its own host key. Faults are injected the way they happen to real machines.
+// Bare-metal hosts on one machine (docs/lab.md): each host is a whole Linux server: a network
+// namespace on the lab bridge (10.250.0.0/16) with a fixed MAC; its own PID, mount, UTS, IPC and
+// cgroup namespaces (the way kind runs its node containers); systemd as its PID 1, with OpenSSH,
+// containerd and the kubelet as systemd units; a copy-on-write root (overlayfs over the OS image
+// from hack/rootfs: a base layer and one Kubernetes version's layer); and a disk of its own (a
+// plain folder on this machine's file system, for containerd's snapshots and the kubelet, which
+// cannot live on overlayfs). Faults are injected the way they happen to real machines.
 // Hosts are numbered slots reserved under .cache/lab/hosts so that parallel test files never share
 // one; a slot whose owner died is reclaimed.
 import { execa } from 'execa';
 import { spawn } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { closeSync, existsSync, mkdirSync, openSync, readFileSync, readdirSync, rmSync, rmdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { connect } from 'node:net';
-import { repoRoot } from './paths.ts';
+import { repoRoot, versions } from './paths.ts';
 import { alive, waitFor } from './process.ts';
 
 export const BRIDGE = 'capbm0';
@@ -33,6 +36,8 @@ export interface HostOptions {
   files?: Record<string, string>;
   /** Persistent hosts (the lab) are not stopped when this process exits. */
   persistent?: boolean;
+  /** The Kubernetes version of the host's OS image (kubelet, kubeadm, kubectl). Default: the pinned one. */
+  kubernetesVersion?: string;
 }
 
 export interface LabHost {
@@ -45,9 +50,10 @@ export interface LabHost {
   hostKeyPublic: string;
   /** The host's root as provisioning left it (overlay upper layer merged with the rootfs). */
   root: string;
+  kubernetesVersion: string;
 }
 
-function slotDir(slot: number): string {
+export function slotDir(slot: number): string {
   return join(labRoot, String(slot));
 }
 
@@ -84,12 +90,12 @@ function readSlot(slot: number): SlotState | undefined {
   }
 }
 
-function writeSlot(slot: number, s: SlotState): void {
+export function writeSlot(slot: number, s: SlotState): void {
   writeFileSync(join(slotDir(slot), 'state.json'), JSON.stringify(s));
 }
 
 /** Reserves a free slot: mkdir is atomic, so two processes never get the same one. */
-function reserveSlot(persistent: boolean): number {
+export function reserveSlot(persistent: boolean): number {
   mkdirSync(labRoot, { recursive: true });
   for (let slot = SLOT_BASE; slot < MAX_SLOTS; slot++) {
     try {
@@ -120,6 +126,22 @@ function rootfs(): string {
   return dir;
 }
 
+/** The OS image layer with one Kubernetes version's kubelet, kubeadm and kubectl (hack/rootfs). */
+export function kubernetesLayer(version: string): string {
+  const cache = process.env.CAPBM_CACHE ?? join(repoRoot, '.cache');
+  const dir = join(cache, 'rootfs', 'layers', `kubernetes-${version}-b${versions().KUBERNETES_BUILD}`);
+  if (!existsSync(join(dir, 'usr/bin/kubeadm'))) {
+    throw new Error(`lab hosts of Kubernetes ${version} need its OS image layer: run hack/rootfs build ${version}`);
+  }
+  return dir;
+}
+
+/** The Kubernetes versions lab hosts can run: the pinned one and the one before. */
+export function kubernetesVersions(): { current: string; previous: string } {
+  const v = versions();
+  return { current: v.KUBERNETES_VERSION!, previous: v.KUBERNETES_PREVIOUS_VERSION! };
+}
+
 const sshdConfig = `# capbm lab host
 Port 22
 ListenAddress 0.0.0.0
@@ -140,7 +162,12 @@ async function prepareRoot(
 ): Promise<{ merged: string; fingerprint: string; publicKey: string }> {
   const d = slotDir(slot);
   const [upper, work, merged] = ['upper', 'work', 'merged'].map((x) => join(d, x)) as [string, string, string];
-  for (const x of [upper, work, merged]) mkdirSync(x, { recursive: true });
+  for (const x of [upper, work, merged, ...diskDirs.map((x) => join(d, 'disk', x))]) mkdirSync(x, { recursive: true });
+  // The kernel tunables the kubelet wants, shown to it as already set: it would otherwise write
+  // them, and they are not namespaced (they would change this whole machine).
+  mkdirSync(join(d, 'sysctl'), { recursive: true });
+  for (const [k, v] of Object.entries(kubeletSysctls)) writeFileSync(join(d, 'sysctl', k.replaceAll('/', '.')), `${v}\n`);
+  const layer = kubernetesLayer(o.kubernetesVersion ?? kubernetesVersions().current);
   const mounts = readFileSync('/proc/mounts', 'utf8');
   if (!mounts.includes(` ${merged} `)) {
     await sh('mount', [
@@ -148,7 +175,7 @@ async function prepareRoot(
       'overlay',
       'overlay',
       '-o',
-      `lowerdir=${rootfs()},upperdir=${upper},workdir=${work}`,
+      `lowerdir=${layer}:${rootfs()},upperdir=${upper},workdir=${work}`,
       merged,
     ]);
   }
@@ -183,7 +210,66 @@ async function prepareRoot(
   return { merged, fingerprint: fp, publicKey: pub };
 }
 
-async function createNetwork(slot: number): Promise<void> {
+/** Folders on this machine's own disk, bind-mounted into the host (overlayfs cannot hold them). */
+const diskDirs = ['containerd', 'kubelet'] as const;
+
+/** Global (not namespaced) kernel settings the kubelet sets when they differ. */
+const kubeletSysctls: Record<string, number> = {
+  'vm/overcommit_memory': 1,
+  'vm/panic_on_oom': 0,
+  'kernel/panic': 10,
+  'kernel/panic_on_oops': 1,
+  'kernel/keys/root_maxkeys': 1000000,
+  'kernel/keys/root_maxbytes': 25000000,
+};
+
+const cgroupControllers = ['cpu', 'cpuacct', 'cpuset', 'memory', 'devices', 'freezer', 'blkio', 'pids'] as const;
+/** The host's cgroup (in every hierarchy): the root of its cgroup namespace, as a container's is. */
+const cgroupOf = (slot: number) => `capbm-lab/${slot}`;
+const hierarchies = [...cgroupControllers, 'systemd', 'unified'];
+
+/** Makes the host's cgroups (cpuset needs its cpus and mems before a task can join). */
+function makeCgroups(slot: number): void {
+  for (const h of hierarchies) mkdirSync(`/sys/fs/cgroup/${h}/${cgroupOf(slot)}`, { recursive: true });
+  for (const d of ['capbm-lab', cgroupOf(slot)]) {
+    for (const f of ['cpuset.cpus', 'cpuset.mems']) {
+      const p = `/sys/fs/cgroup/cpuset/${d}/${f}`;
+      if (!readFileSync(p, 'utf8').trim()) writeFileSync(p, readFileSync(`/sys/fs/cgroup/cpuset/${f}`, 'utf8'));
+    }
+  }
+}
+
+/** Shell (builtins only: no child process) that moves itself into the host's cgroups. */
+function joinCgroupsScript(slot: number): string {
+  return hierarchies.map((h) => `echo $$ > /sys/fs/cgroup/${h}/${cgroupOf(slot)}/cgroup.procs`).join('\n');
+}
+
+/** Removes the host's cgroups, deepest first, once its processes are gone. */
+function removeCgroups(slot: number): void {
+  const rm = (dir: string) => {
+    if (!existsSync(dir)) return;
+    for (const e of readdirSync(dir, { withFileTypes: true })) if (e.isDirectory()) rm(join(dir, e.name));
+    try {
+      rmdirSync(dir);
+    } catch {
+      // still busy (a process not yet reaped): the next start of this slot tries again
+    }
+  };
+  for (const h of hierarchies) rm(`/sys/fs/cgroup/${h}/${cgroupOf(slot)}`);
+}
+
+/** Memory the host uses now (its cgroup: every process, page cache included) and its RSS. */
+export function hostMemory(h: Pick<LabHost, 'slot'>): { usageBytes: number; rssBytes: number } {
+  const dir = `/sys/fs/cgroup/memory/${cgroupOf(h.slot)}`;
+  const stat = readFileSync(join(dir, 'memory.stat'), 'utf8');
+  const val = (k: string) => Number(new RegExp(`^${k} (\\d+)$`, 'm').exec(stat)?.[1] ?? 0);
+  return {
+    usageBytes: Number(readFileSync(join(dir, 'memory.usage_in_bytes'), 'utf8')),
+    rssBytes: val('total_rss'),
+  };
+}
+
+export async function createNetwork(slot: number): Promise<void> {
   const ns = nsName(slot);
   const veth = `cbh${slot}`;
   await execa('ip', ['netns', 'del', ns], { reject: false });
@@ -197,6 +283,9 @@ async function createNetwork(slot: number): Promise<void> {
   await sh('ip', ['-n', ns, 'link', 'set', 'lo', 'up']);
   await sh('ip', ['-n', ns, 'route', 'add', 'default', 'via', BRIDGE_ADDRESS]);
 }
+
+/** The network namespace of a slot, for processes that run beside hosts (the load balancer). */
+export const netnsOf = nsName;
 
 /** The PID (in this namespace) of the host's PID 1, the sshd that `unshare --fork` started. */
 async function pid1Of(unsharePid: number): Promise<number> {
@@ -212,40 +301,56 @@ async function pid1Of(unsharePid: number): Promise<number> {
 }
 
 async function boot(slot: number, merged: string, name: string): Promise<number> {
-  // In the host's own mount namespace: /proc for its PID namespace, /dev, a tmpfs /run (sshd's
-  // privilege separation folder lives there), then sshd as PID 1 inside the overlay root.
+  // In the host's own namespaces: /proc (the kubelet's global sysctls shown as set), a read-only
+  // /sys of its network namespace, the cgroup v1 hierarchies and the unified one as a container
+  // sees them (its own subtree as root), a /dev of its own (kmsg for the kubelet), tmpfs /run and
+  // /tmp, its disk folders, shared mount propagation (the kubelet needs it), then systemd.
+  const d = slotDir(slot);
+  const M = merged;
+  const devs = ['null', 'zero', 'full', 'random', 'urandom', 'tty', 'kmsg'];
   const init = [
     'set -e',
-    `mount -t proc proc ${merged}/proc`,
-    `mount --rbind /dev ${merged}/dev`,
-    `mount -t tmpfs -o mode=755 tmpfs ${merged}/run`,
-    `mkdir -p ${merged}/run/sshd ${merged}/run/cluster-api`,
-    `mount -t tmpfs tmpfs ${merged}/tmp`,
+    `mount -t proc proc ${M}/proc`,
+    ...Object.keys(kubeletSysctls).map((k) => `mount --bind ${d}/sysctl/${k.replaceAll('/', '.')} ${M}/proc/sys/${k}`),
+    `mount -t sysfs -o ro sysfs ${M}/sys`,
+    `mount -t tmpfs -o mode=755,nosuid,nodev,noexec tmpfs ${M}/sys/fs/cgroup`,
+    ...cgroupControllers.map((c) => `mkdir ${M}/sys/fs/cgroup/${c}; mount -t cgroup -o ${c} cgroup ${M}/sys/fs/cgroup/${c}`),
+    `mkdir ${M}/sys/fs/cgroup/systemd; mount -t cgroup -o none,name=systemd cgroup ${M}/sys/fs/cgroup/systemd`,
+    `mkdir ${M}/sys/fs/cgroup/unified; mount -t cgroup2 cgroup2 ${M}/sys/fs/cgroup/unified`,
+    `mount -t tmpfs -o mode=755,nosuid tmpfs ${M}/dev`,
+    ...devs.map((x) => `touch ${M}/dev/${x}; mount --bind /dev/${x} ${M}/dev/${x}`),
+    `mkdir ${M}/dev/pts ${M}/dev/shm ${M}/dev/mqueue`,
+    `mount -t devpts -o newinstance,ptmxmode=0666,mode=0620 devpts ${M}/dev/pts`,
+    `ln -s pts/ptmx ${M}/dev/ptmx`,
+    `mount -t tmpfs -o mode=1777,nosuid,nodev tmpfs ${M}/dev/shm`,
+    `mount -t mqueue mqueue ${M}/dev/mqueue`,
+    `ln -s /proc/self/fd ${M}/dev/fd; ln -s /proc/self/fd/0 ${M}/dev/stdin; ln -s /proc/self/fd/1 ${M}/dev/stdout; ln -s /proc/self/fd/2 ${M}/dev/stderr`,
+    `mount -t tmpfs -o mode=755,nosuid,nodev tmpfs ${M}/run`,
+    `mount -t tmpfs -o mode=1777,nosuid,nodev tmpfs ${M}/tmp`,
+    ...diskDirs.map((x) => `mount --bind ${d}/disk/${x} ${M}/var/lib/${x}`),
+    `mount --make-rshared ${M}`,
     `hostname ${name}`,
-    `exec chroot ${merged} /usr/sbin/sshd -D -E /var/log/sshd.log`,
+    'export container=other',
+    `exec chroot ${M} /sbin/init`,
   ].join('\n');
-  const args = [
-    'netns',
-    'exec',
-    nsName(slot),
-    'unshare',
-    '--mount',
-    '--uts',
-    '--pid',
-    '--fork',
-    '--propagation',
-    'private',
-    'sh',
-    '-c',
-    init,
-  ];
-  const child = spawn('ip', args, { detached: true, stdio: 'ignore' });
+  removeCgroups(slot);
+  makeCgroups(slot);
+  // `ip netns exec` mounts a /sys of its own: the host joins its cgroups before it.
+  const outer = `${joinCgroupsScript(slot)}
+exec ip netns exec ${nsName(slot)} unshare --mount --uts --ipc --pid --cgroup --fork --propagation private sh -c '${init.replaceAll("'", `'\\''`)}'`;
+  const log = openSync(join(d, 'boot.log'), 'w');
+  const child = spawn('sh', ['-c', outer], {
+    detached: true,
+    stdio: ['ignore', 'ignore', log],
+    env: { PATH: '/usr/sbin:/usr/bin:/sbin:/bin' },
+  });
+  closeSync(log);
   child.unref();
   const unsharePid = child.pid!;
-  // `ip netns exec` execs unshare, so the child's pid is unshare's.
+  // sh execs `ip netns exec`, which execs unshare: the child's pid is unshare's.
   const pid = await pid1Of(unsharePid);
   await waitFor(
-    `sshd on ${addressOf(slot)}:22`,
+    `sshd on ${addressOf(slot)}:22 (boot log: ${join(d, 'boot.log')})`,
     () =>
       new Promise<true | undefined>((resolve) => {
         const s = connect({ host: addressOf(slot), port: 22, timeout: 500 });
@@ -253,8 +358,8 @@ async function boot(slot: number, merged: string, name: string): Promise<number>
         s.once('error', () => resolve(undefined));
         s.once('timeout', () => (s.destroy(), resolve(undefined)));
       }),
-    10_000,
-    50,
+    60_000,
+    100,
   );
   return pid;
 }
@@ -266,6 +371,7 @@ export async function startHost(o: HostOptions): Promise<LabHost> {
   cleanupStaleHosts();
   const slot = reserveSlot(!!o.persistent);
   const name = `lab-${slot}`;
+  const kubernetesVersion = o.kubernetesVersion ?? kubernetesVersions().current;
   const { merged, fingerprint, publicKey } = await prepareRoot(slot, o);
   await createNetwork(slot);
   const pid = await boot(slot, merged, name);
@@ -278,6 +384,7 @@ export async function startHost(o: HostOptions): Promise<LabHost> {
     hostKeyFingerprint: fingerprint,
     hostKeyPublic: publicKey,
     root: merged,
+    kubernetesVersion,
   };
   if (!o.persistent) {
     started.set(slot, host);
@@ -295,9 +402,20 @@ export async function startHosts(n: number, o: HostOptions): Promise<LabHost[]> 
 /** Power off: the host's PID 1 dies, and with it every process of the host. */
 export async function powerOff(h: Pick<LabHost, 'slot'>): Promise<void> {
   const s = readSlot(h.slot);
+  freeze(h, false);
   if (s?.pid && alive(s.pid)) {
     process.kill(s.pid, 'SIGKILL');
     while (alive(s.pid)) await sleep(10);
+  }
+  await waitFor('the host processes to be gone', () => Promise.resolve(cgroupEmpty(h.slot) || undefined), 30_000, 50);
+  removeCgroups(h.slot);
+}
+
+function cgroupEmpty(slot: number): boolean {
+  try {
+    return readFileSync(`/sys/fs/cgroup/pids/${cgroupOf(slot)}/pids.current`, 'utf8').trim() === '0';
+  } catch {
+    return true;
   }
 }
 
@@ -329,10 +447,17 @@ export const blackhole = (h: Pick<LabHost, 'slot'>) =>
 export const unblackhole = (h: Pick<LabHost, 'slot'>) =>
   sh('ip', ['-n', nsName(h.slot), 'route', 'del', 'blackhole', `${BRIDGE_ADDRESS}/32`]).then(() => {});
 
-/** Freeze the host's sshd: TCP connects, no banner ever comes. */
+/** Freeze the whole host (its cgroup freezer): TCP connects, no SSH banner ever comes. */
 export function freeze(h: Pick<LabHost, 'slot'>, on = true): void {
-  const s = readSlot(h.slot);
-  if (s?.pid) process.kill(s.pid, on ? 'SIGSTOP' : 'SIGCONT');
+  const f = `/sys/fs/cgroup/freezer/${cgroupOf(h.slot)}/freezer.state`;
+  if (existsSync(f)) writeFileSync(f, on ? 'FROZEN' : 'THAWED');
+}
+
+/** The host's PID 1 (systemd), seen from this machine. */
+export function hostPid(slot: number): number {
+  const s = readSlot(slot);
+  if (!s?.pid || !alive(s.pid)) throw new Error(`lab host ${slot} is not running`);
+  return s.pid;
 }
 
 /** Runs a command inside the host, out of band (not over SSH), for assertions. */
@@ -342,7 +467,7 @@ export async function hostExec(
 ): Promise<{ exitCode: number; stdout: string; stderr: string }> {
   const s = readSlot(h.slot);
   if (!s?.pid) throw new Error(`lab host ${h.slot} is not running`);
-  const r = await execa('nsenter', ['-t', String(s.pid), '-m', '-u', '-n', '-p', '-r', '-w', 'sh', '-c', script], {
+  const r = await execa('nsenter', ['-t', String(s.pid), '-m', '-u', '-n', '-p', '-i', '-C', '-r', '-w', 'sh', '-c', script], {
     reject: false,
   });
   return { exitCode: r.exitCode ?? -1, stdout: r.stdout, stderr: r.stderr };
@@ -351,11 +476,13 @@ export async function hostExec(
 /** Stops a host and removes everything it made: processes, mounts, namespace, veth, files. */
 export async function stopHost(h: Pick<LabHost, 'slot'>): Promise<void> {
   const s = readSlot(h.slot);
+  freeze(h, false);
   if (s?.pid && alive(s.pid)) {
-    process.kill(s.pid, 'SIGCONT');
     process.kill(s.pid, 'SIGKILL');
     while (alive(s.pid)) await sleep(10);
   }
+  for (let i = 0; i < 600 && !cgroupEmpty(h.slot); i++) await sleep(50);
+  removeCgroups(h.slot);
   const merged = join(slotDir(h.slot), 'merged');
   await execa('umount', ['-l', merged], { reject: false });
   await execa('ip', ['netns', 'del', nsName(h.slot)], { reject: false });
