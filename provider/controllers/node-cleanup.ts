@@ -22,5 +22,7 @@ if command -v ipset >/dev/null 2>&1; then
   for s in $(ipset list -n 2>/dev/null | grep -E '^(${ownedPattern})'); do ipset destroy "$s" 2>/dev/null; done
 fi
 for l in ${ownedLinks.join(' ')}; do ip link show "$l" >/dev/null 2>&1 && ip link delete "$l"; done
+# Routes to other nodes' pod CIDRs that a routing CNI installed (kube-router marks its own proto 17).
+ip route flush proto 17 2>/dev/null
 if command -v ctr >/dev/null 2>&1 && [ -n "$(ctr -n k8s.io containers ls -q 2>/dev/null)" ]; then echo "leftover=containers"; fi
 `;
