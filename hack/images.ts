@@ -11,7 +11,18 @@
 // Usage: node hack/images.ts INPUTS.json   (written by hack/images: where each built program is)
 import { execFileSync, spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { cpSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import {
+  closeSync,
+  cpSync,
+  mkdirSync,
+  mkdtempSync,
+  openSync,
+  readFileSync,
+  rmSync,
+  statSync,
+  symlinkSync,
+  writeFileSync,
+} from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -191,12 +202,19 @@ function baseDir(i: Inputs): string {
 function fromRootfs(rootfs: string, programs: string[], extra: string[]): Array<[string, string]> {
   const files = new Map<string, string>();
   const real = (p: string) => execFileSync('chroot', [rootfs, 'readlink', '-f', p], { encoding: 'utf8' }).trim();
+  const libsOf = (paths: string) => {
+    const ldd = execFileSync('chroot', [rootfs, 'sh', '-c', `ldd ${paths}`], { encoding: 'utf8' });
+    for (const m of ldd.matchAll(/(\/\S+) \(0x/g)) files.set(m[1]!, join(rootfs, real(m[1]!)));
+  };
   for (const p of programs) {
     files.set(p, join(rootfs, real(p)));
-    const ldd = execFileSync('chroot', [rootfs, 'ldd', p], { encoding: 'utf8' });
-    for (const m of ldd.matchAll(/(\/\S+) \(0x/g)) files.set(m[1]!, join(rootfs, real(m[1]!)));
+    libsOf(p);
   }
-  for (const p of extra) files.set(p, join(rootfs, p));
+  // Plugin folders (iptables' extensions): their own libraries too (libxt_statistic needs libm).
+  for (const p of extra) {
+    files.set(p, join(rootfs, p));
+    if (statSync(join(rootfs, p)).isDirectory()) libsOf(`${p}/*.so`);
+  }
   return [...files].map(([dst, src]) => [src, dst]);
 }
 
@@ -205,7 +223,8 @@ function iptablesDir(): string {
   mkdirSync(join(d, 'usr/sbin'), { recursive: true });
   for (const mode of ['legacy', 'nft']) {
     for (const t of ['iptables', 'ip6tables'])
-      for (const s of ['', '-save', '-restore']) symlinkSync(`xtables-${mode}-multi`, join(d, `usr/sbin/${t}-${mode}${s}`));
+      for (const s of ['', '-save', '-restore'])
+        symlinkSync(`xtables-${mode}-multi`, join(d, `usr/sbin/${t}-${mode}${s}`));
   }
   for (const t of ['iptables', 'ip6tables'])
     for (const s of ['', '-save', '-restore'])
@@ -233,7 +252,8 @@ function plan(i: Inputs): ImagePlan[] {
   for (const e of i.etcd) out.push({ name: 'etcd', tag: e.tag, layers: [base, bin(e.path, 'etcd')] });
   for (const c of i.coredns)
     out.push({ name: 'coredns', tag: c.tag, layers: [base, [[c.path, '/coredns']]], entrypoint: ['/coredns'] });
-  for (const p of i.pause) out.push({ name: 'pause', tag: p.tag, layers: [[[p.path, '/pause']]], entrypoint: ['/pause'] });
+  for (const p of i.pause)
+    out.push({ name: 'pause', tag: p.tag, layers: [[[p.path, '/pause']]], entrypoint: ['/pause'] });
   out.push({
     name: 'kube-router',
     tag: i.kubeRouter.tag,
@@ -268,7 +288,10 @@ storage: {filesystem: {rootdirectory: ${plan.storage}}}
 http: {addr: 127.0.0.1:${port}}
 `,
   );
-  const reg = spawn(plan.registry, ['serve', config], { stdio: ['ignore', 'ignore', 'inherit'] });
+  const logFile = join(plan.storage, '..', `.registry-push-${process.pid}.log`);
+  const logFd = openSync(logFile, 'w');
+  const reg = spawn(plan.registry, ['serve', config], { stdio: ['ignore', logFd, logFd] });
+  closeSync(logFd);
   const base = `http://127.0.0.1:${port}`;
   try {
     const up = async () => (await fetch(`${base}/v2/`).catch(() => undefined))?.ok === true;
@@ -280,10 +303,16 @@ http: {addr: 127.0.0.1:${port}}
       const digest = await push(base, img);
       process.stderr.write(`    ${img.name}:${img.tag} ${digest.slice(0, 19)}\n`);
     }
+  } catch (err) {
+    process.stderr.write(
+      `the registry's log (${logFile}):\n${readFileSync(logFile, 'utf8').split('\n').slice(-20).join('\n')}\n`,
+    );
+    throw err;
   } finally {
     reg.kill();
     rmSync(config, { force: true });
   }
+  rmSync(logFile, { force: true });
 }
 
 await main();

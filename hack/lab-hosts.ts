@@ -82,7 +82,19 @@ async function main(args: string[]): Promise<void> {
     const command = args.slice(2);
     const r = await execa(
       'nsenter',
-      ['-t', String(pid), '-m', '-u', '-n', '-p', '-i', '-C', '-r', '-w', ...(command.length ? ['sh', '-c', command.join(' ')] : ['bash', '-l'])],
+      [
+        '-t',
+        String(pid),
+        '-m',
+        '-u',
+        '-n',
+        '-p',
+        '-i',
+        '-C',
+        '-r',
+        '-w',
+        ...(command.length ? ['sh', '-c', command.join(' ')] : ['bash', '-l']),
+      ],
       { stdio: 'inherit', reject: false },
     );
     process.exitCode = r.exitCode ?? 1;

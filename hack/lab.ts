@@ -83,7 +83,8 @@ async function up(): Promise<void> {
   };
   writeFileSync(stateFile, JSON.stringify(next, null, 2));
   info(`hosts up in ${Math.round((Date.now() - t0) / 1000)} s`);
-  for (const h of env.hosts) info(`host ${h.name}  ${h.address}  Kubernetes ${h.kubernetesVersion}  host key ${h.hostKeyFingerprint}`);
+  for (const h of env.hosts)
+    info(`host ${h.name}  ${h.address}  Kubernetes ${h.kubernetesVersion}  host key ${h.hostKeyFingerprint}`);
   say(`creating pool "rack" (${env.hosts.length} hosts, keys pinned) and its SSH Secret in namespace ${namespace}`);
   await createPool(env, namespace, 'rack', env.hosts);
   say(
@@ -102,7 +103,9 @@ async function up(): Promise<void> {
     if (l !== last) info(l);
     last = l;
   });
-  say(`cluster ${namespace}/${clusterName} Available, every Machine Ready (${Math.round((Date.now() - tCluster) / 1000)} s after it was created)`);
+  say(
+    `cluster ${namespace}/${clusterName} Available, every Machine Ready (${Math.round((Date.now() - tCluster) / 1000)} s after it was created)`,
+  );
   const workload = await workloadKubeconfig(env, namespace, clusterName);
   writeFileSync(workloadKubeconfigPath, workload.yaml, { mode: 0o600 });
   next.workloadKubeconfig = workloadKubeconfigPath;
@@ -116,7 +119,13 @@ async function up(): Promise<void> {
     `a pod on ${answer.clientNode} asked a hello pod on ${answer.targetNode}: "${answer.direct}" by pod IP, "${answer.viaService}" through the Service`,
   );
   const kc = ['--kubeconfig', env.cp.kubeconfigPath];
-  const table = await execa(kubectl(), [...kc, 'get', 'cluster,kubeadmcontrolplane,machinedeployment,machines', '-n', namespace]);
+  const table = await execa(kubectl(), [
+    ...kc,
+    'get',
+    'cluster,kubeadmcontrolplane,machinedeployment,machines',
+    '-n',
+    namespace,
+  ]);
   process.stdout.write(`${table.stdout}\n\n`);
   const ws = await execa(kubectl(), ['--kubeconfig', workloadKubeconfigPath, 'get', 'nodes', '-o', 'wide']);
   process.stdout.write(`${ws.stdout}\n`);

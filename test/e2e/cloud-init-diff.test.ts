@@ -3,7 +3,8 @@
 // accounts and command effects must match. Deliberate differences are normalized here, each named:
 //   D1 sudoers: cloud-init adds a "# Created by cloud-init v. ... on <date>" header: comments ignored.
 //   D2 ntp: cloud-init writes its full chrony template; only server/pool lines are compared.
-//   D3 kubeadm: the stand-in fails the same way on both hosts (no workload cluster here).
+//   D3 kubeadm: the real kubeadm fails the same way on both hosts (isolated: no registry, no
+//      control-plane endpoint), and the files compared are the bootstrap's, not kubeadm's.
 //   D4 the distribution's default user: cloud-init creates it (Debian: `debian`, with a sudo rule)
 //      when `users` is absent or lists `default`; CAPBM never does: bare-metal hosts have their
 //      own users. Its sudoers line is ignored.

@@ -328,10 +328,14 @@ async function startControllerManager(dir: string, persistent: boolean): Promise
     async () => {
       if (!proc.running()) throw new GiveUp(`kube-controller-manager exited:\n${tail(proc.logFile)}`);
       const ok = await new Promise<boolean>((resolve) => {
-        const req = request(`https://127.0.0.1:${port}/healthz`, { rejectUnauthorized: false, timeout: 2000 }, (res) => {
-          res.resume();
-          resolve(res.statusCode === 200);
-        });
+        const req = request(
+          `https://127.0.0.1:${port}/healthz`,
+          { rejectUnauthorized: false, timeout: 2000 },
+          (res) => {
+            res.resume();
+            resolve(res.statusCode === 200);
+          },
+        );
         req.on('error', () => resolve(false));
         req.on('timeout', () => req.destroy());
         req.end();

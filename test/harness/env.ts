@@ -122,7 +122,9 @@ function keepLogs(dir: string): void {
 export async function startEnv(o: EnvOptions): Promise<Env> {
   const log = o.log ?? (() => {});
   await ensureBridge();
-  log('starting the management plane (kube-apiserver, etcd, kube-controller-manager, Cluster API core, CABPK, KubeadmControlPlane)');
+  log(
+    'starting the management plane (kube-apiserver, etcd, kube-controller-manager, Cluster API core, CABPK, KubeadmControlPlane)',
+  );
   const cp = await startControlPlane({
     capi: o.capi ?? ['core', 'bootstrap', 'controlplane'],
     controllerManager: true,
@@ -147,7 +149,9 @@ export async function startEnv(o: EnvOptions): Promise<Env> {
     const providerKubeconfig = await providerIdentity(cp);
     const key = newKey();
     const { current, previous } = kubernetesVersions();
-    log(`starting ${o.hosts} lab hosts (Kubernetes ${current})${o.previousVersionHosts ? ` and ${o.previousVersionHosts} (Kubernetes ${previous})` : ''}`);
+    log(
+      `starting ${o.hosts} lab hosts (Kubernetes ${current})${o.previousVersionHosts ? ` and ${o.previousVersionHosts} (Kubernetes ${previous})` : ''}`,
+    );
     const common = {
       authorizedKeys: [key.public],
       files: registry.hostFiles,
@@ -317,6 +321,40 @@ export async function installCniAddon(env: Env, namespace: string): Promise<void
   });
 }
 
+/**
+ * What lab hosts need beyond the template's variables, as a user running these hosts would add it:
+ * - kubeadm's preflight refuses cgroup v1 hosts (SystemVerification) even with the kubelet's
+ *   failCgroupV1 false; lab hosts are cgroup v1 (this machine's tree), so the lab skips that one
+ *   check on init and join, as the template's KUBELET_FAIL_CGROUP_V1 comment tells cgroup v1 users;
+ * - kube-proxy sets the global nf_conntrack_max, which a network namespace other than the
+ *   machine's cannot write: `conntrack.maxPerCore: 0` leaves it alone (what kind sets for its
+ *   nested nodes). CABPK has no field for kube-proxy's configuration, so the init configuration
+ *   gets the KubeProxyConfiguration document appended before kubeadm runs (kubeadm init uploads it
+ *   to the kube-proxy ConfigMap every node uses).
+ */
+function labHostAdjustments(d: { kind: string; spec: Record<string, unknown> }): void {
+  type Reg = { nodeRegistration?: { ignorePreflightErrors?: string[] } };
+  const add = (c: Reg | undefined) => {
+    if (c?.nodeRegistration) c.nodeRegistration.ignorePreflightErrors = ['SystemVerification'];
+  };
+  if (d.kind === 'KubeadmControlPlane') {
+    const k = d.spec.kubeadmConfigSpec as {
+      initConfiguration?: Reg;
+      joinConfiguration?: Reg;
+      preKubeadmCommands?: string[];
+    };
+    add(k.initConfiguration);
+    add(k.joinConfiguration);
+    k.preKubeadmCommands = [
+      ...(k.preKubeadmCommands ?? []),
+      `if [ -f /run/kubeadm/kubeadm.yaml ]; then printf -- '\\n---\\napiVersion: kubeproxy.config.k8s.io/v1alpha1\\nkind: KubeProxyConfiguration\\nconntrack:\\n  maxPerCore: 0\\n' >> /run/kubeadm/kubeadm.yaml; fi`,
+    ];
+  }
+  if (d.kind === 'KubeadmConfigTemplate') {
+    add((d.spec.template as { spec: { joinConfiguration?: Reg } }).spec.joinConfiguration);
+  }
+}
+
 /** Applies manifests/templates/cluster-template.yaml, as `clusterctl generate cluster | kubectl apply` would. */
 export async function applyClusterTemplate(env: Env, v: ClusterVars): Promise<void> {
   await installCniAddon(env, v.namespace);
@@ -329,17 +367,26 @@ export async function applyClusterTemplate(env: Env, v: ClusterVars): Promise<vo
     if (v.workerPool && d.kind === 'BareMetalMachineTemplate' && d.metadata.name === `${v.name}-md-0`) {
       d.spec = { template: { spec: { poolRef: { name: v.workerPool } } } };
     }
+    labHostAdjustments(d);
     await raw(env.cp.kc, 'POST', `/apis/${d.apiVersion}/namespaces/${v.namespace}/${plurals[d.kind]}`, d);
   }
 }
 
 /** The workload cluster's admin kubeconfig (its <name>-kubeconfig Secret, as clusterctl get kubeconfig reads it). */
-export async function workloadKubeconfig(env: Env, ns: string, name: string): Promise<{ kc: KubeConfig; yaml: string }> {
+export async function workloadKubeconfig(
+  env: Env,
+  ns: string,
+  name: string,
+): Promise<{ kc: KubeConfig; yaml: string }> {
   const secret = await waitFor(
     `the kubeconfig Secret of cluster ${ns}/${name}`,
     async () => {
       try {
-        return await raw<{ data: { value: string } }>(env.cp.kc, 'GET', `/api/v1/namespaces/${ns}/secrets/${name}-kubeconfig`);
+        return await raw<{ data: { value: string } }>(
+          env.cp.kc,
+          'GET',
+          `/api/v1/namespaces/${ns}/secrets/${name}-kubeconfig`,
+        );
       } catch (err) {
         if (err instanceof ApiError && err.code === 404) return undefined;
         throw err;
@@ -402,7 +449,14 @@ export interface ClusterHealth {
   cluster: Condition | undefined;
   controlPlane: Condition | undefined;
   workers: Condition | undefined;
-  machines: Array<{ name: string; phase: string; ready: boolean; version: string; nodeRef?: string; providerID?: string }>;
+  machines: Array<{
+    name: string;
+    phase: string;
+    ready: boolean;
+    version: string;
+    nodeRef?: string;
+    providerID?: string;
+  }>;
 }
 
 /** What Cluster API itself says of a cluster: Available on the Cluster, the KCP and md-0, Ready on every Machine. */
@@ -411,11 +465,25 @@ export async function clusterHealth(env: Env, ns: string, name: string): Promise
   type Obj = { status?: { conditions?: Condition[] } };
   const [cluster, kcp, md, ms] = await Promise.all([
     raw<Obj>(env.cp.kc, 'GET', `${capi}/clusters/${name}`),
-    raw<Obj>(env.cp.kc, 'GET', `/apis/controlplane.cluster.x-k8s.io/v1beta2/namespaces/${ns}/kubeadmcontrolplanes/${name}-control-plane`),
+    raw<Obj>(
+      env.cp.kc,
+      'GET',
+      `/apis/controlplane.cluster.x-k8s.io/v1beta2/namespaces/${ns}/kubeadmcontrolplanes/${name}-control-plane`,
+    ),
     raw<Obj>(env.cp.kc, 'GET', `${capi}/machinedeployments/${name}-md-0`),
     raw<{
-      items: Array<Obj & { metadata: { name: string }; spec: { version?: string; providerID?: string }; status?: { phase?: string; nodeRef?: { name: string } } }>;
-    }>(env.cp.kc, 'GET', `${capi}/machines?labelSelector=${encodeURIComponent(`cluster.x-k8s.io/cluster-name=${name}`)}`),
+      items: Array<
+        Obj & {
+          metadata: { name: string };
+          spec: { version?: string; providerID?: string };
+          status?: { phase?: string; nodeRef?: { name: string } };
+        }
+      >;
+    }>(
+      env.cp.kc,
+      'GET',
+      `${capi}/machines?labelSelector=${encodeURIComponent(`cluster.x-k8s.io/cluster-name=${name}`)}`,
+    ),
   ]);
   return {
     cluster: condition(cluster, 'Available'),

@@ -9,7 +9,17 @@
 // one; a slot whose owner died is reclaimed.
 import { execa } from 'execa';
 import { spawn } from 'node:child_process';
-import { closeSync, existsSync, mkdirSync, openSync, readFileSync, readdirSync, rmSync, rmdirSync, writeFileSync } from 'node:fs';
+import {
+  closeSync,
+  existsSync,
+  mkdirSync,
+  openSync,
+  readFileSync,
+  readdirSync,
+  rmSync,
+  rmdirSync,
+  writeFileSync,
+} from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { connect } from 'node:net';
@@ -166,7 +176,8 @@ async function prepareRoot(
   // The kernel tunables the kubelet wants, shown to it as already set: it would otherwise write
   // them, and they are not namespaced (they would change this whole machine).
   mkdirSync(join(d, 'sysctl'), { recursive: true });
-  for (const [k, v] of Object.entries(kubeletSysctls)) writeFileSync(join(d, 'sysctl', k.replaceAll('/', '.')), `${v}\n`);
+  for (const [k, v] of Object.entries(kubeletSysctls))
+    writeFileSync(join(d, 'sysctl', k.replaceAll('/', '.')), `${v}\n`);
   const layer = kubernetesLayer(o.kubernetesVersion ?? kubernetesVersions().current);
   const mounts = readFileSync('/proc/mounts', 'utf8');
   if (!mounts.includes(` ${merged} `)) {
@@ -314,7 +325,9 @@ async function boot(slot: number, merged: string, name: string): Promise<number>
     ...Object.keys(kubeletSysctls).map((k) => `mount --bind ${d}/sysctl/${k.replaceAll('/', '.')} ${M}/proc/sys/${k}`),
     `mount -t sysfs -o ro sysfs ${M}/sys`,
     `mount -t tmpfs -o mode=755,nosuid,nodev,noexec tmpfs ${M}/sys/fs/cgroup`,
-    ...cgroupControllers.map((c) => `mkdir ${M}/sys/fs/cgroup/${c}; mount -t cgroup -o ${c} cgroup ${M}/sys/fs/cgroup/${c}`),
+    ...cgroupControllers.map(
+      (c) => `mkdir ${M}/sys/fs/cgroup/${c}; mount -t cgroup -o ${c} cgroup ${M}/sys/fs/cgroup/${c}`,
+    ),
     `mkdir ${M}/sys/fs/cgroup/systemd; mount -t cgroup -o none,name=systemd cgroup ${M}/sys/fs/cgroup/systemd`,
     `mkdir ${M}/sys/fs/cgroup/unified; mount -t cgroup2 cgroup2 ${M}/sys/fs/cgroup/unified`,
     `mount -t tmpfs -o mode=755,nosuid tmpfs ${M}/dev`,
@@ -467,9 +480,13 @@ export async function hostExec(
 ): Promise<{ exitCode: number; stdout: string; stderr: string }> {
   const s = readSlot(h.slot);
   if (!s?.pid) throw new Error(`lab host ${h.slot} is not running`);
-  const r = await execa('nsenter', ['-t', String(s.pid), '-m', '-u', '-n', '-p', '-i', '-C', '-r', '-w', 'sh', '-c', script], {
-    reject: false,
-  });
+  const r = await execa(
+    'nsenter',
+    ['-t', String(s.pid), '-m', '-u', '-n', '-p', '-i', '-C', '-r', '-w', 'sh', '-c', script],
+    {
+      reject: false,
+    },
+  );
   return { exitCode: r.exitCode ?? -1, stdout: r.stdout, stderr: r.stderr };
 }
 

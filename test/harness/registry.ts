@@ -22,7 +22,9 @@ export interface Registry {
 export function registryStorage(): string {
   const dir = process.env.CAPBM_REGISTRY;
   if (!dir || !existsSync(join(dir, '.complete'))) {
-    throw new Error('the lab registry needs its images: run hack/images build and export CAPBM_REGISTRY (hack/test and hack/lab do both)');
+    throw new Error(
+      'the lab registry needs its images: run hack/images build and export CAPBM_REGISTRY (hack/test and hack/lab do both)',
+    );
   }
   return dir;
 }

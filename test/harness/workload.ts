@@ -60,7 +60,11 @@ export async function nodes(kc: KubeConfig): Promise<NodeView[]> {
     items: Array<{
       metadata: { name: string };
       spec: { providerID?: string };
-      status: { conditions?: Cond[]; nodeInfo: { kubeletVersion: string }; addresses?: Array<{ type: string; address: string }> };
+      status: {
+        conditions?: Cond[];
+        nodeInfo: { kubeletVersion: string };
+        addresses?: Array<{ type: string; address: string }>;
+      };
     }>;
   }>(kc, '/api/v1/nodes');
   return list.items.map((n) => ({
@@ -139,7 +143,8 @@ export async function createAll(kc: KubeConfig, text: string): Promise<void> {
   for (const d of parseAllDocuments(text).map((x) => x.toJS() as { kind: string; metadata: { namespace?: string } })) {
     const path = `/${kinds[d.kind]!.replace('NS', d.metadata.namespace ?? 'default')}`;
     const r = await call(kc, 'POST', path, d);
-    if (r.status !== 201 && r.status !== 409) throw new Error(`POST ${path}: HTTP ${r.status}: ${r.text.slice(0, 300)}`);
+    if (r.status !== 201 && r.status !== 409)
+      throw new Error(`POST ${path}: HTTP ${r.status}: ${r.text.slice(0, 300)}`);
   }
 }
 
@@ -162,66 +167,50 @@ export async function deployHello(kc: KubeConfig, timeoutMs = 300_000): Promise<
 }
 
 export interface CrossNodeAnswer {
+  /** The hello pod that asked, and its node. */
   client: string;
   clientNode: string;
-  /** What `GET /hostname` answered, straight to a pod on another node, then through the Service. */
+  /** What `GET /hostname` on a hello pod on another node answered, asked by pod IP. */
   direct: string;
   targetNode: string;
+  /** What the Service answered, asked by its DNS name (CoreDNS, kube-proxy). */
   viaService: string;
 }
 
 /**
- * A client pod on one node asks a hello pod on another node for its name, by pod IP (the pod
- * network between nodes) and by the Service's DNS name (CoreDNS and kube-proxy).
+ * A hello pod on one node asks the hello pod on another node for its name, by pod IP (the pod
+ * network between nodes) and through the Service's DNS name (CoreDNS and kube-proxy): agnhost's
+ * /dial, reached through the API server's pod proxy, as Kubernetes' own e2e tests check pod
+ * connectivity.
  */
-export async function crossNodeHttp(kc: KubeConfig, name = 'hello-client', timeoutMs = 180_000): Promise<CrossNodeAnswer> {
-  const hello = await pods(kc, 'default', 'app=hello');
-  const all = await nodes(kc);
-  const target = hello.find((p) => p.ready)!;
-  const clientNode = all.find((n) => n.ready && n.name !== target.node);
-  if (!clientNode) throw new Error(`no Ready node other than ${target.node} for the client pod`);
-  await createAll(
-    kc,
-    JSON.stringify({
-      apiVersion: 'v1',
-      kind: 'Pod',
-      metadata: { name, namespace: 'default' },
-      spec: {
-        nodeName: clientNode.name,
-        restartPolicy: 'Never',
-        tolerations: [{ operator: 'Exists' }],
-        containers: [
-          {
-            name: 'client',
-            image: `${REGISTRY_NAME}/agnhost:${kubernetesVersions().current}`,
-            command: [
-              '/bin/sh',
-              '-c',
-              `for i in $(seq 30); do d=$(wget -qO- -T 3 http://${target.ip}:8080/hostname) && s=$(wget -qO- -T 3 http://hello.default.svc.cluster.local/hostname) && { echo "direct=$d"; echo "service=$s"; exit 0; }; sleep 2; done; exit 1`,
-            ],
-          },
-        ],
+export async function crossNodeHttp(kc: KubeConfig, timeoutMs = 120_000): Promise<CrossNodeAnswer> {
+  const hello = (await pods(kc, 'default', 'app=hello')).filter((p) => p.ready);
+  const client = hello[0];
+  const target = hello.find((p) => p.node !== client?.node);
+  if (!client || !target) throw new Error(`the hello pods do not run on two nodes: ${JSON.stringify(hello)}`);
+  const dial = (host: string, port: number) =>
+    waitFor(
+      `${client.name} to reach ${host}:${port}`,
+      async () => {
+        const r = await call(
+          kc,
+          'GET',
+          `/api/v1/namespaces/default/pods/${client.name}:8080/proxy/dial?request=hostname&protocol=http&host=${host}&port=${port}&tries=1`,
+        );
+        if (r.status !== 200) throw new Error(`HTTP ${r.status}: ${r.text.slice(0, 200)}`);
+        const body = JSON.parse(r.text) as { responses?: string[]; errors?: string[] };
+        if (!body.responses?.[0]) throw new Error(`no answer: ${body.errors?.join('; ') ?? r.text}`);
+        return body.responses[0];
       },
-    }),
-  );
-  const done = await waitFor(
-    `the client pod ${name} to finish`,
-    async () => {
-      const p = (await pods(kc, 'default')).find((x) => x.name === name);
-      return p && (p.phase === 'Succeeded' || p.phase === 'Failed') ? p : undefined;
-    },
-    timeoutMs,
-    1000,
-  );
-  const log = await call(kc, 'GET', `/api/v1/namespaces/default/pods/${name}/log`);
-  await call(kc, 'DELETE', `/api/v1/namespaces/default/pods/${name}`);
-  if (done.phase !== 'Succeeded') throw new Error(`the client pod on ${clientNode.name} failed: ${log.text}`);
+      timeoutMs,
+      1000,
+    );
   return {
-    client: name,
-    clientNode: clientNode.name,
-    direct: /direct=(.*)/.exec(log.text)?.[1] ?? '',
+    client: client.name,
+    clientNode: client.node,
+    direct: await dial(target.ip, 8080),
     targetNode: target.node,
-    viaService: /service=(.*)/.exec(log.text)?.[1] ?? '',
+    viaService: await dial('hello.default.svc.cluster.local', 80),
   };
 }
 
