@@ -363,7 +363,7 @@ exec ip netns exec ${nsName(slot)} unshare --mount --uts --ipc --pid --cgroup --
   // sh execs `ip netns exec`, which execs unshare: the child's pid is unshare's.
   const pid = await pid1Of(unsharePid);
   await waitFor(
-    `sshd on ${addressOf(slot)}:22 (boot log: ${join(d, 'boot.log')})`,
+    `sshd on ${addressOf(slot)}:22`,
     () =>
       new Promise<true | undefined>((resolve) => {
         const s = connect({ host: addressOf(slot), port: 22, timeout: 500 });
@@ -373,9 +373,36 @@ exec ip netns exec ${nsName(slot)} unshare --mount --uts --ipc --pid --cgroup --
       }),
     60_000,
     100,
-  );
+  ).catch(async (err: Error) => {
+    // What the host says about its boot, for whoever reads the failure.
+    const r = await execa(
+      'nsenter',
+      [
+        '-t',
+        String(pid),
+        '-m',
+        '-p',
+        '-r',
+        'sh',
+        '-c',
+        'systemctl is-system-running; systemctl --failed --no-legend; journalctl -b --no-pager | tail -n 15',
+      ],
+      { reject: false, timeout: 10_000 },
+    );
+    throw new Error(
+      `${err.message}\nboot log ${join(d, 'boot.log')}: ${tailOf(join(d, 'boot.log'))}\nthe host: ${r.stdout} ${r.stderr}`,
+    );
+  });
   return pid;
 }
+
+const tailOf = (file: string) => {
+  try {
+    return readFileSync(file, 'utf8').split('\n').slice(-10).join('\n');
+  } catch {
+    return '(none)';
+  }
+};
 
 const started = new Map<number, LabHost>();
 
