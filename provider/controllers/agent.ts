@@ -37,7 +37,7 @@ export interface AgentOptions {
   caSecret: { namespace: string; name: string };
   intervalSeconds: number;
   unknownAfterMs: number;
-  /** Built-in checks to turn off (e.g. kubelet in the lab, whose kubeadm is a stand-in). */
+  /** Built-in checks to turn off (e.g. kubelet on hosts that run none). */
   disabledChecks: string[];
 }
 
