@@ -154,7 +154,7 @@ function printUsage(state: LabState): void {
       `The workload cluster ${namespace}/${clusterName}:`,
       '  hack/lab kubectl --workload get nodes -o wide',
       '  hack/lab kubectl --workload get pods -A -o wide',
-      '  hack/lab ssh <host address>     (a root shell on a lab host)',
+      '  hack/lab shell <host address>   (a root shell on a lab host)',
       `Provider log: ${state.processes.find((p) => p.name === 'capbm-manager')?.log ?? ''}`,
       '',
       `Logs: ${cpDir}/*.log`,

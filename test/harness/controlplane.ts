@@ -21,8 +21,8 @@ export interface ControlPlaneOptions {
   /** Leave the processes running when this Node process exits (the lab). */
   persistent?: boolean;
   /**
-   * Address the API server binds to. Default 127.0.0.1. A workload-cluster stand-in binds to the
-   * lab bridge address so lab hosts (in their own network namespaces) can reach it.
+   * Address the API server binds to. Default 127.0.0.1. A second API server (the workload cluster
+   * of the CABPK fixture tests) may bind to the lab bridge address, which lab hosts reach.
    */
   bindAddress?: string;
   /** Static bearer tokens (token -> user name, group system:masters). */
