@@ -409,22 +409,18 @@ const tailOf = (file: string) => {
 
 /**
  * Boots the host, once more if its first boot hung (seen once in about a hundred boots on a busy
- * machine: systemd with every start job waiting). A host that fails twice is taken down whole.
+ * machine: systemd with every start job waiting). startHost takes a host that fails twice down whole.
  */
-async function bootOrRetry(slot: number, merged: string, name: string, persistent: boolean): Promise<number> {
-  writeSlot(slot, { owner: process.pid, persistent });
-  for (let attempt = 1; ; attempt++) {
-    try {
-      const pid = await boot(slot, merged, name);
-      writeSlot(slot, { owner: process.pid, persistent, pid });
-      return pid;
-    } catch (err) {
-      if (attempt >= 2) {
-        await stopHost({ slot });
-        throw err;
-      }
-    }
-  }
+async function bootOrRetry(
+  slot: number,
+  merged: string,
+  name: string,
+  o: { owner: number; persistent: boolean },
+): Promise<number> {
+  writeSlot(slot, { owner: o.owner, persistent: o.persistent });
+  const pid = await boot(slot, merged, name).catch(() => boot(slot, merged, name));
+  writeSlot(slot, { owner: o.owner, persistent: o.persistent, pid });
+  return pid;
 }
 
 const started = new Map<number, LabHost>();
@@ -437,7 +433,12 @@ export async function startHost(o: HostOptions): Promise<LabHost> {
   const kubernetesVersion = o.kubernetesVersion ?? kubernetesVersions().current;
   const { merged, fingerprint, publicKey } = await prepareRoot(slot, o);
   await createNetwork(slot);
-  await bootOrRetry(slot, merged, name, !!o.persistent);
+  await bootOrRetry(slot, merged, name, { owner: process.pid, persistent: !!o.persistent }).catch(
+    async (err: Error) => {
+      await stopHost({ slot });
+      throw err;
+    },
+  );
   const host: LabHost = {
     slot,
     name,
@@ -483,9 +484,11 @@ function cgroupEmpty(slot: number): boolean {
 
 /** Power on again, with the same disk (overlay) and host key. */
 export async function powerOn(h: Pick<LabHost, 'slot' | 'root'> & { name?: string }): Promise<void> {
-  const pid = await boot(h.slot, h.root, h.name ?? `lab-${h.slot}`);
   const s = readSlot(h.slot);
-  writeSlot(h.slot, { owner: s?.owner ?? process.pid, persistent: s?.persistent ?? false, pid });
+  await bootOrRetry(h.slot, h.root, h.name ?? `lab-${h.slot}`, {
+    owner: s?.owner ?? process.pid,
+    persistent: s?.persistent ?? false,
+  });
 }
 
 /** Replaces the host key (the next start serves the new one): what a reinstall does. */
