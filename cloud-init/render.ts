@@ -17,7 +17,7 @@ import { commandBody, readCommands } from './commands.ts';
 import { templateVars, type MetaData } from './metadata.ts';
 import { ntpBody, readNtp } from './ntp.ts';
 import { parseBootstrapData, type CloudConfig } from './parse.ts';
-import { shQuote } from './quote.ts';
+import { shQuote } from '../common/quote.ts';
 import { groupsBody, readGroups, readUsers, userBody } from './users.ts';
 import { readWriteFiles, writeFileBody } from './write-files.ts';
 

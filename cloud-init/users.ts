@@ -2,7 +2,7 @@
 // add group members, sudo rules in /etc/sudoers.d/90-cloud-init-users, authorized keys, and lock
 // the password unless lock_passwd is false. An existing user is left as it is but for sudo and keys.
 import { InvalidCloudConfig } from './errors.ts';
-import { shQuote } from './quote.ts';
+import { shQuote } from '../common/quote.ts';
 
 export interface User {
   name: string;

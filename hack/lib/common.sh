@@ -47,3 +47,9 @@ npm_ready() {
     echo "$want" >"$stamp"
   fi
 }
+
+# agent_bundle: builds the node agent bundle the provider ships to hosts (dist/agent, cached by
+# content); the provider only reads it (provider/health/bundle.ts). Needs npm_ready and PATH first.
+agent_bundle() {
+  node "$ROOT/agent/build.ts" >/dev/null || die "building the node agent bundle failed (output above)" "run: node agent/build.ts"
+}

@@ -6,8 +6,9 @@
 // run going; the next leader attaches to the same run instead of starting another, so no step of
 // the bootstrap runs twice. Only a run that died with its host (no exit code, no process) is
 // started again, and then the rendered script's step markers skip every step that finished.
-import { parseProgressLine, shQuote } from '../../cloud-init/index.ts';
-import type { SshConnection } from '../ssh/index.ts';
+import { parseProgressLine } from '../../cloud-init/index.ts';
+import { shQuote } from '../../common/quote.ts';
+import type { SshSession } from '../ssh/index.ts';
 import { judgePreflight, leftoverPaths, preflightScript, type PreflightResult } from './preflight.ts';
 
 /** Where the provider keeps its own files on a host; the reset removes all of it. */
@@ -17,7 +18,7 @@ export const SENTINEL = '/run/cluster-api/bootstrap-success.complete';
 
 const runDir = (instance: string) => `${STATE_DIR}/${instance}/run`;
 
-export async function runPreflight(conn: SshConnection): Promise<PreflightResult> {
+export async function runPreflight(conn: SshSession): Promise<PreflightResult> {
   const [out, sudo] = await Promise.all([
     conn.exec(preflightScript(), { privileged: false, what: 'the preflight script', timeoutMs: 60_000 }),
     conn.exec('id -u', { check: false, what: 'a privilege check (id -u as root)', timeoutMs: 30_000 }),
@@ -83,7 +84,7 @@ export interface BootstrapInput {
 }
 
 /** Uploads the rendered bootstrap (unless a run is already going) and runs or attaches to it. */
-export async function runBootstrap(conn: SshConnection, b: BootstrapInput): Promise<BootstrapOutcome> {
+export async function runBootstrap(conn: SshSession, b: BootstrapInput): Promise<BootstrapOutcome> {
   const d = runDir(b.instance);
   await conn.exec(`mkdir -p ${shQuote(d)} && chmod 700 ${shQuote(STATE_DIR)} ${shQuote(d)}`, {
     what: 'creating the run directory',
@@ -125,7 +126,7 @@ export async function runBootstrap(conn: SshConnection, b: BootstrapInput): Prom
  * After success: the rendered script and its log hold secrets (CA keys, a bootstrap token) that the
  * host no longer needs; the list of files stays for the reset.
  */
-export async function scrubBootstrap(conn: SshConnection, instance: string): Promise<void> {
+export async function scrubBootstrap(conn: SshSession, instance: string): Promise<void> {
   const d = runDir(instance);
   await conn.exec(`rm -f ${shQuote(`${d}/bootstrap.sh`)} ${shQuote(`${d}/log`)}`, {
     what: 'removing the used bootstrap script',
@@ -139,7 +140,16 @@ export async function scrubBootstrap(conn: SshConnection, instance: string): Pro
  */
 export function resetScript(extra = ''): string {
   const paths = leftoverPaths.join(' ');
+  // A bootstrap may still run (its machine was deleted mid-way): stop its whole process group
+  // first (setsid made it a group leader), or its kubeadm could finish after the reset.
   return `set -u
+for p in ${shQuote(STATE_DIR)}/*/run/pid; do
+  [ -f "$p" ] || continue
+  [ -f "\${p%/pid}/rc" ] && continue # ended: its pid may belong to another process by now
+  pg=$(cat "$p" 2>/dev/null || true)
+  case "$pg" in ''|*[!0-9]*) continue ;; esac
+  kill -KILL -- "-$pg" 2>/dev/null || true
+done
 if command -v kubeadm >/dev/null 2>&1; then
   kubeadm reset -f >/tmp/capbm-reset.log 2>&1 || { echo "kubeadm_reset_failed=$(tail -n 1 /tmp/capbm-reset.log)"; }
   rm -f /tmp/capbm-reset.log
@@ -156,13 +166,13 @@ true
 `;
 }
 
-export interface ResetOutcome {
+export interface ResetReport {
   clean: boolean;
   leftovers: string[];
   notes: string[];
 }
 
-export async function runReset(conn: SshConnection, extra = ''): Promise<ResetOutcome> {
+export async function runReset(conn: SshSession, extra = ''): Promise<ResetReport> {
   const r = await conn.exec(resetScript(extra), { what: 'the reset', timeoutMs: 10 * 60_000 });
   const lines = r.stdout.split('\n');
   const leftovers = lines.filter((l) => l.startsWith('leftover=')).map((l) => l.slice('leftover='.length));

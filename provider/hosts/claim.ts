@@ -5,8 +5,8 @@
 // gets that host back, which is how a claim survives a restart of the claiming process.
 import type { KubeConfig } from '@kubernetes/client-node';
 import { createHash } from 'node:crypto';
-import { API_VERSION } from '../api/common.ts';
 import type { BareMetalHost, ConsumerRef } from '../api/host.ts';
+import { BareMetalHosts, collectionPath, objectPath } from '../kube/kinds.ts';
 import { ApiError, raw } from '../kube/raw.ts';
 
 export const POOL_LABEL = 'infrastructure.cluster.x-k8s.io/pool';
@@ -25,7 +25,7 @@ export interface ClaimStats {
   conflicts: number;
 }
 
-const hostsPath = (ns: string) => `/apis/${API_VERSION}/namespaces/${ns}/baremetalhosts`;
+const hostPath = (h: BareMetalHost) => objectPath(BareMetalHosts, h.metadata.namespace, h.metadata.name);
 
 function selectorOf(r: ClaimRequest): string {
   const all = { ...(r.selector ?? {}), ...(r.pool ? { [POOL_LABEL]: r.pool } : {}) };
@@ -70,7 +70,7 @@ async function list(kc: KubeConfig, r: ClaimRequest, stats: ClaimStats): Promise
   const res = await raw<{ items: BareMetalHost[] }>(
     kc,
     'GET',
-    `${hostsPath(r.namespace)}${sel ? `?labelSelector=${encodeURIComponent(sel)}` : ''}`,
+    `${collectionPath(BareMetalHosts, r.namespace)}${sel ? `?labelSelector=${encodeURIComponent(sel)}` : ''}`,
   );
   return res.items;
 }
@@ -84,7 +84,7 @@ async function tryClaim(
 ): Promise<BareMetalHost | undefined> {
   stats.requests++;
   try {
-    return await raw<BareMetalHost>(kc, 'PATCH', `${hostsPath(h.metadata.namespace)}/${h.metadata.name}`, {
+    return await raw<BareMetalHost>(kc, 'PATCH', hostPath(h), {
       metadata: { resourceVersion: h.metadata.resourceVersion },
       spec: { consumerRef: consumer },
     });
@@ -142,7 +142,7 @@ export async function releaseHost(
       `host ${h.metadata.name} is held by ${h.spec.consumerRef?.kind} ${h.spec.consumerRef?.name}, not by the releasing machine`,
     );
   }
-  return raw<BareMetalHost>(kc, 'PATCH', `${hostsPath(h.metadata.namespace)}/${h.metadata.name}`, {
+  return raw<BareMetalHost>(kc, 'PATCH', hostPath(h), {
     metadata: { resourceVersion: h.metadata.resourceVersion },
     spec: { consumerRef: null },
   });

@@ -6,8 +6,11 @@ import PQueue from 'p-queue';
 import { API_VERSION } from '../api/common.ts';
 import type { BareMetalHost } from '../api/host.ts';
 import type { BareMetalHostPool } from '../api/pool.ts';
+import { BareMetalHostPools, BareMetalHosts, collectionPath, objectPath } from '../kube/kinds.ts';
 import { ApiError, raw } from '../kube/raw.ts';
+import { setCondition, type ConditionInput } from '../runtime/conditions.ts';
 import { EventRecorder } from '../runtime/events.ts';
+import { Writer } from '../runtime/writer.ts';
 import { POOL_LABEL, isAvailable } from './claim.ts';
 import { expandPool, hostName, overlap } from './expand.ts';
 
@@ -19,49 +22,19 @@ export interface PoolResult {
   problem?: string;
 }
 
-const base = (ns: string) => `/apis/${API_VERSION}/namespaces/${ns}`;
+type Cond = ConditionInput & { message: string };
 
-interface Cond {
-  type: string;
-  status: 'True' | 'False' | 'Unknown';
-  reason: string;
-  message: string;
-}
-
-/** Whether every field of `next` already has that value in `current` (conditions compared without times). */
-function unchanged(current: object | undefined, next: Record<string, unknown>): boolean {
-  if (!current) return false;
-  const cur = current as Record<string, unknown>;
-  const strip = (v: unknown) =>
-    JSON.stringify(
-      Array.isArray(v)
-        ? (v as Cond[]).map(({ type, status, reason, message }) => ({ type, status, reason, message }))
-        : v,
-    );
-  return Object.entries(next).every(([k, v]) => strip(cur[k]) === strip(v));
-}
-
+/** Counts and conditions on the pool, in one write, and none when nothing changed (calm at scale). */
 async function writeStatus(
   kc: KubeConfig,
   pool: BareMetalHostPool,
-  status: Record<string, unknown>,
+  counts: Partial<Pick<NonNullable<BareMetalHostPool['status']>, 'total' | 'available' | 'claimed' | 'quarantined'>>,
   conds: Cond[],
 ): Promise<void> {
-  const now = new Date().toISOString();
-  const old = pool.status?.conditions ?? [];
-  const conditions = conds.map((c) => {
-    const prev = old.find((o) => o.type === c.type);
-    return {
-      ...c,
-      observedGeneration: pool.metadata.generation ?? 0,
-      lastTransitionTime: prev && prev.status === c.status ? prev.lastTransitionTime : now,
-    };
-  });
-  const next = { ...status, observedGeneration: pool.metadata.generation, conditions };
-  if (unchanged(pool.status, next)) return; // calm: no write, no event
-  await raw(kc, 'PATCH', `${base(pool.metadata.namespace)}/baremetalhostpools/${pool.metadata.name}/status`, {
-    status: next,
-  });
+  const w = new Writer(kc, BareMetalHostPools, pool, { owned: conds.map((c) => c.type) });
+  w.obj.status = { ...w.obj.status, ...counts, observedGeneration: pool.metadata.generation ?? 0 };
+  for (const c of conds) setCondition(w.obj, c);
+  await w.save();
 }
 
 function hostObject(pool: BareMetalHostPool, address: string): BareMetalHost {
@@ -95,7 +68,8 @@ async function overlapsWithOthers(
 ): Promise<string | undefined> {
   const all =
     cached ??
-    (await raw<{ items: BareMetalHostPool[] }>(kc, 'GET', `${base(pool.metadata.namespace)}/baremetalhostpools`)).items;
+    (await raw<{ items: BareMetalHostPool[] }>(kc, 'GET', collectionPath(BareMetalHostPools, pool.metadata.namespace)))
+      .items;
   for (const other of all) {
     if (other.metadata.name === pool.metadata.name) continue;
     let theirs: string[];
@@ -119,7 +93,7 @@ interface Plan {
   result: PoolResult;
 }
 
-const hostPath = (h: BareMetalHost) => `${base(h.metadata.namespace)}/baremetalhosts/${h.metadata.name}`;
+const hostPath = (h: BareMetalHost) => objectPath(BareMetalHosts, h.metadata.namespace, h.metadata.name);
 
 /** Creates hosts for new addresses; un-retires hosts whose address came back. */
 function addMissing(kc: KubeConfig, { pool, desired, existing, q, result }: Plan): void {
@@ -132,7 +106,7 @@ function addMissing(kc: KubeConfig, { pool, desired, existing, q, result }: Plan
       const made = await raw(
         kc,
         'POST',
-        `${base(pool.metadata.namespace)}/baremetalhosts`,
+        collectionPath(BareMetalHosts, pool.metadata.namespace),
         hostObject(pool, address),
       ).then(
         () => true,
@@ -219,7 +193,7 @@ async function reconcile(
 ): Promise<PoolResult | undefined> {
   const pool =
     cache?.pool ??
-    (await raw<BareMetalHostPool>(kc, 'GET', `${base(namespace)}/baremetalhostpools/${name}`).catch((err: unknown) => {
+    (await raw<BareMetalHostPool>(kc, 'GET', objectPath(BareMetalHostPools, namespace, name)).catch((err: unknown) => {
       if (err instanceof ApiError && err.code === 404) return undefined;
       throw err;
     }));
@@ -229,8 +203,13 @@ async function reconcile(
   const selector = encodeURIComponent(`${POOL_LABEL}=${name}`);
   const existing =
     cache?.hosts ??
-    (await raw<{ items: BareMetalHost[] }>(kc, 'GET', `${base(namespace)}/baremetalhosts?labelSelector=${selector}`))
-      .items;
+    (
+      await raw<{ items: BareMetalHost[] }>(
+        kc,
+        'GET',
+        `${collectionPath(BareMetalHosts, namespace)}?labelSelector=${selector}`,
+      )
+    ).items;
   const plan: Plan = {
     pool,
     desired,

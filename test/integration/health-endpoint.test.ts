@@ -14,7 +14,7 @@ import {
 } from '../../provider/health/pki.ts';
 import { startHealthServer, type HealthServer, type ReportContext } from '../../provider/health/server.ts';
 import { registry } from '../../provider/runtime/metrics.ts';
-import type { Report } from '../../agent/protocol.ts';
+import type { Report } from '../../common/agent-protocol.ts';
 
 interface Id {
   certPem: string;

@@ -1,29 +1,18 @@
 // Which resource an informer, a patch or an event talks about, and how its URL is built.
-// A kind is described once (group, version, plural, namespaced) so no code guesses plurals.
-import type { OwnerReference } from '../api/common.ts';
+// A kind is described once (group, version, plural, namespaced) so no code guesses plurals: ours
+// come from the CRD table (api/kinds.ts), Kubernetes' and Cluster API's are listed here.
+import { GROUP, VERSION, type ObjectMeta, type OwnerReference } from '../api/common.ts';
+import { kinds as crdKinds } from '../api/kinds.ts';
 
-export type { OwnerReference };
+export type { ObjectMeta, OwnerReference };
 
 /** Enough of an object for the runtime: every Kubernetes object has this. */
 export interface KubeObject {
   apiVersion?: string;
   kind?: string;
-  metadata?: ObjectMeta;
+  metadata?: Partial<ObjectMeta>;
   spec?: unknown;
   status?: unknown;
-}
-
-export interface ObjectMeta {
-  name?: string;
-  namespace?: string;
-  uid?: string;
-  resourceVersion?: string;
-  generation?: number;
-  labels?: Record<string, string>;
-  annotations?: Record<string, string>;
-  finalizers?: string[];
-  ownerReferences?: OwnerReference[];
-  deletionTimestamp?: string;
 }
 
 export interface ResourceKind {
@@ -36,19 +25,26 @@ export interface ResourceKind {
   namespaced: boolean;
 }
 
+/**
+ * One path segment: encoded, and never empty, "." or "..", which a URL parser would resolve into
+ * another path (%2E%2E included): a name is never trusted to stay inside its namespace.
+ */
+export function seg(v: string): string {
+  if (v === '' || v === '.' || v === '..') throw new Error(`${JSON.stringify(v)} is not a valid object name`);
+  return encodeURIComponent(v);
+}
+
 export const apiVersionOf = (k: ResourceKind): string => (k.group ? `${k.group}/${k.version}` : k.version);
 
 /** Collection URL, e.g. /api/v1/namespaces/ns/configmaps or /apis/g/v/plural (all namespaces). */
 export function collectionPath(k: ResourceKind, namespace?: string): string {
   const base = k.group ? `/apis/${k.group}/${k.version}` : `/api/${k.version}`;
-  return k.namespaced && namespace
-    ? `${base}/namespaces/${encodeURIComponent(namespace)}/${k.plural}`
-    : `${base}/${k.plural}`;
+  return k.namespaced && namespace ? `${base}/namespaces/${seg(namespace)}/${k.plural}` : `${base}/${k.plural}`;
 }
 
 /** Object URL; `subresource` e.g. 'status'. */
 export function objectPath(k: ResourceKind, namespace: string | undefined, name: string, subresource?: string): string {
-  const p = `${collectionPath(k, k.namespaced ? namespace : undefined)}/${encodeURIComponent(name)}`;
+  const p = `${collectionPath(k, k.namespaced ? namespace : undefined)}/${seg(name)}`;
   return subresource ? `${p}/${subresource}` : p;
 }
 
@@ -79,3 +75,28 @@ export const Leases: ResourceKind = {
   namespaced: true,
 };
 export const Events: ResourceKind = { group: '', version: 'v1', kind: 'Event', plural: 'events', namespaced: true };
+export const Nodes: ResourceKind = { group: '', version: 'v1', kind: 'Node', plural: 'nodes', namespaced: false };
+
+// Cluster API (v1beta2), the fields the provider reads are typed in controllers/capi.ts.
+export const CAPI_GROUP = 'cluster.x-k8s.io';
+const capi = (kind: string, plural: string): ResourceKind => ({
+  group: CAPI_GROUP,
+  version: 'v1beta2',
+  kind,
+  plural,
+  namespaced: true,
+});
+export const Machines = capi('Machine', 'machines');
+export const Clusters = capi('Cluster', 'clusters');
+
+/** One of our kinds, from the CRD table. */
+function ours(kind: string): ResourceKind {
+  const k = crdKinds.find((x) => x.kind === kind);
+  if (!k) throw new Error(`${kind} is not in provider/api/kinds.ts`);
+  return { group: GROUP, version: VERSION, kind, plural: k.plural, namespaced: true };
+}
+export const BareMetalMachines = ours('BareMetalMachine');
+export const BareMetalClusters = ours('BareMetalCluster');
+export const BareMetalHosts = ours('BareMetalHost');
+export const BareMetalHostPools = ours('BareMetalHostPool');
+export const BareMetalMachineTemplates = ours('BareMetalMachineTemplate');
