@@ -120,14 +120,9 @@ export async function claim(s: Step): Promise<StepResult> {
  * A failure to reach or use the host: on the step's condition of the machine and, since it is the
  * host that cannot be reached, on the host's Reachable condition. Any other error is thrown.
  */
-export async function hostProblem(
-  s: Step,
-  err: unknown,
-  on: ProblemCondition,
-  pool?: BareMetalHostPool,
-): Promise<StepResult> {
+export async function hostProblem(s: Step, err: unknown, on: ProblemCondition): Promise<StepResult> {
   if (s.signal.aborted) return none; // stopping: the next leader picks up from the host's state
-  const p = problemOf(err, pool);
+  const p = problemOf(err, s.d.pools.get(s.host!.metadata.namespace, s.host!.spec.poolRef.name));
   if (!p) throw err;
   await writeHost(s, s.host!, (h) => life.unreachable(h, p.reason, p.message));
   return { outcome: { kind: 'problem', on, reason: p.reason, message: p.message }, result: { requeue: true } };
@@ -156,15 +151,13 @@ function hostKeyEvents(conn: SshSession): MachineEvent[] {
 }
 
 export async function preflight(s: Step): Promise<StepResult> {
-  let pool: BareMetalHostPool | undefined;
   let seen: { r: Awaited<ReturnType<typeof runPreflight>>; fingerprint: string; events: MachineEvent[] };
   try {
-    seen = await onHost(s, async (conn, p) => {
-      pool = p;
+    seen = await onHost(s, async (conn) => {
       return { r: await runPreflight(conn), fingerprint: conn.hostKeyFingerprint, events: hostKeyEvents(conn) };
     });
   } catch (err) {
-    return hostProblem(s, err, C.HostReady, pool);
+    return hostProblem(s, err, C.HostReady);
   }
   const { r, fingerprint, events } = seen;
   const name = s.host!.metadata.name;

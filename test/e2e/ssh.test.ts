@@ -7,6 +7,7 @@ import {
   AuthFailed,
   HostKeyMismatch,
   HostUnreachable,
+  SessionRefused,
   SshPool,
   Timeout,
   CommandFailed,
@@ -276,3 +277,26 @@ test.serial('200 commands across 10 hosts at concurrency 64: none lost before th
   t.deepEqual(failed.map((f) => String(f.reason)).slice(0, 3), []);
   t.is(results.length, 200);
 });
+
+test.serial(
+  'a server that refuses sessions is not called unreachable: commands wait for a session, then say so',
+  async (t) => {
+    // sshd allows one session per connection here; the provider opens up to 8 at once on one.
+    const strict = await startHost({ authorizedKeys: [keys.ed25519.public], sshd: ['MaxSessions 1'] });
+    const conn = await connect(target(strict));
+    t.teardown(() => conn.close());
+    const outs = await Promise.all([1, 2, 3].map((i) => conn.exec(`sleep 0.3; echo ${i}`)));
+    t.deepEqual(
+      outs.map((o) => o.stdout.trim()),
+      ['1', '2', '3'],
+      'every command ran once a session was free',
+    );
+    // A session held longer than the retries last: the refusal is its own error, with what to do.
+    const long = conn.exec('sleep 6');
+    const refused = await t.throwsAsync(conn.exec('true'), { instanceOf: SessionRefused });
+    t.is(refused?.reason, 'SessionRefused');
+    t.regex(refused?.message ?? '', /MaxSessions/);
+    t.notRegex(refused?.message ?? '', /powered on/);
+    await long;
+  },
+);

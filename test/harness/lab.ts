@@ -33,6 +33,8 @@ export interface HostOptions {
   files?: Record<string, string>;
   /** Persistent hosts (the lab) are not stopped when this process exits. */
   persistent?: boolean;
+  /** Extra sshd_config lines, e.g. "MaxSessions 1" to try the provider against a strict server. */
+  sshd?: string[];
 }
 
 export interface LabHost {
@@ -154,7 +156,7 @@ async function prepareRoot(
   }
   const key = join(merged, 'etc/ssh/ssh_host_ed25519_key');
   if (!existsSync(key)) await sh('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-C', `capbm-lab-${slot}`, '-f', key]);
-  writeFileSync(join(merged, 'etc/ssh/sshd_config'), sshdConfig);
+  writeFileSync(join(merged, 'etc/ssh/sshd_config'), sshdConfig + (o.sshd ?? []).map((l) => `${l}\n`).join(''));
   writeFileSync(join(merged, 'etc/hostname'), `lab-${slot}\n`);
   writeFileSync(
     join(merged, 'etc/hosts'),
