@@ -52,6 +52,8 @@ try {
       byMethod,
       api: sum('rest_client_requests_total{'),
       ssh: sum('capbm_ssh_operations_total{'),
+      eventCreates: sum('capbm_events_written_total{op="create"'),
+      eventUpdates: sum('capbm_events_written_total{op="update"'),
       heapMiB: sum('nodejs_heap_size_used_bytes') / 2 ** 20,
     };
   };
@@ -111,6 +113,15 @@ try {
   const floor = (performance.now() - f0) / 1000;
 
   const fmt = (x: number, d = 1) => x.toFixed(d);
+  /** Writes (every verb but GET and WATCH) per machine, objects and events apart. */
+  function writesLine(b: typeof before, a: typeof after): string {
+    const d = (m: string) => (a.byMethod[m]! - b.byMethod[m]!) / n;
+    const writes = d('PATCH') + d('POST') + d('PUT') + d('DELETE');
+    const creates = (a.eventCreates - b.eventCreates) / n;
+    const updates = (a.eventUpdates - b.eventUpdates) / n;
+    const objects = `PATCH ${fmt(d('PATCH') - updates)}, POST ${fmt(d('POST') - creates)}, PUT ${fmt(d('PUT'))} (leases)`;
+    return `writes per machine:               ${fmt(writes)} (objects ${fmt(writes - creates - updates)}: ${objects}; events ${fmt(creates + updates)})`;
+  }
   process.stdout.write(
     [
       `$ ${process.env.CAPBM_BENCH_COMMAND ?? `hack/bench provision ${n}`}`,
@@ -123,6 +134,7 @@ try {
       `  by verb: ${Object.keys(after.byMethod)
         .map((m) => `${m} ${fmt((after.byMethod[m]! - before.byMethod[m]!) / n)}`)
         .join(', ')}`,
+      writesLine(before, after),
       `SSH connections per machine:      ${fmt((after.ssh - before.ssh) / n)}`,
       `SSH floor, same run:              ${fmt(floor, 2)} s for ${n} new connections + 1 command (${fmt((n / floor) * 1, 0)}/s)`,
       '',

@@ -57,7 +57,7 @@ function target(h: LabHost, o: Partial<Target> = {}): Target {
     user: 'root',
     credentials: { privateKey: keys.ed25519.private },
     hostKey: { kind: 'pinned', fingerprints: [h.hostKeyFingerprint] },
-    connectTimeoutMs: 3000,
+    connectTimeoutMs: 10_000, // a loaded machine is slow to hand-shake; the fault tests set their own
     ...o,
   };
 }

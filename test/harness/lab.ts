@@ -379,18 +379,29 @@ export function cleanupStaleHosts(): void {
 }
 
 /**
- * Stops the persistent hosts (the lab's; tests never make any) and, when no host is left, the
- * bridge: what `hack/lab down` does, without touching the hosts of a test running beside it.
+ * Removes the bridge, but only when nothing is attached to it any more: another checkout's hosts
+ * (their own slot folder) or a test running beside this one may still be on it.
+ */
+async function removeBridgeIfUnused(): Promise<void> {
+  const members = await execa('ip', ['-o', 'link', 'show', 'master', BRIDGE], { reject: false });
+  if (members.exitCode === 0 && members.stdout.trim() === '') {
+    await execa('ip', ['link', 'del', BRIDGE], { reject: false });
+  }
+}
+
+/**
+ * Stops the persistent hosts (the lab's; tests never make any) and, when nothing is left on it,
+ * the bridge: what `hack/lab down` does, without touching the hosts of a test running beside it.
  */
 export async function stopPersistentHosts(): Promise<void> {
   for (const slot of slots()) if (readSlot(slot)?.persistent) await stopHost({ slot });
-  if (slots().length === 0) await execa('ip', ['link', 'del', BRIDGE], { reject: false });
+  await removeBridgeIfUnused();
 }
 
-/** Stops every lab host, persistent ones included, and the bridge. */
+/** Stops every lab host of this checkout, persistent ones included, and the bridge if unused. */
 export async function stopAllHosts(): Promise<void> {
   for (const slot of slots()) await stopHost({ slot });
-  await execa('ip', ['link', 'del', BRIDGE], { reject: false });
+  await removeBridgeIfUnused();
 }
 
 export function listHosts(): Array<{ slot: number; address: string; running: boolean; persistent: boolean }> {

@@ -145,14 +145,12 @@ async function world(o: { kc?: typeof cp.kc; ssh?: FakeSsh } = {}): Promise<Worl
     steps,
     reconcile: async (name: string) => {
       // The caches see the test's own objects before a reconcile reads them.
-      const m = await raw<KubeObject>(cp.kc, 'GET', objectPath(BareMetalMachines, ns, name));
       await waitFor(
         'the machine cache',
         () => Promise.resolve(inf.machines.get(ns, name) ? true : undefined),
         10_000,
         20,
       );
-      void m;
       return fn(
         { key: `${ns}/${name}`, namespace: ns, name },
         { log: { ...log, with: () => log }, signal: abort.signal },
@@ -174,7 +172,7 @@ interface MachineSetup {
 /** A CAPI Cluster, Machine, bootstrap Secret and the BareMetalMachine the Machine owns. */
 async function machine(m: MachineSetup): Promise<void> {
   const cluster = `c-${m.name}`;
-  const c = await raw<CapiCluster>(cp.kc, 'POST', collectionPath(Clusters, ns), {
+  await raw(cp.kc, 'POST', collectionPath(Clusters, ns), {
     apiVersion: 'cluster.x-k8s.io/v1beta2',
     kind: 'Cluster',
     metadata: { name: cluster, namespace: ns },
@@ -187,7 +185,6 @@ async function machine(m: MachineSetup): Promise<void> {
       status: { initialization: { infrastructureProvisioned: true } },
     });
   }
-  void c;
   if (m.data !== 'none') await secret(`${m.name}-bootstrap`, m.data ?? { value: workerData, format: 'cloud-config' });
   const labels = { 'cluster.x-k8s.io/cluster-name': cluster };
   const cm = await raw<CapiMachine>(cp.kc, 'POST', collectionPath(Machines, ns), {
@@ -238,6 +235,18 @@ const events = async (name: string) =>
       `${collectionPath({ group: '', version: 'v1', kind: 'Event', plural: 'events', namespaced: true }, ns)}?fieldSelector=${encodeURIComponent(`involvedObject.name=${name}`)}`,
     )
   ).items;
+
+/** Deletes the machine and reconciles it once its cache has seen the deletion. */
+async function deleteAndReconcile(w: World, name: string) {
+  await raw(cp.kc, 'DELETE', objectPath(BareMetalMachines, ns, name));
+  await waitFor(
+    'the delete in the cache',
+    () => Promise.resolve(w.deps.machines.get(ns, name)?.metadata.deletionTimestamp ? true : undefined),
+    10_000,
+    20,
+  );
+  await w.reconcile(name);
+}
 
 /** Reconciles until `done` holds or `max` passes went by; a running bootstrap is given time to move. */
 async function until(t: ExecutionContext, w: World, name: string, done: (m: BareMetalMachine) => boolean, max = 20) {
@@ -397,14 +406,7 @@ test.serial(
 
     // Deleted: the host is reset; it left something behind, so it is quarantined and the machine goes.
     fh.leftovers = ['/etc/kubernetes/kubelet.conf'];
-    await raw(cp.kc, 'DELETE', objectPath(BareMetalMachines, ns, 'fails'));
-    await waitFor(
-      'the delete in the cache',
-      () => Promise.resolve(w.deps.machines.get(ns, 'fails')?.metadata.deletionTimestamp ? true : undefined),
-      10_000,
-      20,
-    );
-    await w.reconcile('fails');
+    await deleteAndReconcile(w, 'fails');
     const q = await getHost(host.metadata.name);
     t.is(q.status?.phase, 'Quarantined');
     t.is(q.spec.quarantine?.reason, 'HostDirty');
@@ -430,14 +432,7 @@ test.serial(
     const ok = await until(t, w, 'blip', (x) => x.status?.initialization?.provisioned === true);
     t.is(bh.started, 2);
     // Deleted cleanly: reset, Available, released.
-    await raw(cp.kc, 'DELETE', objectPath(BareMetalMachines, ns, 'blip'));
-    await waitFor(
-      'the delete in the cache',
-      () => Promise.resolve(w.deps.machines.get(ns, 'blip')?.metadata.deletionTimestamp ? true : undefined),
-      10_000,
-      20,
-    );
-    await w.reconcile('blip');
+    await deleteAndReconcile(w, 'blip');
     const freed = await getHost(ok.status!.hostRef!.name);
     t.is(freed.status?.phase, 'Available');
     t.is(freed.spec.consumerRef, undefined);
