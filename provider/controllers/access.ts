@@ -4,6 +4,7 @@
 import type { KubeConfig } from '@kubernetes/client-node';
 import type { BareMetalHost } from '../api/host.ts';
 import type { BareMetalHostPool, PoolSpec } from '../api/pool.ts';
+import { InvalidName } from '../kube/kinds.ts';
 import { readSecret } from '../kube/secrets.ts';
 import type { Credentials, HostKeyPolicy, Privilege, Target } from '../ssh/index.ts';
 
@@ -22,7 +23,11 @@ export class AccessError extends Error {
 
 /** The Secret's data; AccessError when it does not exist. */
 async function secretData(kc: KubeConfig, namespace: string, name: string): Promise<Record<string, string>> {
-  const s = await readSecret(kc, namespace, name);
+  const s = await readSecret(kc, namespace, name).catch((err: unknown) => {
+    if (err instanceof InvalidName)
+      throw new AccessError('SecretInvalid', `the pool names Secret ${err.message}: fix the pool's secretRef`);
+    throw err;
+  });
   if (!s) {
     throw new AccessError(
       'SecretNotFound',

@@ -4,7 +4,9 @@
 import { render, type RenderResult } from '../../cloud-init/index.ts';
 import { BootstrapDataError } from '../../cloud-init/errors.ts';
 import * as life from '../hosts/lifecycle.ts';
+import { InvalidName } from '../kube/kinds.ts';
 import { readSecret } from '../kube/secrets.ts';
+import { ClusterNameLabel } from './capi.ts';
 import type { SshSession } from '../ssh/index.ts';
 import { hostTarget, poolOf } from './access.ts';
 import type { RunResult, RunWork } from './bootstrap-runs.ts';
@@ -14,23 +16,34 @@ import type { AgentResult, Outcome } from './machine-status.ts';
 import { hostProblem, writeHost, type MachineDeps, type Step, type StepResult } from './machine-steps.ts';
 import { bootstrapMetaData, providerID } from './metadata.ts';
 
+const invalid = (why: string): StepResult => ({
+  outcome: {
+    kind: 'bootstrap-data-invalid',
+    message: `The bootstrap data cannot be applied: ${why}. Fix the KubeadmConfig(Template); nothing was run on the host.`,
+  },
+});
+
 /** The bootstrap data Secret named by the Machine, rendered for this machine on this host. */
 async function rendered(s: Step): Promise<RenderResult | StepResult> {
   const ns = s.m.metadata.namespace;
   const name = s.owner!.spec!.bootstrap!.dataSecretName!;
-  const secret = await readSecret(s.d.kc, ns, name);
+  const secret = await readSecret(s.d.kc, ns, name).catch((err: unknown) => {
+    if (err instanceof InvalidName) return err;
+    throw err;
+  });
+  if (secret instanceof InvalidName) return invalid(`the Machine names bootstrap data Secret ${secret.message}`);
   if (!secret) {
     // CABPK writes the Secret before it names it; a cache or a restore may lag. Not the user's fault.
     const message = `The bootstrap data Secret ${ns}/${name} named by the Machine does not exist yet; retrying.`;
     return { outcome: { kind: 'waiting', reason: 'WaitingForBootstrapData', message }, result: { requeue: true } };
   }
   const value = secret.data.value;
-  const invalid = (why: string): StepResult => ({
-    outcome: {
-      kind: 'bootstrap-data-invalid',
-      message: `The bootstrap data cannot be applied: ${why}. Fix the KubeadmConfig(Template); nothing was run on the host.`,
-    },
-  });
+  // Bootstrap data holds the cluster's CA keys and a join token: only the machine's own cluster's.
+  const cluster = s.m.metadata.labels?.[ClusterNameLabel];
+  if (!cluster || secret.labels[ClusterNameLabel] !== cluster)
+    return invalid(
+      `Secret ${ns}/${name} belongs to cluster "${secret.labels[ClusterNameLabel] ?? ''}", not to this machine's cluster "${cluster ?? ''}" (label ${ClusterNameLabel}); the bootstrap data of another cluster is never used`,
+    );
   if (value === undefined)
     return invalid(
       `Secret ${ns}/${name} has no "value" key; the bootstrap provider writes it, so check the KubeadmConfig's status`,
@@ -113,7 +126,7 @@ export function followBootstrap(s: Step): StepResult {
 async function succeeded(s: Step, r: RunResult): Promise<StepResult> {
   const h = s.host!;
   const name = h.metadata.name;
-  await writeHost(s, h, life.provisioned);
+  const host = await writeHost(s, h, life.provisioned);
   const ok = r.agent === 'not-configured' || r.agent.installed;
   const provisioned = { providerID: providerID(s.m.metadata.namespace, name), address: h.spec.address };
   const outcome: Outcome = {
@@ -124,7 +137,7 @@ async function succeeded(s: Step, r: RunResult): Promise<StepResult> {
     agent: r.agent,
     ...(ok ? { provisioned } : {}),
   };
-  return { outcome, ...(ok ? {} : { result: { requeue: true } }) };
+  return { outcome, host, ...(ok ? {} : { result: { requeue: true } }) };
 }
 
 export async function finishBootstrap(s: Step): Promise<StepResult> {

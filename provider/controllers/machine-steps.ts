@@ -57,6 +57,8 @@ export interface Step {
 export interface StepResult {
   outcome: Outcome;
   result?: Result;
+  /** The host as the step left it (claimed, written, or let go), for the next step of the chain. */
+  host?: BareMetalHost;
   /** Events besides the ones the outcome is worth (machine-status.ts). */
   events?: MachineEvent[];
   /** The machine may go: its host was released or quarantined; the finalizer is removed. */
@@ -112,8 +114,8 @@ export async function claim(s: Step): Promise<StepResult> {
       'No Available host matches this machine: add addresses to a pool or free a host; the machine waits for one.';
     return { outcome: { kind: 'waiting', reason: 'NoHostAvailable', message } };
   }
-  await writeHost(s, h, life.claimed);
-  return { outcome: { kind: 'claimed', host: h.metadata.name, address: h.spec.address } };
+  // Its phase goes with the host's next write (the preflight, in the same reconcile when it can run).
+  return { outcome: { kind: 'claimed', host: h.metadata.name, address: h.spec.address }, host: h };
 }
 
 /**
@@ -124,8 +126,8 @@ export async function hostProblem(s: Step, err: unknown, on: ProblemCondition): 
   if (s.signal.aborted) return none; // stopping: the next leader picks up from the host's state
   const p = problemOf(err, s.d.pools.get(s.host!.metadata.namespace, s.host!.spec.poolRef.name));
   if (!p) throw err;
-  await writeHost(s, s.host!, (h) => life.unreachable(h, p.reason, p.message));
-  return { outcome: { kind: 'problem', on, reason: p.reason, message: p.message }, result: { requeue: true } };
+  const host = await writeHost(s, s.host!, (h) => life.unreachable(h, p.reason, p.message));
+  return { outcome: { kind: 'problem', on, reason: p.reason, message: p.message }, result: { requeue: true }, host };
 }
 
 /** Connects to the held host and runs fn; the connection closes when the controller stops. */
@@ -164,20 +166,24 @@ export async function preflight(s: Step): Promise<StepResult> {
   const { swapKiB: _swap, ...facts } = r.facts;
   const blocking = r.problems[0];
   if (!blocking) {
-    await writeHost(s, s.host!, (h) => (life.reached(h, fingerprint), life.preflightPassed(h, facts)));
+    const host = await writeHost(s, s.host!, (h) => (life.reached(h, fingerprint), life.preflightPassed(h, facts)));
     const summary = `${facts.os}, ${facts.arch}, ${facts.cpus} CPUs, ${Math.round(facts.memoryKiB / 1024)} MiB`;
-    return { outcome: { kind: 'preflight-passed', host: name, summary }, events };
+    return { outcome: { kind: 'preflight-passed', host: name, summary }, events, host };
   }
   const message = r.problems.map((p) => p.message).join(' ');
   if (blocking.quarantine) {
     // Refused for good: the host stays quarantined (no consumer) and this machine takes another.
-    await writeHost(s, s.host!, (h) => (life.reached(h, fingerprint), life.refuse(h, message)));
-    return { outcome: { kind: 'refused', host: name, message }, events };
+    const host = await writeHost(s, s.host!, (h) => (life.reached(h, fingerprint), life.refuse(h, message)));
+    return { outcome: { kind: 'refused', host: name, message }, events, host };
   }
   // The host answered: the problem is on PreflightPassed, Reachable says it answered.
-  await writeHost(s, s.host!, (h) => (life.reached(h, fingerprint), life.preflightFailed(h, blocking.reason, message)));
+  const host = await writeHost(
+    s,
+    s.host!,
+    (h) => (life.reached(h, fingerprint), life.preflightFailed(h, blocking.reason, message)),
+  );
   const outcome: Outcome = { kind: 'problem', on: C.HostReady, reason: blocking.reason, message };
-  return { outcome, result: { requeueAfter: 60_000 }, events };
+  return { outcome, result: { requeueAfter: 60_000 }, events, host };
 }
 
 export async function installAgent(s: Step): Promise<StepResult> {

@@ -11,7 +11,7 @@
 // Available, one whose bootstrap runs by the run (bootstrap-runs.ts) when its step changes or it ends.
 import type { BareMetalHost } from '../api/host.ts';
 import type { BareMetalMachine } from '../api/machine.ts';
-import { phaseOf } from '../hosts/lifecycle.ts';
+import { claimed, phaseOf } from '../hosts/lifecycle.ts';
 import { BareMetalHosts, BareMetalMachines, objectKey, objectPath } from '../kube/kinds.ts';
 import { ApiError, raw } from '../kube/raw.ts';
 import { getCondition, setPausedCondition } from '../runtime/conditions.ts';
@@ -75,8 +75,8 @@ function hostFacts(d: MachineDeps, h: BareMetalHost, m: BareMetalMachine): HostF
     preflightPassed: phase === 'Provisioning' || phase === 'Provisioned',
     bootstrapSucceeded: phase === 'Provisioned',
     agentInstalled: getCondition(m, C.AgentInstalled)?.status === 'True',
-    // Claimed: nothing of ours ran on it. Available while still held: reset, the release is pending.
-    reset: phase === 'Claimed' || phase === 'Available',
+    // Claimed (phaseOf): nothing of ours ran on it, or it was reset and its release is pending.
+    reset: phase === 'Claimed',
     run: !run ? 'none' : run.state === 'running' ? 'running' : 'finished',
   };
 }
@@ -140,23 +140,108 @@ function run(step: MachineStep, s: Step): StepResult | Promise<StepResult> {
   return (carryOut[step.kind] as (s: Step, step: MachineStep) => StepResult | Promise<StepResult>)(s, step);
 }
 
-function record(d: MachineDeps, s: Step, events: MachineEvent[]): void {
-  for (const e of events) {
-    d.recorder.event(s.m, e.type, e.reason, e.message);
-    if (e.onHost && s.host) d.recorder.event(s.host, e.type, e.reason, e.message);
-    s.log[e.type === 'Warning' ? 'warn' : 'info'](e.message, { reason: e.reason });
+/** An event, with the host it is also about. */
+type Noted = { e: MachineEvent; host: BareMetalHost | undefined };
+
+function record(d: MachineDeps, m: BareMetalMachine, log: ReconcileContext['log'], events: Noted[]): void {
+  for (const { e, host } of events) {
+    d.recorder.event(m, e.type, e.reason, e.message);
+    if (e.onHost && host) d.recorder.event(host, e.type, e.reason, e.message);
+    log[e.type === 'Warning' ? 'warn' : 'info'](e.message, { reason: e.reason });
   }
 }
 
-/** Removes the finalizer, and only that: the object goes away, a status write would be lost. */
-async function letGo(w: Writer<BareMetalMachine>, read: BareMetalMachine): Promise<void> {
+/**
+ * Writes the finalizer, and only that: adding it, it must be stored before anything is claimed for
+ * the machine; removing it, the object goes away and a status write would be lost.
+ */
+async function finalizer(w: Writer<BareMetalMachine>, read: BareMetalMachine, add: boolean): Promise<void> {
   try {
     await w.update((m) => {
       m.status = structuredClone(read.status);
-      m.metadata.finalizers = (m.metadata.finalizers ?? []).filter((f) => f !== MachineFinalizer);
+      const rest = (m.metadata.finalizers ?? []).filter((f) => f !== MachineFinalizer);
+      m.metadata.finalizers = add ? [...rest, MachineFinalizer] : rest;
     });
   } catch (err) {
-    if (!(err instanceof ApiError && err.code === 404)) throw err; // already gone (a stale cache)
+    if (add || !(err instanceof ApiError && err.code === 404)) throw err; // gone already (a stale cache)
+  }
+}
+
+/**
+ * Steps after which the next one is taken in the same reconcile, as CAPI's providers chain their
+ * phases: claim, preflight and the start of the bootstrap in one pass; the end of the bootstrap,
+ * the provisioned fields and the first health in another. A chain stops at a step that waits for
+ * an event, asks for a requeue, or reports a problem; the machine is still written once.
+ */
+const chains: ReadonlySet<StepKind> = new Set([
+  'claim-host',
+  'preflight',
+  'finish-bootstrap',
+  'install-agent',
+  'set-provisioned',
+]);
+const maxChain = 6;
+
+/** The claim is written alone; the host's phase goes with its next write, or here if the chain stopped. */
+async function settleClaimed(s: Step): Promise<void> {
+  const h = s.host;
+  if (h && h.spec.consumerRef && (h.status?.phase ?? 'Available') === 'Available') await steps.writeHost(s, h, claimed);
+}
+
+/** One reconcile of one machine: its working copy, the host it holds, what it noted on the way. */
+class Pass {
+  readonly w: Writer<BareMetalMachine>;
+  readonly noted: Noted[] = [];
+  host: BareMetalHost | undefined;
+  readonly #d: MachineDeps;
+  readonly #ctx: ReconcileContext;
+  readonly #key: string;
+  readonly #o: ReturnType<typeof owners>;
+
+  constructor(
+    d: MachineDeps,
+    w: Writer<BareMetalMachine>,
+    ctx: ReconcileContext & { key: string },
+    host?: BareMetalHost,
+  ) {
+    this.#d = d;
+    this.w = w;
+    this.#key = ctx.key;
+    this.#ctx = ctx;
+    this.#o = owners(d, w.obj);
+    this.host = host;
+  }
+
+  step(): Step {
+    const { w, host } = this;
+    return {
+      d: this.#d,
+      m: w.obj,
+      key: this.#key,
+      log: this.#ctx.log,
+      signal: this.#ctx.signal,
+      ...(host ? { host } : {}),
+      ...this.#o,
+    };
+  }
+
+  next(): MachineStep {
+    const step = nextMachineStep(facts(this.#d, this.w.obj, this.host, this.#o));
+    this.#ctx.log.debug('step', { step: step.kind });
+    return step;
+  }
+
+  /** Records a step's outcome on the working copy; whether the chain may take the next step. */
+  take(step: MachineStep, r: StepResult): boolean {
+    const about = r.host ?? this.host;
+    if (r.host) this.host = heldBy(r.host, this.w.obj.metadata.uid ?? '');
+    for (const e of [...(r.events ?? []), ...applyOutcome(this.w.obj, r.outcome)]) this.noted.push({ e, host: about });
+    const stops = r.outcome.kind === 'waiting' || r.outcome.kind === 'problem' || r.outcome.kind === 'none';
+    return !r.result && !stops && chains.has(step.kind);
+  }
+
+  record(): void {
+    record(this.#d, this.w.obj, this.#ctx.log, this.noted);
   }
 }
 
@@ -169,23 +254,24 @@ export function reconcileMachine(d: MachineDeps) {
       owned: ownedConditions,
       onWritten: (o) => d.fresh.machines.remember(req.key, o),
     });
-    const o = owners(d, w.obj);
-    const host = await heldHost(d, w.obj);
-    const step = nextMachineStep(facts(d, w.obj, host, o));
-    ctx.log.debug('step', { step: step.kind });
-    const s: Step = { d, m: w.obj, key: req.key, log: ctx.log, signal: ctx.signal, ...(host ? { host } : {}), ...o };
-    if (step.kind === 'add-finalizer')
-      w.obj.metadata.finalizers = [...(w.obj.metadata.finalizers ?? []), MachineFinalizer];
-    const r = await run(step, s);
-    if (r.letGo) {
-      await letGo(w, read);
-      record(d, s, r.events ?? []);
-      return r.result;
+    const p = new Pass(d, w, { ...ctx, key: req.key }, await heldHost(d, w.obj));
+    let r: StepResult | undefined;
+    for (let i = 0, more = true; more && i < maxChain; i++) {
+      const step = p.next();
+      if (step.kind === 'add-finalizer') return finalizer(w, read, true);
+      r = await run(step, p.step());
+      if (r.letGo) {
+        await finalizer(w, read, false);
+        p.take(step, { ...r, outcome: { kind: 'none' } });
+        p.record();
+        return r.result;
+      }
+      more = p.take(step, r);
     }
-    const events = applyOutcome(w.obj, r.outcome);
+    await settleClaimed(p.step());
     await w.save();
-    record(d, s, [...(r.events ?? []), ...events]);
-    return r.result;
+    p.record();
+    return r?.result;
   };
 }
 

@@ -31,10 +31,16 @@ export interface HostFactsRecord {
   memoryKiB: number;
 }
 
-/** The phase a host is in, spec first: a quarantine wins over whatever status says. */
+/**
+ * The phase a host is in, spec first: a quarantine wins over whatever status says, and a held host
+ * whose status still says Available is Claimed (the claim is written first, its phase with the next
+ * write; and a host released after its reset is Available before its claim is cleared). Either
+ * way nothing of ours runs on it.
+ */
 export function phaseOf(h: BareMetalHost): HostPhase {
   if (h.spec.quarantine) return 'Quarantined';
-  return h.status?.phase ?? (h.spec.consumerRef ? 'Claimed' : 'Available');
+  const p = h.status?.phase ?? 'Available';
+  return h.spec.consumerRef && p === 'Available' ? 'Claimed' : p;
 }
 
 const phase = (h: BareMetalHost, p: HostPhase) => (h.status = { ...h.status, phase: p });

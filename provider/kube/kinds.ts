@@ -1,7 +1,7 @@
 // Which resource an informer, a patch or an event talks about, and how its URL is built.
 // A kind is described once (group, version, plural, namespaced) so no code guesses plurals: ours
 // come from the CRD table (api/kinds.ts), Kubernetes' and Cluster API's are listed here.
-import { GROUP, VERSION, type ObjectMeta, type OwnerReference } from '../api/common.ts';
+import { DNS1123_SUBDOMAIN, GROUP, VERSION, type ObjectMeta, type OwnerReference } from '../api/common.ts';
 import { kinds as crdKinds } from '../api/kinds.ts';
 
 export type { ObjectMeta, OwnerReference };
@@ -25,12 +25,22 @@ export interface ResourceKind {
   namespaced: boolean;
 }
 
+/** A name that cannot be an object name, refused before it reaches a URL. */
+export class InvalidName extends Error {
+  override name = 'InvalidName';
+}
+
+const validName = new RegExp(DNS1123_SUBDOMAIN);
+
 /**
- * One path segment: encoded, and never empty, "." or "..", which a URL parser would resolve into
- * another path (%2E%2E included): a name is never trusted to stay inside its namespace.
+ * One path segment: a DNS-1123 name, encoded. Anything else (a "../other-namespace/..." planted in
+ * a reference) is refused here, so no name can lead a request out of its namespace.
  */
 export function seg(v: string): string {
-  if (v === '' || v === '.' || v === '..') throw new Error(`${JSON.stringify(v)} is not a valid object name`);
+  if (v.length > 253 || !validName.test(v))
+    throw new InvalidName(
+      `${JSON.stringify(v.slice(0, 80))} is not a valid object name (lower-case letters, digits, '-' and '.', at most 253)`,
+    );
   return encodeURIComponent(v);
 }
 

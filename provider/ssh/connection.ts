@@ -18,6 +18,7 @@ import {
   type SshErrorContext,
 } from './errors.ts';
 import { verifyHostKey } from './hostkey.ts';
+import { SudoGate, sudoWithPassword } from './sudo.ts';
 import type { Endpoint, ExecOptions, ExecResult, Privilege, SshSession, Target } from './target.ts';
 
 export type { Credentials, Endpoint, ExecOptions, ExecResult, Privilege, SshSession, Target } from './target.ts';
@@ -31,7 +32,8 @@ const sessionAttempts = 6;
 interface Run {
   command: string;
   o: ExecOptions;
-  prefix: string;
+  /** sudo-password: the password, sent only when sudo asks for it (sudo.ts). */
+  sudoPassword?: string;
   settle: (err: Error | undefined, r?: ExecResult) => void;
   setTimer: (t: NodeJS.Timeout) => void;
 }
@@ -100,13 +102,13 @@ export class SshConnection implements SshSession {
     return this.target.privilege ?? (this.target.user === 'root' ? 'root' : 'sudo');
   }
 
-  /** Wraps a command for the target's privilege; returns the command and any stdin prefix. */
-  #privileged(command: string, privileged: boolean): { command: string; prefix: string } {
-    if (!privileged || this.privilege === 'root') return { command, prefix: '' };
-    if (this.privilege === 'sudo') return { command: `sudo -n -- sh -c ${shQuote(command)}`, prefix: '' };
+  /** Wraps a command for the target's privilege; returns the command and, for sudo-password, the password. */
+  #privileged(command: string, privileged: boolean): { command: string; sudoPassword?: string } {
+    if (!privileged || this.privilege === 'root') return { command };
+    if (this.privilege === 'sudo') return { command: `sudo -n -- sh -c ${shQuote(command)}` };
     const pw = this.target.credentials.sudoPassword;
     if (!pw) throw new AuthFailed(ctxOf(this.target), 'privilege sudo-password needs a sudo password in the Secret');
-    return { command: `sudo -S -p '' -- sh -c ${shQuote(command)}`, prefix: `${pw}\n` };
+    return { command: sudoWithPassword(command), sudoPassword: pw };
   }
 
   /** Runs a command; at most maxSessions run at once on this connection, the rest wait. */
@@ -116,7 +118,7 @@ export class SshConnection implements SshSession {
 
   #exec(command: string, o: ExecOptions): Promise<ExecResult> {
     if (this.#lost) return Promise.reject(this.#lost);
-    const { command: cmd, prefix } = this.#privileged(command, o.privileged ?? true);
+    const { command: cmd, sudoPassword } = this.#privileged(command, o.privileged ?? true);
     return new Promise<ExecResult>((resolve, reject) => {
       let settled = false;
       let timer: NodeJS.Timeout | undefined;
@@ -130,7 +132,7 @@ export class SshConnection implements SshSession {
       };
       const onLost = (e: SshError) => settle(e);
       this.#onLost.add(onLost);
-      const run: Run = { command, o, prefix, settle, setTimer: (t) => (timer = t) };
+      const run: Run = { command, o, ...(sudoPassword ? { sudoPassword } : {}), settle, setTimer: (t) => (timer = t) };
       this.#open(cmd, run, 1);
     });
   }
@@ -150,13 +152,24 @@ export class SshConnection implements SshSession {
     });
   }
 
-  #attach(stream: ClientChannel, { command, o, prefix, settle, setTimer }: Run): void {
+  #attach(stream: ClientChannel, { command, o, sudoPassword, settle, setTimer }: Run): void {
     const ctx = ctxOf(this.target);
     const what = o.what ?? `command "${command.slice(0, 60)}"`;
     const out = { stdout: '', stderr: '' };
     const partial = { stdout: '', stderr: '' };
+    const input = () => stream.end(o.stdin ?? '');
+    const gate = sudoPassword
+      ? new SudoGate(sudoPassword, {
+          write: (d) => stream.write(d),
+          open: input,
+          refused: () => {
+            stream.close();
+            settle(new AuthFailed(ctx, `sudo refused the password in the pool's Secret ("sudo-password") for ${what}`));
+          },
+        })
+      : undefined;
     const take = (which: 'stdout' | 'stderr') => (chunk: Buffer) => {
-      const text = chunk.toString('utf8');
+      const text = which === 'stderr' && gate ? gate.stderr(chunk.toString('utf8')) : chunk.toString('utf8');
       out[which] = (out[which] + text).slice(-keep);
       if (!o.onLine) return;
       const lines = (partial[which] + text).split('\n');
@@ -192,8 +205,7 @@ export class SshConnection implements SshSession {
       }
       settle(undefined, r);
     });
-    const input = o.stdin === undefined ? prefix : Buffer.concat([Buffer.from(prefix), Buffer.from(o.stdin)]);
-    stream.end(input);
+    if (!gate) input(); // with a gate, the input goes once the command runs
   }
 
   /**

@@ -209,10 +209,28 @@ test('sudo as a non-root user, without and with a password; the password never s
       credentials: { privateKey: keys.ed25519.private, sudoPassword: 'not-it' },
     }),
   );
-  const err = await t.throwsAsync(wrong.exec('id -u'), { instanceOf: CommandFailed });
+  // A refused password is an authentication failure, said as such, and tried once only.
+  const err = await t.throwsAsync(wrong.exec('id -u'), { instanceOf: AuthFailed });
+  t.regex(err.message, /sudo refused the password .*sudo-password/);
   t.false(err.message.includes('not-it'));
   wrong.close();
   t.false(readFileSync(join(b.root, 'var/log/sshd.log'), 'utf8').includes(sudoPassword));
+});
+
+test("a sudo password goes only to sudo's prompt: with NOPASSWD it never reaches the command", async (t) => {
+  // Host a needs no password; the pool says PasswordSudo anyway (or sudo's timestamp is cached).
+  const c = await connect(
+    target(a, {
+      user: 'capbm',
+      privilege: 'sudo-password',
+      credentials: { privateKey: keys.ed25519.private, sudoPassword },
+    }),
+  );
+  t.teardown(() => c.close());
+  await c.upload('/etc/capbm-sudo/uploaded.conf', 'first line\n');
+  t.is(readFileSync(join(a.root, 'etc/capbm-sudo/uploaded.conf'), 'utf8'), 'first line\n');
+  t.is((await c.exec('cat', { stdin: 'only this\n' })).stdout, 'only this\n');
+  t.is((await c.exec('id -u')).stdout.trim(), '0');
 });
 
 test('upload is atomic, through sudo, with the mode asked for (0600 by default) and no temp file left', async (t) => {

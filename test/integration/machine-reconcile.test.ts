@@ -70,14 +70,16 @@ test.after.always(async () => {
 });
 
 const b64 = (s: string) => Buffer.from(s).toString('base64');
-async function secret(name: string, data: Record<string, string>) {
+async function secret(name: string, data: Record<string, string>, labels: Record<string, string> = {}) {
   await raw(cp.kc, 'POST', collectionPath(Secrets, ns), {
     apiVersion: 'v1',
     kind: 'Secret',
-    metadata: { name, namespace: ns },
+    metadata: { name, namespace: ns, labels },
     data: Object.fromEntries(Object.entries(data).map(([k, v]) => [k, b64(v)])),
   });
 }
+
+const clusterLabel = (cluster: string) => ({ 'cluster.x-k8s.io/cluster-name': cluster });
 
 interface World {
   deps: MachineDeps;
@@ -185,7 +187,9 @@ async function machine(m: MachineSetup): Promise<void> {
       status: { initialization: { infrastructureProvisioned: true } },
     });
   }
-  if (m.data !== 'none') await secret(`${m.name}-bootstrap`, m.data ?? { value: workerData, format: 'cloud-config' });
+  // As CABPK writes it: labelled with the cluster it belongs to.
+  if (m.data !== 'none')
+    await secret(`${m.name}-bootstrap`, m.data ?? { value: workerData, format: 'cloud-config' }, clusterLabel(cluster));
   const labels = { 'cluster.x-k8s.io/cluster-name': cluster };
   const cm = await raw<CapiMachine>(cp.kc, 'POST', collectionPath(Machines, ns), {
     apiVersion: 'cluster.x-k8s.io/v1beta2',
@@ -364,7 +368,7 @@ test.serial(
     );
     t.regex(cond(m, 'BootstrapSucceeded')?.message ?? '', /does not exist yet; retrying/);
     // The connection to the API server breaks while the data is read: the reconcile fails and is retried.
-    await secret('nodata-bootstrap', { value: workerData, format: 'cloud-config' });
+    await secret('nodata-bootstrap', { value: workerData, format: 'cloud-config' }, clusterLabel('c-nodata'));
     proxy.refuse(true);
     proxy.cut();
     await t.throwsAsync(w.reconcile('nodata'));
