@@ -59,6 +59,7 @@ export async function main(argv: readonly string[]): Promise<number> {
     concurrency: flags.concurrency,
     sshMaxConnections: flags.sshMaxConnections,
     sshMaxPerHost: flags.sshMaxPerHost,
+    bootstrapProgressIntervalMs: flags.bootstrapProgressIntervalMs,
     log,
   });
   await provider.agent?.start();

@@ -42,6 +42,8 @@ export interface ProviderOptions {
   concurrency?: Record<string, number>;
   sshMaxConnections?: number;
   sshMaxPerHost?: number;
+  /** A running bootstrap's step is written at most this often. Default 5 s. */
+  bootstrapProgressIntervalMs?: number;
   /** The node agent endpoint; without it no agent is installed. */
   agent?: AgentOptions;
   log?: Logger;
@@ -170,7 +172,11 @@ export function buildProvider(o: ProviderOptions): Provider {
     hosts,
     pools,
     ...(agent ? { agent } : {}),
-    runs: new BootstrapRuns({ wake: (key) => wake.send(key), log }),
+    runs: new BootstrapRuns({
+      wake: (key) => wake.send(key),
+      log,
+      progressEveryMs: o.bootstrapProgressIntervalMs ?? 5_000,
+    }),
     fresh: { machines: new Fresher<BareMetalMachine>(), hosts: new Fresher<BareMetalHost>() },
   };
   const machineCtl = controller({

@@ -32,6 +32,8 @@ export interface MachineFacts {
   clusterInfraProvisioned: boolean;
   /** Machine.spec.bootstrap.dataSecretName is set. */
   bootstrapDataReady: boolean;
+  /** A control-plane machine (label cluster.x-k8s.io/control-plane). */
+  controlPlane: boolean;
   /** The host this machine holds, if any. */
   host?: HostFacts;
   /** Available hosts matching the machine's pool and selector, as the cache sees them. */
@@ -98,13 +100,26 @@ function nextDeleteStep(f: MachineFacts): MachineStep {
   return f.hasFinalizer ? { kind: 'remove-finalizer' } : { kind: 'done' };
 }
 
+/** Why a machine cannot go on yet for want of what CAPI provides, if it cannot. */
+function capiWait(f: MachineFacts): MachineStep | undefined {
+  if (!f.clusterInfraProvisioned) {
+    return wait('WaitingForClusterInfrastructure', 'Waiting for the Cluster infrastructure to be provisioned.');
+  }
+  if (!f.bootstrapDataReady) {
+    return wait('WaitingForBootstrapData', 'Waiting for the bootstrap provider to write the bootstrap data Secret.');
+  }
+  return undefined;
+}
+
 /**
  * The next step for a machine that exists and should be provisioned.
  *
- * A host is claimed as soon as the machine exists, before the Cluster infrastructure is provisioned
- * and before bootstrap data exists: the first control-plane host's address may become the cluster's
- * control plane endpoint (cluster-plan.ts), which CABPK needs to render kubeadm init data. Holding
- * the host early is bookkeeping only; nothing runs on it until the bootstrap data is there.
+ * A control-plane machine claims a host as soon as it exists, before the Cluster infrastructure is
+ * provisioned and before bootstrap data exists: the first control-plane host's address may become
+ * the cluster's control plane endpoint (cluster-plan.ts), which CABPK needs to render kubeadm init
+ * data. Holding the host early is bookkeeping only; nothing runs on it until the bootstrap data is
+ * there. A worker claims when it can go on at once (claim, preflight and the bootstrap's start then
+ * come in one reconcile and one write).
  */
 function nextProvisionStep(f: MachineFacts): MachineStep {
   if (!f.ownerMachine) return wait('WaitingForOwnerMachine', 'Waiting for Cluster API to set the owner Machine.');
@@ -112,6 +127,8 @@ function nextProvisionStep(f: MachineFacts): MachineStep {
   if (!f.hasFinalizer) return { kind: 'add-finalizer' };
   const h = f.host;
   if (!h) {
+    const notYet = f.controlPlane ? undefined : capiWait(f);
+    if (notYet) return notYet;
     if (f.availableHosts === 0) {
       return wait(
         'NoHostAvailable',
@@ -120,13 +137,7 @@ function nextProvisionStep(f: MachineFacts): MachineStep {
     }
     return { kind: 'claim-host' };
   }
-  if (!f.clusterInfraProvisioned) {
-    return wait('WaitingForClusterInfrastructure', 'Waiting for the Cluster infrastructure to be provisioned.');
-  }
-  if (!f.bootstrapDataReady) {
-    return wait('WaitingForBootstrapData', 'Waiting for the bootstrap provider to write the bootstrap data Secret.');
-  }
-  return hostStep(f, h);
+  return capiWait(f) ?? hostStep(f, h);
 }
 
 /** The next step on the host this machine holds, once it may be provisioned. */

@@ -17,7 +17,7 @@ import { ApiError, raw } from '../kube/raw.ts';
 import { getCondition, setPausedCondition } from '../runtime/conditions.ts';
 import type { ReconcileContext, Request, Result } from '../runtime/controller.ts';
 import { finishBootstrap, followBootstrap, startBootstrap } from './bootstrap-steps.ts';
-import { capiOwner, ClusterNameLabel, type CapiCluster, type CapiMachine } from './capi.ts';
+import { capiOwner, ClusterNameLabel, ControlPlaneLabel, type CapiCluster, type CapiMachine } from './capi.ts';
 import {
   MachineConditions as C,
   nextMachineStep,
@@ -82,8 +82,9 @@ function hostFacts(d: MachineDeps, h: BareMetalHost, m: BareMetalMachine): HostF
 }
 
 /** What CAPI provides: the owner Machine, its Cluster, their readiness. */
-function capiFacts(o: ReturnType<typeof owners>) {
+function capiFacts(m: BareMetalMachine, o: ReturnType<typeof owners>) {
   return {
+    controlPlane: m.metadata.labels?.[ControlPlaneLabel] !== undefined,
     ownerMachine: o.owner !== undefined && o.cluster !== undefined,
     clusterInfraProvisioned: o.cluster?.status?.initialization?.infrastructureProvisioned === true,
     bootstrapDataReady: Boolean(o.owner?.spec?.bootstrap?.dataSecretName),
@@ -107,7 +108,7 @@ function facts(
     deleting: m.metadata.deletionTimestamp !== undefined,
     hasFinalizer: (m.metadata.finalizers ?? []).includes(MachineFinalizer),
     paused: setPausedCondition(m, o.cluster),
-    ...capiFacts(o),
+    ...capiFacts(m, o),
     ...(host ? { host: hostFacts(d, host, m) } : {}),
     availableHosts: host ? 0 : steps.availableHosts(d, m),
     providerIDSet: Boolean(m.spec.providerID),

@@ -167,6 +167,7 @@ async function world(o: { kc?: typeof cp.kc; ssh?: FakeSsh } = {}): Promise<Worl
 
 interface MachineSetup {
   name: string;
+  controlPlane?: boolean;
   infraReady?: boolean;
   data?: Record<string, string> | 'none';
 }
@@ -190,7 +191,7 @@ async function machine(m: MachineSetup): Promise<void> {
   // As CABPK writes it: labelled with the cluster it belongs to.
   if (m.data !== 'none')
     await secret(`${m.name}-bootstrap`, m.data ?? { value: workerData, format: 'cloud-config' }, clusterLabel(cluster));
-  const labels = { 'cluster.x-k8s.io/cluster-name': cluster };
+  const labels = { ...clusterLabel(cluster), ...(m.controlPlane ? { 'cluster.x-k8s.io/control-plane': '' } : {}) };
   const cm = await raw<CapiMachine>(cp.kc, 'POST', collectionPath(Machines, ns), {
     apiVersion: 'cluster.x-k8s.io/v1beta2',
     kind: 'Machine',
@@ -325,7 +326,16 @@ test.serial(
 test.serial('waits say what they wait for, and nothing runs on the host before the data is there', async (t) => {
   const w = await world();
   t.teardown(() => w.stop());
-  await machine({ name: 'early', infraReady: false, data: 'none' });
+  // A worker holds nothing before it can go on; a control-plane machine holds its host early.
+  await machine({ name: 'worker-early', infraReady: false, data: 'none' });
+  const wm = await until(
+    t,
+    w,
+    'worker-early',
+    (x) => cond(x, 'HostClaimed')?.reason === 'WaitingForClusterInfrastructure',
+  );
+  t.is(wm.status?.hostRef, undefined);
+  await machine({ name: 'early', infraReady: false, data: 'none', controlPlane: true });
   const m = await until(
     t,
     w,

@@ -9,6 +9,7 @@ const ready: MachineFacts = {
   paused: false,
   clusterInfraProvisioned: true,
   bootstrapDataReady: true,
+  controlPlane: true,
   availableHosts: 3,
   providerIDSet: false,
   provisioned: false,
@@ -23,6 +24,14 @@ const host: HostFacts = {
   reset: false,
   run: 'none',
 };
+
+test('a worker claims only when it can go on at once; a control-plane machine claims early (the endpoint rule)', (t) => {
+  const worker = { ...ready, controlPlane: false };
+  t.like(nextMachineStep({ ...worker, clusterInfraProvisioned: false }), { reason: 'WaitingForClusterInfrastructure' });
+  t.like(nextMachineStep({ ...worker, bootstrapDataReady: false }), { reason: 'WaitingForBootstrapData' });
+  t.like(nextMachineStep(worker), { kind: 'claim-host' });
+  t.like(nextMachineStep({ ...ready, bootstrapDataReady: false }), { kind: 'claim-host' });
+});
 
 test('a new machine claims a host early, and waits with a reason for what CAPI must provide before it runs anything', (t) => {
   t.like(nextMachineStep({ ...ready, ownerMachine: false }), { kind: 'wait', reason: 'WaitingForOwnerMachine' });
@@ -99,6 +108,7 @@ test('property: no fact combination releases a host that was not reset, or runs 
     paused: fc.boolean(),
     clusterInfraProvisioned: fc.boolean(),
     bootstrapDataReady: fc.boolean(),
+    controlPlane: fc.boolean(),
     host: fc.option(hostArb, { nil: undefined }),
     availableHosts: fc.nat(3),
     providerIDSet: fc.boolean(),
@@ -116,6 +126,7 @@ test('property: no fact combination releases a host that was not reset, or runs 
       }
       if (step.kind === 'start-bootstrap' && f.bootstrapFailure !== undefined) return false;
       if (step.kind === 'claim-host' && f.availableHosts === 0) return false;
+      if (step.kind === 'claim-host' && !f.controlPlane) return f.bootstrapDataReady && f.clusterInfraProvisioned;
       return true;
     }),
   );
