@@ -99,6 +99,7 @@ function slim<T extends KubeObject>(keepSpec: string[], keepStatus: string[]) {
 }
 
 const PoolIndex = 'pool';
+const AddressIndex = 'address';
 
 /** Host changes that move a pool's counts: claim, phase, quarantine, retirement. */
 const countsKey = (h: BareMetalHost) =>
@@ -137,6 +138,7 @@ export function buildProvider(o: ProviderOptions): Provider {
     indexers: {
       [ConsumerIndex]: byConsumer,
       [HostNameIndex]: (h) => [h.metadata.name],
+      [AddressIndex]: (h) => [h.spec.address],
       [PoolIndex]: (h) =>
         h.metadata.labels?.[POOL_LABEL] ? [`${h.metadata.namespace}/${h.metadata.labels[POOL_LABEL]}`] : [],
     },
@@ -239,10 +241,17 @@ export function buildProvider(o: ProviderOptions): Provider {
       const pool = pools.get(req.namespace, req.name);
       if (!pool) return;
       const ns = req.namespace ?? '';
-      await reconcilePool(kc, ns, req.name, {
+      const r = await reconcilePool(kc, ns, req.name, {
         recorder,
-        cache: { pool, hosts: hosts.byIndex(PoolIndex, `${ns}/${req.name}`), pools: pools.list(ns) },
+        cache: {
+          pool,
+          hosts: hosts.byIndex(PoolIndex, `${ns}/${req.name}`),
+          pools: pools.list(),
+          hostsAt: (a) => hosts.byIndex(AddressIndex, a),
+        },
       });
+      // Another pool may let the shared addresses go (it is not watched from here): look again.
+      return r?.overlapping ? { requeueAfter: 60_000 } : undefined;
     },
   });
   const hostCtl = controller({

@@ -12,7 +12,8 @@ import { setCondition, type ConditionInput } from '../runtime/conditions.ts';
 import { EventRecorder } from '../runtime/events.ts';
 import { Writer } from '../runtime/writer.ts';
 import { POOL_LABEL, isAvailable } from './claim.ts';
-import { expandPool, hostName, overlap } from './expand.ts';
+import { expandPool, hostName } from './expand.ts';
+import { heldElsewhere, heldMessage, type PoolAddresses } from './overlap.ts';
 
 export interface PoolResult {
   created: number;
@@ -20,6 +21,8 @@ export interface PoolResult {
   retired: number;
   total: number;
   problem?: string;
+  /** Another pool lists some of the addresses: looked at again later (that pool may let go). */
+  overlapping?: boolean;
 }
 
 type Cond = ConditionInput & { message: string };
@@ -60,29 +63,50 @@ function hostObject(pool: BareMetalHostPool, address: string): BareMetalHost {
   };
 }
 
-async function overlapsWithOthers(
-  kc: KubeConfig,
-  pool: BareMetalHostPool,
-  mine: string[],
-  cached?: BareMetalHostPool[],
-): Promise<string | undefined> {
+/** Every other pool with its addresses (a pool whose addresses cannot be expanded says so itself). */
+function otherPools(pool: BareMetalHostPool, all: BareMetalHostPool[]): PoolAddresses[] {
+  return all
+    .filter((p) => p.metadata.uid !== pool.metadata.uid)
+    .flatMap((p) => {
+      try {
+        return [{ pool: p, addresses: new Set(expandPool(p.spec.addresses, p.spec.exclude ?? [])) }];
+      } catch {
+        return [];
+      }
+    });
+}
+
+/** Hosts by address, every namespace: from the cache, or one LIST when called without one. */
+async function hostsByAddress(kc: KubeConfig, cache?: PoolCache): Promise<(address: string) => BareMetalHost[]> {
+  if (cache) return cache.hostsAt;
+  const all = (await raw<{ items: BareMetalHost[] }>(kc, 'GET', collectionPath(BareMetalHosts))).items;
+  return (a) => all.filter((h) => h.spec.address === a);
+}
+
+/** The overlap with other pools: what this pool leaves to them, and what it keeps that they list too. */
+async function overlaps(kc: KubeConfig, pool: BareMetalHostPool, desired: string[], cache?: PoolCache) {
   const all =
-    cached ??
-    (await raw<{ items: BareMetalHostPool[] }>(kc, 'GET', collectionPath(BareMetalHostPools, pool.metadata.namespace)))
-      .items;
-  for (const other of all) {
-    if (other.metadata.name === pool.metadata.name) continue;
-    let theirs: string[];
-    try {
-      theirs = expandPool(other.spec.addresses, other.spec.exclude ?? []);
-    } catch {
-      continue; // the other pool reports its own problem
-    }
-    const both = overlap(theirs, mine);
-    if (both.length)
-      return `addresses also in pool ${other.metadata.name}: ${both.join(', ')}; a host must belong to one pool`;
+    cache?.pools ?? (await raw<{ items: BareMetalHostPool[] }>(kc, 'GET', collectionPath(BareMetalHostPools))).items;
+  const others = otherPools(pool, all);
+  const mine: PoolAddresses = { pool, addresses: new Set(desired) };
+  const held = heldElsewhere(mine, others, await hostsByAddress(kc, cache));
+  const shared = others.filter((o) => desired.some((a) => o.addresses.has(a) && !held.has(a)));
+  return { held, shared };
+}
+
+function overlapCondition(o: Awaited<ReturnType<typeof overlaps>>): Cond {
+  if (o.held.size)
+    return { type: 'AddressesOverlap', status: 'True', reason: 'AddressesHeldElsewhere', message: heldMessage(o.held) };
+  if (o.shared.length) {
+    const names = o.shared.map((x) => `${x.pool.metadata.namespace}/${x.pool.metadata.name}`).join(', ');
+    return {
+      type: 'AddressesOverlap',
+      status: 'True',
+      reason: 'AddressesAlsoListed',
+      message: `Pool(s) ${names} list addresses of this pool; this pool holds them (its hosts came first), the others get no host for them.`,
+    };
   }
-  return undefined;
+  return { type: 'AddressesOverlap', status: 'False', reason: 'NoOverlap', message: '' };
 }
 
 interface Plan {
@@ -159,6 +183,8 @@ export interface PoolCache {
   hosts: BareMetalHost[];
   /** Every pool of the namespace (overlap check). */
   pools: BareMetalHostPool[];
+  /** Hosts at an address, every namespace (one server is one host, cluster-wide). */
+  hostsAt: (address: string) => BareMetalHost[];
 }
 
 export async function reconcilePool(
@@ -198,8 +224,10 @@ async function reconcile(
       throw err;
     }));
   if (!pool) return undefined;
-  const desired = await desiredAddresses(kc, pool, recorder);
-  if (typeof desired === 'string') return { created: 0, deleted: 0, retired: 0, total: 0, problem: desired };
+  const listed = await desiredAddresses(kc, pool, recorder);
+  if (typeof listed === 'string') return { created: 0, deleted: 0, retired: 0, total: 0, problem: listed };
+  const overlap = await overlaps(kc, pool, listed, cache);
+  const desired = listed.filter((a) => !overlap.held.has(a));
   const selector = encodeURIComponent(`${POOL_LABEL}=${name}`);
   const existing =
     cache?.hosts ??
@@ -228,13 +256,11 @@ async function reconcile(
     claimed: kept.filter((h) => !!h.spec.consumerRef).length,
     quarantined: kept.filter((h) => !!h.spec.quarantine).length,
   };
-  const clash = await overlapsWithOthers(kc, pool, desired, cache?.pools);
+  const clash = overlapCondition(overlap);
   await writeStatus(kc, pool, counts, [
     { type: 'Ready', status: 'True', reason: 'HostsMaterialized', message: `${desired.length} hosts` },
-    clash
-      ? { type: 'AddressesOverlap', status: 'True', reason: 'AddressesOverlap', message: clash }
-      : { type: 'AddressesOverlap', status: 'False', reason: 'NoOverlap', message: '' },
+    clash,
   ]);
-  if (clash) recorder.event(pool, 'Warning', 'AddressesOverlap', clash);
-  return plan.result;
+  if (clash.status === 'True') recorder.event(pool, 'Warning', clash.reason, clash.message);
+  return { ...plan.result, ...(clash.status === 'True' ? { overlapping: true } : {}) };
 }
