@@ -14,11 +14,15 @@ import {
 } from './runtime/flags.ts';
 import { loadKubeConfig, startManager } from './runtime/manager.ts';
 
+/** The manager's own namespace: its Lease, the agent CA, the address locks. */
+const ownNamespace = (flags: ManagerFlags) =>
+  flags.leaderElectionNamespace ?? flags.namespace ?? process.env.POD_NAMESPACE ?? 'capbm-system';
+
 function agentOptions(flags: ManagerFlags): AgentOptions | undefined {
   if (!flags.agentReportUrl) return undefined;
   const bind = parseBindAddress(flags.agentBindAddress);
   if (!bind) return undefined;
-  const namespace = flags.leaderElectionNamespace ?? flags.namespace ?? process.env.POD_NAMESPACE ?? 'capbm-system';
+  const namespace = ownNamespace(flags);
   return {
     bindHost: bind.host,
     bindPort: bind.port,
@@ -59,6 +63,7 @@ export async function main(argv: readonly string[]): Promise<number> {
     concurrency: flags.concurrency,
     sshMaxConnections: flags.sshMaxConnections,
     sshMaxPerHost: flags.sshMaxPerHost,
+    addressLocks: ownNamespace(flags),
     bootstrapProgressIntervalMs: flags.bootstrapProgressIntervalMs,
     log,
   });

@@ -42,6 +42,8 @@ export interface ProviderOptions {
   concurrency?: Record<string, number>;
   sshMaxConnections?: number;
   sshMaxPerHost?: number;
+  /** Namespace of the per-address claim locks: the manager's own. Without it, no locks. */
+  addressLocks?: string;
   /** A running bootstrap's step is written at most this often. Default 5 s. */
   bootstrapProgressIntervalMs?: number;
   /** The node agent endpoint; without it no agent is installed. */
@@ -174,6 +176,7 @@ export function buildProvider(o: ProviderOptions): Provider {
     hosts,
     pools,
     ...(agent ? { agent } : {}),
+    ...(o.addressLocks ? { addressLocks: o.addressLocks } : {}),
     runs: new BootstrapRuns({
       wake: (key) => wake.send(key),
       log,
@@ -250,8 +253,9 @@ export function buildProvider(o: ProviderOptions): Provider {
           hostsAt: (a) => hosts.byIndex(AddressIndex, a),
         },
       });
-      // Another pool may let the shared addresses go (it is not watched from here): look again.
-      return r?.overlapping ? { requeueAfter: 60_000 } : undefined;
+      // Another pool may let the shared addresses go, a missing Secret may appear (neither is
+      // watched from here): look again.
+      return r?.overlapping || r?.credentialsMissing ? { requeueAfter: 60_000 } : undefined;
     },
   });
   const hostCtl = controller({

@@ -38,6 +38,8 @@ export interface MachineDeps {
   /** The node agent: installed at the end of provisioning, removed by the reset. */
   agent?: NodeAgent;
   runs: BootstrapRuns;
+  /** Namespace of the per-address claim locks (hosts/address-lock.ts); none without it. */
+  addressLocks?: string;
   /** What this process wrote last, newer than the caches for a moment. */
   fresh: { machines: Fresher<BareMetalMachine>; hosts: Fresher<BareMetalHost> };
 }
@@ -106,7 +108,7 @@ export async function claim(s: Step): Promise<StepResult> {
         uid: m.metadata.uid ?? '',
       },
     },
-    { hosts: matchingHosts(d, m) },
+    { hosts: matchingHosts(d, m), ...(d.addressLocks ? { locks: d.addressLocks } : {}) },
   );
   if (!h) {
     // Every candidate went to another machine meanwhile; a host event wakes this one again.
@@ -241,7 +243,7 @@ export async function reset(s: Step): Promise<StepResult> {
 export async function release(s: Step): Promise<StepResult> {
   let h = s.host!;
   if (h.status?.phase !== 'Available') h = await writeHost(s, h, life.released);
-  const freed = await releaseHost(s.d.kc, h, { uid: s.m.metadata.uid ?? '' });
+  const freed = await releaseHost(s.d.kc, h, { uid: s.m.metadata.uid ?? '' }, s.d.addressLocks);
   s.d.fresh.hosts.remember(objectKey(freed), freed);
   const message = `Host ${h.metadata.name} was reset and returned to pool ${h.spec.poolRef.name}`;
   return {

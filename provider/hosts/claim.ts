@@ -8,6 +8,7 @@ import { createHash } from 'node:crypto';
 import type { BareMetalHost, ConsumerRef } from '../api/host.ts';
 import { BareMetalHosts, collectionPath, objectPath } from '../kube/kinds.ts';
 import { ApiError, raw } from '../kube/raw.ts';
+import { lockAddress, unlockAddress } from './address-lock.ts';
 
 export const POOL_LABEL = 'infrastructure.cluster.x-k8s.io/pool';
 
@@ -105,7 +106,13 @@ async function tryClaim(
 export async function claimHost(
   kc: KubeConfig,
   r: ClaimRequest,
-  o: { hosts?: BareMetalHost[]; stats?: ClaimStats; attempts?: number } = {},
+  o: {
+    hosts?: BareMetalHost[];
+    stats?: ClaimStats;
+    attempts?: number;
+    /** The namespace of the address locks (address-lock.ts); without it, no locks are taken. */
+    locks?: string;
+  } = {},
 ): Promise<BareMetalHost | undefined> {
   const stats = o.stats ?? { requests: 0, conflicts: 0 };
   let hosts = o.hosts ?? (await list(kc, r, stats));
@@ -115,6 +122,10 @@ export async function claimHost(
     const order = claimOrder(hosts, r.consumer.uid);
     if (order.length === 0) return undefined;
     for (const h of order) {
+      if (o.locks && !(await lockAddress(kc, o.locks, h))) {
+        stats.conflicts++; // the server is held through another pool's host
+        continue;
+      }
       const won = await tryClaim(kc, h, r.consumer, stats);
       if (won) return won;
     }
@@ -135,6 +146,7 @@ export async function releaseHost(
   kc: KubeConfig,
   h: BareMetalHost,
   consumer: Pick<ConsumerRef, 'uid'>,
+  locks?: string,
 ): Promise<BareMetalHost> {
   const holder = h.spec.consumerRef?.uid;
   if (holder && holder !== consumer.uid) {
@@ -142,8 +154,10 @@ export async function releaseHost(
       `host ${h.metadata.name} is held by ${h.spec.consumerRef?.kind} ${h.spec.consumerRef?.name}, not by the releasing machine`,
     );
   }
-  return raw<BareMetalHost>(kc, 'PATCH', hostPath(h), {
+  const freed = await raw<BareMetalHost>(kc, 'PATCH', hostPath(h), {
     metadata: { resourceVersion: h.metadata.resourceVersion },
     spec: { consumerRef: null },
   });
+  if (locks) await unlockAddress(kc, locks, freed);
+  return freed;
 }

@@ -6,7 +6,8 @@ import PQueue from 'p-queue';
 import { API_VERSION } from '../api/common.ts';
 import type { BareMetalHost } from '../api/host.ts';
 import type { BareMetalHostPool } from '../api/pool.ts';
-import { BareMetalHostPools, BareMetalHosts, collectionPath, objectPath } from '../kube/kinds.ts';
+import { BareMetalHostPools, BareMetalHosts, collectionPath, InvalidName, objectPath } from '../kube/kinds.ts';
+import { readSecret } from '../kube/secrets.ts';
 import { ApiError, raw } from '../kube/raw.ts';
 import { setCondition, type ConditionInput } from '../runtime/conditions.ts';
 import { EventRecorder } from '../runtime/events.ts';
@@ -23,6 +24,8 @@ export interface PoolResult {
   problem?: string;
   /** Another pool lists some of the addresses: looked at again later (that pool may let go). */
   overlapping?: boolean;
+  /** The SSH Secret is missing or unusable: looked at again later (Secrets are not watched). */
+  credentialsMissing?: boolean;
 }
 
 type Cond = ConditionInput & { message: string };
@@ -92,6 +95,34 @@ async function overlaps(kc: KubeConfig, pool: BareMetalHostPool, desired: string
   const held = heldElsewhere(mine, others, await hostsByAddress(kc, cache));
   const shared = others.filter((o) => desired.some((a) => o.addresses.has(a) && !held.has(a)));
   return { held, shared };
+}
+
+/** Whether the pool's SSH Secret (and its jump host's) can be used: a pool without it is not Ready. */
+async function credentials(kc: KubeConfig, pool: BareMetalHostPool): Promise<Cond> {
+  const ns = pool.metadata.namespace;
+  const refs = [pool.spec.ssh.secretRef.name, ...(pool.spec.jumpHost ? [pool.spec.jumpHost.secretRef.name] : [])];
+  for (const name of refs) {
+    const s = await readSecret(kc, ns, name).catch((err: unknown) => {
+      if (err instanceof InvalidName) return null;
+      throw err;
+    });
+    const what = `Secret ${ns}/${name}`;
+    if (!s)
+      return {
+        type: 'CredentialsReady',
+        status: 'False',
+        reason: 'SecretNotFound',
+        message: `${what} does not exist: create it with the SSH private key under "ssh-privatekey" (kubectl create secret generic ${name} -n ${ns} --from-file=ssh-privatekey=KEYFILE); no host of this pool can be used until then`,
+      };
+    if (!s.data['ssh-privatekey'])
+      return {
+        type: 'CredentialsReady',
+        status: 'False',
+        reason: 'SecretInvalid',
+        message: `${what} has no "ssh-privatekey" key: put the SSH private key there`,
+      };
+  }
+  return { type: 'CredentialsReady', status: 'True', reason: 'SecretFound', message: '' };
 }
 
 function overlapCondition(o: Awaited<ReturnType<typeof overlaps>>): Cond {
@@ -257,10 +288,17 @@ async function reconcile(
     quarantined: kept.filter((h) => !!h.spec.quarantine).length,
   };
   const clash = overlapCondition(overlap);
-  await writeStatus(kc, pool, counts, [
-    { type: 'Ready', status: 'True', reason: 'HostsMaterialized', message: `${desired.length} hosts` },
-    clash,
-  ]);
+  const creds = await credentials(kc, pool);
+  const ready: Cond =
+    creds.status === 'True'
+      ? { type: 'Ready', status: 'True', reason: 'HostsMaterialized', message: `${desired.length} hosts` }
+      : { ...creds, type: 'Ready' };
+  await writeStatus(kc, pool, counts, [ready, creds, clash]);
   if (clash.status === 'True') recorder.event(pool, 'Warning', clash.reason, clash.message);
-  return { ...plan.result, ...(clash.status === 'True' ? { overlapping: true } : {}) };
+  if (creds.status === 'False') recorder.event(pool, 'Warning', creds.reason, creds.message);
+  return {
+    ...plan.result,
+    ...(clash.status === 'True' ? { overlapping: true } : {}),
+    ...(creds.status === 'False' ? { credentialsMissing: true } : {}),
+  };
 }

@@ -3,65 +3,38 @@
 // that a bootstrap is followed off the worker, that only a genuinely invalid payload is called
 // BootstrapDataInvalid (a missing Secret or a broken connection is retried), and that a new leader
 // attaches to a running bootstrap. The real SSH transport, hosts and CAPI controllers: test/e2e.
-import test, { type ExecutionContext } from 'ava';
-import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
-import ssh2 from 'ssh2';
-import { createLogger } from '../../common/log.ts';
-import { API_VERSION } from '../../provider/api/common.ts';
-import type { BareMetalHost } from '../../provider/api/host.ts';
-import type { BareMetalMachine } from '../../provider/api/machine.ts';
-import type { BareMetalHostPool } from '../../provider/api/pool.ts';
-import { BootstrapRuns } from '../../provider/controllers/bootstrap-runs.ts';
-import type { CapiCluster, CapiMachine } from '../../provider/controllers/capi.ts';
-import { byConsumer, ConsumerIndex, reconcileMachine, type MachineDeps } from '../../provider/controllers/machine.ts';
-import type { NodeAgent } from '../../provider/health/node-agent.ts';
+import test from 'ava';
 import { reconcilePool } from '../../provider/hosts/pool.ts';
-import {
-  BareMetalHostPools,
-  BareMetalHosts,
-  BareMetalMachines,
-  Clusters,
-  collectionPath,
-  Machines,
-  objectPath,
-  Secrets,
-  type KubeObject,
-  type ResourceKind,
-} from '../../provider/kube/kinds.ts';
+import { BareMetalMachines, Clusters, objectPath, Secrets } from '../../provider/kube/kinds.ts';
 import { raw } from '../../provider/kube/raw.ts';
-import { EventRecorder } from '../../provider/runtime/events.ts';
-import { createInformer, type Informer } from '../../provider/runtime/informer.ts';
-import { Fresher } from '../../provider/runtime/writer.ts';
 import { installCapiCrds, installProviderCrds, startControlPlane, type ControlPlane } from '../harness/controlplane.ts';
 import { FakeSsh, fakeHost } from '../harness/fake-ssh.ts';
-import { repoRoot } from '../harness/paths.ts';
+import {
+  clusterLabel,
+  cond,
+  deleteAndReconcile as deleteIt,
+  Team,
+  until as untilIt,
+  workerData,
+  world as worldOf,
+  type MachineSetup,
+  type World,
+} from '../harness/machine-world.ts';
 import { waitFor } from '../harness/process.ts';
 import { startCutProxy, type CutProxy } from '../harness/proxy.ts';
 
 let cp: ControlPlane;
 let proxy: CutProxy;
+let team: Team;
 const ns = 'default';
-const workerData = readFileSync(join(repoRoot, 'test/fixtures/cabpk/worker.yaml'), 'utf8');
 
 test.before(async () => {
   cp = await startControlPlane();
   await installCapiCrds(cp.kc);
   await installProviderCrds(cp.kc);
   proxy = await startCutProxy(new URL(cp.server));
-  const key = ssh2.utils.generateKeyPairSync('ed25519');
-  await secret('ssh', { 'ssh-privatekey': key.private });
-  await raw(cp.kc, 'POST', collectionPath(BareMetalHostPools, ns), {
-    apiVersion: API_VERSION,
-    kind: 'BareMetalHostPool',
-    metadata: { name: 'rack', namespace: ns },
-    // Addresses of the stand-in only: no packet is sent to them.
-    spec: {
-      addresses: ['192.0.2.1-192.0.2.20'],
-      ssh: { secretRef: { name: 'ssh' } },
-      hostKeyPolicy: { type: 'TrustOnFirstUse' },
-    },
-  });
+  team = new Team(cp, ns);
+  await team.pool('rack', ['192.0.2.1-192.0.2.20'], 'ssh');
   await reconcilePool(cp.kc, ns, 'rack');
 });
 test.after.always(async () => {
@@ -69,201 +42,21 @@ test.after.always(async () => {
   await cp?.stop();
 });
 
-const b64 = (s: string) => Buffer.from(s).toString('base64');
-async function secret(name: string, data: Record<string, string>, labels: Record<string, string> = {}) {
-  await raw(cp.kc, 'POST', collectionPath(Secrets, ns), {
-    apiVersion: 'v1',
-    kind: 'Secret',
-    metadata: { name, namespace: ns, labels },
-    data: Object.fromEntries(Object.entries(data).map(([k, v]) => [k, b64(v)])),
-  });
-}
-
-const clusterLabel = (cluster: string) => ({ 'cluster.x-k8s.io/cluster-name': cluster });
-
-interface World {
-  deps: MachineDeps;
-  ssh: FakeSsh;
-  agent: NodeAgent & { installs: string[] };
-  steps: string[];
-  reconcile(name: string): Promise<unknown>;
-  stop(): Promise<void>;
-}
-
-function informer<T extends KubeObject>(kind: ResourceKind, extra = {}): Informer<T> {
-  const i = createInformer<T>(cp.kc, kind, { namespace: ns, log: createLogger({ level: 'error' }), ...extra });
-  i.start();
-  return i;
-}
-
-/** A provider's machine reconciler (its own caches, runs and fake SSH), as a leader would run it. */
-async function world(o: { kc?: typeof cp.kc; ssh?: FakeSsh } = {}): Promise<World> {
-  const steps: string[] = [];
-  const ssh = o.ssh ?? new FakeSsh();
-  const installs: string[] = [];
-  const agent = {
-    installs,
-    installResult: (_c: unknown, _m: BareMetalMachine, h: BareMetalHost) => {
-      installs.push(h.metadata.name);
-      return Promise.resolve({ installed: true as const });
-    },
-    sync: () =>
-      Promise.resolve({
-        condition: { type: 'HostHealthy', status: true as const, reason: 'HostHealthy', message: '' },
-        changed: true,
-      }),
-    removeScript: () => 'echo agent-removed',
-    forget: () => {},
-  };
-  const inf = {
-    machines: informer<BareMetalMachine>(BareMetalMachines),
-    capiMachines: informer<CapiMachine>(Machines),
-    clusters: informer<CapiCluster>(Clusters),
-    hosts: informer<BareMetalHost>(BareMetalHosts, { indexers: { [ConsumerIndex]: byConsumer } }),
-    pools: informer<BareMetalHostPool>(BareMetalHostPools),
-  };
-  await Promise.all(Object.values(inf).map((i) => i.waitForSync()));
-  const kc = o.kc ?? cp.kc;
-  const wakes: string[] = [];
-  const deps: MachineDeps = {
-    kc,
-    recorder: new EventRecorder(kc, { minIntervalMs: 0 }),
-    ssh,
-    ...inf,
-    agent,
-    runs: new BootstrapRuns({ wake: (k) => wakes.push(k), log: createLogger({ level: 'error' }), progressEveryMs: 0 }),
-    fresh: { machines: new Fresher(), hosts: new Fresher() },
-  };
-  const abort = new AbortController();
-  const log = {
-    ...createLogger({ level: 'error' }),
-    debug: (m: string, f?: Record<string, unknown>) => void (m === 'step' && steps.push(String(f?.step))),
-  };
-  const fn = reconcileMachine(deps);
-  return {
-    deps,
-    ssh,
-    agent,
-    steps,
-    reconcile: async (name: string) => {
-      // The caches see the test's own objects before a reconcile reads them.
-      await waitFor(
-        'the machine cache',
-        () => Promise.resolve(inf.machines.get(ns, name) ? true : undefined),
-        10_000,
-        20,
-      );
-      return fn(
-        { key: `${ns}/${name}`, namespace: ns, name },
-        { log: { ...log, with: () => log }, signal: abort.signal },
-      );
-    },
-    stop: async () => {
-      abort.abort();
-      await Promise.all(Object.values(inf).map((i) => i.stop()));
-    },
-  };
-}
-
-interface MachineSetup {
-  name: string;
-  controlPlane?: boolean;
-  infraReady?: boolean;
-  data?: Record<string, string> | 'none';
-}
-
-/** A CAPI Cluster, Machine, bootstrap Secret and the BareMetalMachine the Machine owns. */
-async function machine(m: MachineSetup): Promise<void> {
-  const cluster = `c-${m.name}`;
-  await raw(cp.kc, 'POST', collectionPath(Clusters, ns), {
-    apiVersion: 'cluster.x-k8s.io/v1beta2',
-    kind: 'Cluster',
-    metadata: { name: cluster, namespace: ns },
-    spec: {
-      infrastructureRef: { apiGroup: 'infrastructure.cluster.x-k8s.io', kind: 'BareMetalCluster', name: cluster },
-    },
-  });
-  if (m.infraReady !== false) {
-    await raw(cp.kc, 'PATCH', objectPath(Clusters, ns, cluster, 'status'), {
-      status: { initialization: { infrastructureProvisioned: true } },
-    });
-  }
-  // As CABPK writes it: labelled with the cluster it belongs to.
-  if (m.data !== 'none')
-    await secret(`${m.name}-bootstrap`, m.data ?? { value: workerData, format: 'cloud-config' }, clusterLabel(cluster));
-  const labels = { ...clusterLabel(cluster), ...(m.controlPlane ? { 'cluster.x-k8s.io/control-plane': '' } : {}) };
-  const cm = await raw<CapiMachine>(cp.kc, 'POST', collectionPath(Machines, ns), {
-    apiVersion: 'cluster.x-k8s.io/v1beta2',
-    kind: 'Machine',
-    metadata: { name: m.name, namespace: ns, labels },
-    spec: {
-      clusterName: cluster,
-      bootstrap:
-        m.data === 'none'
-          ? { configRef: { apiGroup: 'bootstrap.cluster.x-k8s.io', kind: 'KubeadmConfig', name: m.name } }
-          : { dataSecretName: `${m.name}-bootstrap` },
-      infrastructureRef: { apiGroup: 'infrastructure.cluster.x-k8s.io', kind: 'BareMetalMachine', name: m.name },
-    },
-  });
-  await raw(cp.kc, 'POST', collectionPath(BareMetalMachines, ns), {
-    apiVersion: API_VERSION,
-    kind: 'BareMetalMachine',
-    metadata: {
-      name: m.name,
-      namespace: ns,
-      labels,
-      ownerReferences: [
-        {
-          apiVersion: 'cluster.x-k8s.io/v1beta2',
-          kind: 'Machine',
-          name: m.name,
-          uid: cm.metadata!.uid!,
-          controller: true,
-        },
-      ],
-    },
-    spec: { poolRef: { name: 'rack' } },
-  });
-}
-
-const getBmm = (name: string) => raw<BareMetalMachine>(cp.kc, 'GET', objectPath(BareMetalMachines, ns, name));
-const getHost = (name: string) => raw<BareMetalHost>(cp.kc, 'GET', objectPath(BareMetalHosts, ns, name));
-const cond = (
-  o: { status?: { conditions?: Array<{ type: string; status: string; reason: string; message?: string }> } },
-  type: string,
-) => o.status?.conditions?.find((c) => c.type === type);
-const events = async (name: string) =>
-  (
-    await raw<{ items: Array<{ reason: string; message: string }> }>(
-      cp.kc,
-      'GET',
-      `${collectionPath({ group: '', version: 'v1', kind: 'Event', plural: 'events', namespaced: true }, ns)}?fieldSelector=${encodeURIComponent(`involvedObject.name=${name}`)}`,
-    )
-  ).items;
-
-/** Deletes the machine and reconciles it once its cache has seen the deletion. */
-async function deleteAndReconcile(w: World, name: string) {
-  await raw(cp.kc, 'DELETE', objectPath(BareMetalMachines, ns, name));
-  await waitFor(
-    'the delete in the cache',
-    () => Promise.resolve(w.deps.machines.get(ns, name)?.metadata.deletionTimestamp ? true : undefined),
-    10_000,
-    20,
-  );
-  await w.reconcile(name);
-}
-
-/** Reconciles until `done` holds or `max` passes went by; a running bootstrap is given time to move. */
-async function until(t: ExecutionContext, w: World, name: string, done: (m: BareMetalMachine) => boolean, max = 20) {
-  for (let i = 0; i < max; i++) {
-    await w.reconcile(name);
-    const m = await getBmm(name);
-    if (done(m)) return m;
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  t.fail(`machine ${name} did not get there; steps: ${w.steps.join(', ')}`);
-  return getBmm(name);
-}
+const world = (o: { kc?: typeof cp.kc; ssh?: FakeSsh } = {}) => worldOf(cp, o);
+const machine = (m: MachineSetup) => team.machine(m);
+const secret = (name: string, data: Record<string, string>, labels: Record<string, string> = {}) =>
+  team.secret(name, data, labels);
+const getBmm = (name: string) => team.bmm(name);
+const getHost = (name: string) => team.host(name);
+const events = (name: string) => team.events(name);
+const deleteAndReconcile = (w: World, name: string) => deleteIt(w, team, name);
+const until = (
+  t: Parameters<typeof untilIt>[0],
+  w: World,
+  name: string,
+  done: Parameters<typeof untilIt>[4],
+  max?: number,
+) => untilIt(t, w, team, name, done, max);
 
 test.serial(
   'a machine walks every step to provisioned: claim, preflight, bootstrap followed off the worker, agent, provisioned, health',
@@ -381,7 +174,7 @@ test.serial(
     await secret('nodata-bootstrap', { value: workerData, format: 'cloud-config' }, clusterLabel('c-nodata'));
     proxy.refuse(true);
     proxy.cut();
-    await t.throwsAsync(w.reconcile('nodata'));
+    await t.throwsAsync(w.reconcile(ns, 'nodata'));
     proxy.refuse(false);
     t.not(cond(await getBmm('nodata'), 'BootstrapSucceeded')?.reason, 'BootstrapDataInvalid');
     await until(t, w, 'nodata', (x) => x.status?.initialization?.provisioned === true);
@@ -415,7 +208,7 @@ test.serial(
     t.is(failed.status?.phase, 'Failed');
     const host = await getHost(failed.status!.hostRef!.name);
     const fh = w.ssh.host(host.spec.address);
-    for (let i = 0; i < 3; i++) await w.reconcile('fails');
+    for (let i = 0; i < 3; i++) await w.reconcile(ns, 'fails');
     t.is(fh.started, 1, 'not run again in place');
 
     // Deleted: the host is reset; it left something behind, so it is quarantined and the machine goes.
@@ -487,7 +280,7 @@ test.serial('a new leader attaches to the bootstrap the old one started: it runs
   await first.stop(); // the old leader is gone; its run's connection with it
   const second = await world({ ssh });
   t.teardown(() => second.stop());
-  const attach = second.reconcile('handover');
+  const attach = second.reconcile(ns, 'handover');
   release();
   await attach;
   const m = await until(t, second, 'handover', (x) => x.status?.initialization?.provisioned === true);
