@@ -106,6 +106,10 @@ export const poolStatus = object({
   claimed: int({ minimum: 0 }),
   quarantined: int({ minimum: 0 }),
   observedGeneration: int({ minimum: 0 }),
+  jumpHostKeyFingerprint: string({
+    description:
+      "The jump host's SSH host key, recorded at first use when its policy is TrustOnFirstUse; pinned from then on.",
+  }),
   conditions,
 });
 

@@ -118,7 +118,10 @@ export async function hostTarget(kc: KubeConfig, pool: BareMetalHostPool, host: 
       port: j.port ?? 22,
       user: j.user ?? 'root',
       credentials: await credentials(kc, ns, j.secretRef.name),
-      hostKey: await hostKeyPolicy(kc, ns, j.hostKeyPolicy, { address: j.address, recorded: undefined }),
+      hostKey: await hostKeyPolicy(kc, ns, j.hostKeyPolicy, {
+        address: j.address,
+        recorded: pool.status?.jumpHostKeyFingerprint,
+      }),
     };
   }
   return target;

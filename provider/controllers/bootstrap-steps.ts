@@ -89,7 +89,11 @@ function work(s: Step, r: RenderResult, target: Parameters<MachineDeps['ssh']['w
           },
         });
         const steps = r.steps.length;
-        if (!bootstrap.sentinel) return { bootstrap, steps, agent: 'not-configured' };
+        if (!bootstrap.sentinel) {
+          // Failed for good (an exit code, no sentinel): its secrets go now. Interrupted: it runs again.
+          if (bootstrap.exitCode !== undefined) await scrubBootstrap(conn, s.m.metadata.name, { failed: true });
+          return { bootstrap, steps, agent: 'not-configured' };
+        }
         await scrubBootstrap(conn, s.m.metadata.name);
         return { bootstrap, steps, agent: await agentAfter(s.d, conn, s) };
       } finally {

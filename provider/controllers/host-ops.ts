@@ -10,6 +10,7 @@ import { parseProgressLine } from '../../cloud-init/index.ts';
 import { shQuote } from '../../common/quote.ts';
 import type { SshSession } from '../ssh/index.ts';
 import { judgePreflight, leftoverPaths, preflightScript, type PreflightResult } from './preflight.ts';
+import { redactLine } from './redact.ts';
 
 /** Where the provider keeps its own files on a host; the reset removes all of it. */
 export const STATE_DIR = '/var/lib/capbm';
@@ -70,11 +71,6 @@ export interface BootstrapOutcome {
   tail: string[];
 }
 
-const tokenLike = /\b[a-z0-9]{6}\.[a-z0-9]{16}\b/g;
-/** Output lines may carry a bootstrap token (kubeadm prints join commands): never pass one on. */
-export const redactLine = (l: string) =>
-  (l.includes('PRIVATE KEY') ? '[a line with key material, removed]' : l.replace(tokenLike, '[token]')).slice(0, 300);
-
 export interface BootstrapInput {
   instance: string;
   script: string;
@@ -123,13 +119,18 @@ export async function runBootstrap(conn: SshSession, b: BootstrapInput): Promise
 }
 
 /**
- * After success: the rendered script and its log hold secrets (CA keys, a bootstrap token) that the
- * host no longer needs; the list of files stays for the reset.
+ * After the bootstrap ended, its script and log hold secrets (CA keys, a bootstrap token) that the
+ * host no longer needs. After a failure, so do the files it wrote (a join configuration with its
+ * token, a control plane's CA keys): the host is not reused in place, and its secrets are not left
+ * on it until the machine is deleted. The list of files stays for the reset.
  */
-export async function scrubBootstrap(conn: SshSession, instance: string): Promise<void> {
+export async function scrubBootstrap(conn: SshSession, instance: string, o: { failed?: boolean } = {}): Promise<void> {
   const d = runDir(instance);
-  await conn.exec(`rm -f ${shQuote(`${d}/bootstrap.sh`)} ${shQuote(`${d}/log`)}`, {
-    what: 'removing the used bootstrap script',
+  const written = o.failed
+    ? `\n[ -f ${shQuote(`${d}/files`)} ] && while IFS= read -r f; do [ -n "$f" ] && rm -f -- "$f"; done < ${shQuote(`${d}/files`)}`
+    : '';
+  await conn.exec(`rm -f ${shQuote(`${d}/bootstrap.sh`)} ${shQuote(`${d}/log`)}${written}\ntrue`, {
+    what: o.failed ? 'removing the failed bootstrap and its secrets' : 'removing the used bootstrap script',
   });
 }
 

@@ -9,7 +9,8 @@ import type { BareMetalMachine } from '../api/machine.ts';
 import type { BareMetalHostPool } from '../api/pool.ts';
 import { claimHost, isAvailable, POOL_LABEL, releaseHost } from '../hosts/claim.ts';
 import * as life from '../hosts/lifecycle.ts';
-import { BareMetalHosts, objectKey } from '../kube/kinds.ts';
+import { BareMetalHostPools, BareMetalHosts, objectKey, objectPath } from '../kube/kinds.ts';
+import { ApiError, raw } from '../kube/raw.ts';
 import type { Result } from '../runtime/controller.ts';
 import type { EventRecorder } from '../runtime/events.ts';
 import type { Informer } from '../runtime/informer.ts';
@@ -132,6 +133,25 @@ export async function hostProblem(s: Step, err: unknown, on: ProblemCondition): 
   return { outcome: { kind: 'problem', on, reason: p.reason, message: p.message }, result: { requeue: true }, host };
 }
 
+/**
+ * A jump host trusted on first use: its key is recorded on the pool, once (a write that carries the
+ * pool's version, so a second, different key seen at the same time cannot replace it).
+ */
+async function recordJumpKey(s: Step, pool: BareMetalHostPool, fingerprint: string): Promise<void> {
+  if (pool.status?.jumpHostKeyFingerprint) return;
+  try {
+    await raw(s.d.kc, 'PATCH', objectPath(BareMetalHostPools, pool.metadata.namespace, pool.metadata.name, 'status'), {
+      metadata: { resourceVersion: pool.metadata.resourceVersion },
+      status: { jumpHostKeyFingerprint: fingerprint },
+    });
+  } catch (err) {
+    if (err instanceof ApiError && err.code === 409) return; // recorded by another connection meanwhile
+    throw err;
+  }
+  const message = `Trusted jump host key ${fingerprint} of ${pool.spec.jumpHost?.address ?? ''} on first use; it is pinned from now on`;
+  s.d.recorder.event(pool, 'Normal', 'JumpHostKeyRecorded', message);
+}
+
 /** Connects to the held host and runs fn; the connection closes when the controller stops. */
 export async function onHost<T>(s: Step, fn: (conn: SshSession, pool: BareMetalHostPool) => Promise<T>): Promise<T> {
   const pool = poolOf(s.d.pools, s.host!);
@@ -140,6 +160,7 @@ export async function onHost<T>(s: Step, fn: (conn: SshSession, pool: BareMetalH
     const close = () => conn.close();
     s.signal.addEventListener('abort', close, { once: true });
     try {
+      if (conn.jump?.hostKeyFirstUse) await recordJumpKey(s, pool, conn.jump.hostKeyFingerprint);
       return await fn(conn, pool);
     } finally {
       s.signal.removeEventListener('abort', close);

@@ -98,6 +98,11 @@ export class SshConnection implements SshSession {
     client.on('close', () => lost('connection closed'));
   }
 
+  get jump(): { hostKeyFingerprint: string; hostKeyFirstUse: boolean } | undefined {
+    const j = this.#jump;
+    return j ? { hostKeyFingerprint: j.hostKeyFingerprint, hostKeyFirstUse: j.hostKeyFirstUse } : undefined;
+  }
+
   get privilege(): Privilege {
     return this.target.privilege ?? (this.target.user === 'root' ? 'root' : 'sudo');
   }

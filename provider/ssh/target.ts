@@ -66,6 +66,8 @@ export interface SshSession {
   /** The host key seen, and whether this was its first use (trust-on-first-use: record it). */
   readonly hostKeyFingerprint: string;
   readonly hostKeyFirstUse: boolean;
+  /** The jump host's key, when there is one (trust-on-first-use: record it too). */
+  readonly jump?: { readonly hostKeyFingerprint: string; readonly hostKeyFirstUse: boolean };
   exec(command: string, o?: ExecOptions): Promise<ExecResult>;
   upload(path: string, content: string | Buffer, o?: { mode?: number; owner?: string }): Promise<void>;
   close(): void;

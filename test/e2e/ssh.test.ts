@@ -182,6 +182,26 @@ test('a jump host is reached first, with its own host-key check', async (t) => {
     ),
     { instanceOf: HostKeyMismatch },
   );
+  // Trust on first use for the jump host: the key is reported for recording, and once recorded
+  // (on the pool) another key is refused.
+  const tofu = (recorded?: string) =>
+    target(b, {
+      jump: {
+        host: a.address,
+        user: 'root',
+        credentials: { privateKey: keys.ed25519.private },
+        hostKey: { kind: 'trust-on-first-use', ...(recorded ? { recorded } : {}) },
+      },
+    });
+  const first = await connect(tofu());
+  t.deepEqual(first.jump, { hostKeyFingerprint: a.hostKeyFingerprint, hostKeyFirstUse: true });
+  first.close();
+  const again = await connect(tofu(a.hostKeyFingerprint));
+  t.false(again.jump?.hostKeyFirstUse);
+  again.close();
+  await t.throwsAsync(connect(tofu('SHA256:someone-else-AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA')), {
+    instanceOf: HostKeyMismatch,
+  });
 });
 
 test('sudo as a non-root user, without and with a password; the password never shows', async (t) => {

@@ -46,10 +46,19 @@ class FakeSession implements SshSession {
   readonly target: Target;
   readonly hostKeyFingerprint = 'SHA256:fake-host-key';
   readonly hostKeyFirstUse = false;
+  readonly jump?: { hostKeyFingerprint: string; hostKeyFirstUse: boolean };
   readonly #h: FakeHost;
   constructor(t: Target, h: FakeHost) {
     this.target = t;
     this.#h = h;
+    const j = t.jump?.hostKey;
+    if (j) {
+      const recorded = j.kind === 'trust-on-first-use' ? j.recorded : undefined;
+      this.jump = {
+        hostKeyFingerprint: 'SHA256:fake-jump-host-key',
+        hostKeyFirstUse: j.kind === 'trust-on-first-use' && !recorded,
+      };
+    }
   }
 
   exec(command: string, o: ExecOptions = {}): Promise<ExecResult> {

@@ -72,13 +72,18 @@ export class Team {
   }
 
   /** A pool with its SSH Secret (a fresh key): addresses of the stand-in only, no packet is sent. */
-  async pool(name: string, addresses: string[], secret = `${name}-ssh`): Promise<void> {
+  async pool(
+    name: string,
+    addresses: string[],
+    secret = `${name}-ssh`,
+    extra: Record<string, unknown> = {},
+  ): Promise<void> {
     await this.secret(secret, { 'ssh-privatekey': ssh2.utils.generateKeyPairSync('ed25519').private });
     await raw(this.cp.kc, 'POST', collectionPath(BareMetalHostPools, this.ns), {
       apiVersion: API_VERSION,
       kind: 'BareMetalHostPool',
       metadata: { name, namespace: this.ns },
-      spec: { addresses, ssh: { secretRef: { name: secret } }, hostKeyPolicy: { type: 'TrustOnFirstUse' } },
+      spec: { addresses, ssh: { secretRef: { name: secret } }, hostKeyPolicy: { type: 'TrustOnFirstUse' }, ...extra },
     });
   }
 

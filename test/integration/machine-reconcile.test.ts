@@ -210,6 +210,8 @@ test.serial(
     const fh = w.ssh.host(host.spec.address);
     for (let i = 0; i < 3; i++) await w.reconcile(ns, 'fails');
     t.is(fh.started, 1, 'not run again in place');
+    // Its secrets do not wait for the delete: the script, its log and the files it wrote are gone.
+    t.true(fh.commands.some((c) => c.includes('bootstrap.sh') && c.includes('while IFS= read -r f')));
 
     // Deleted: the host is reset; it left something behind, so it is quarantined and the machine goes.
     fh.leftovers = ['/etc/kubernetes/kubelet.conf'];

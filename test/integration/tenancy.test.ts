@@ -161,3 +161,25 @@ test.serial('a pool whose SSH Secret does not exist is not Ready, and says what 
     /kubectl create secret generic missing -n team-a/,
   );
 });
+
+test.serial('a jump host trusted on first use is recorded on the pool, and pinned from then on', async (t) => {
+  await a.pool('behind', ['203.0.113.30'], 'behind-ssh', {
+    jumpHost: {
+      address: '203.0.113.254',
+      secretRef: { name: 'behind-ssh' },
+      hostKeyPolicy: { type: 'TrustOnFirstUse' },
+    },
+  });
+  await reconcilePool(cp.kc, 'team-a', 'behind');
+  const w = await world(cp);
+  t.teardown(() => w.stop());
+  await a.machine({ name: 'jumped', pool: 'behind' });
+  await until(t, w, a, 'jumped', (x) => cond(x, 'HostReady')?.status === 'True');
+  const pool = await raw<{ status: { jumpHostKeyFingerprint?: string } }>(
+    cp.kc,
+    'GET',
+    objectPath(BareMetalHostPools, 'team-a', 'behind'),
+  );
+  t.is(pool.status.jumpHostKeyFingerprint, 'SHA256:fake-jump-host-key');
+  t.true((await a.events('behind')).some((e) => e.reason === 'JumpHostKeyRecorded'));
+});
