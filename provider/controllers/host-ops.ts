@@ -134,6 +134,38 @@ export async function scrubBootstrap(conn: SshSession, instance: string, o: { fa
   });
 }
 
+const LEDGER = `${STATE_DIR}/ledger`;
+
+/**
+ * Undoes what the bootstrap's users and groups step recorded (cloud-init/users.ts): users and
+ * groups it created, sudo rules and authorized keys it added, files it created, passwords of
+ * existing users it locked. What cannot be
+ * undone is kept in $left (and in the ledger again), so the host counts as not clean.
+ */
+const undoLedger = `left=
+L=${shQuote(LEDGER)}
+capbm_without() { # file awk-program: rewrite in place, keeping mode and owner
+  [ -f "$1" ] || return 0
+  awk -v u="$3" -v k="$4" "$2" "$1" > "$1.capbm-reset" && cat "$1.capbm-reset" > "$1"
+  rm -f "$1.capbm-reset"
+}
+if [ -f "$L" ]; then
+  while read -r kind a b; do
+    case "$kind" in
+      user) userdel -r -f "$a" >/dev/null 2>&1; getent passwd "$a" >/dev/null && left="$left
+user $a" ;;
+      group) getent group "$a" >/dev/null && { groupdel "$a" >/dev/null 2>&1 || left="$left
+group $a"; } ;;
+      file) rm -f -- "$a" ;;
+      lock) usermod -U "$a" >/dev/null 2>&1 ;;
+      sudoers) capbm_without "$a" '$0 != "# User rules for " u && index($0, u " ") != 1' "$b" ;;
+      key) h=$(getent passwd "$a" | cut -d: -f6)
+        [ -n "$h" ] && capbm_without "$h/.ssh/authorized_keys" '$0 != k' "" "$(printf %s "$b" | base64 -d)" ;;
+    esac
+  done < "$L"
+fi
+left=$(printf '%s' "$left" | sed '/^$/d')`;
+
 /**
  * The reset: stop what the bootstrap started (`kubeadm reset -f`), remove every file it wrote,
  * the sentinel, the provider's state (step markers, run logs), then look for leftovers exactly as
@@ -160,7 +192,12 @@ for d in ${shQuote(STATE_DIR)}/*/run; do
   [ -f "$d/files" ] || continue
   while IFS= read -r f; do [ -n "$f" ] && rm -f -- "$f"; done < "$d/files"
 done
+${undoLedger}
 rm -rf ${shQuote(STATE_DIR)} /run/cluster-api /etc/kubernetes /var/lib/kubelet /var/lib/etcd
+if [ -n "$left" ]; then
+  mkdir -p ${shQuote(STATE_DIR)} && printf '%s\n' "$left" > ${shQuote(LEDGER)}
+  printf '%s\n' "$left" | while read -r kind a _; do echo "leftover=$kind:$a"; done
+fi
 for p in ${paths}; do [ -e "$p" ] && echo "leftover=$p"; done
 pgrep -x kubelet >/dev/null 2>&1 && echo "leftover=process:kubelet"
 true

@@ -112,6 +112,11 @@ export async function ensureBridge(): Promise<void> {
     await execa('ip', ['addr', 'add', `${BRIDGE_ADDRESS}/16`, 'dev', BRIDGE], { reject: false });
   }
   await sh('ip', ['link', 'set', BRIDGE, 'up']);
+  // A bridge removed and made again leaves running hosts' links unattached: attach them again.
+  for (const m of links.matchAll(/^\d+: (cbh\d+)@[^:]*:.*$/gm)) {
+    if (!m[0].includes(` master ${BRIDGE} `))
+      await execa('ip', ['link', 'set', m[1]!, 'master', BRIDGE], { reject: false });
+  }
 }
 
 function rootfs(): string {
