@@ -175,12 +175,16 @@ function addMissing(kc: KubeConfig, { pool, desired, existing, q, result }: Plan
   }
 }
 
-/** Deletes hosts whose address left the pool; a claimed one is retired, deleted once released. */
+/**
+ * Deletes hosts whose address left the pool. A claimed one is retired (deleted once released); so is
+ * a quarantined one: its quarantine must survive the pool being edited (an address removed and added
+ * back would otherwise come back as a new host, Available, without the reset it was waiting for).
+ */
 function removeGone(kc: KubeConfig, { desired, existing, q, result }: Plan): void {
   const want = new Set(desired);
   for (const h of existing) {
     if (want.has(h.spec.address)) continue;
-    if (h.spec.consumerRef) {
+    if (h.spec.consumerRef || h.spec.quarantine) {
       if (!h.spec.retire) void q.add(() => raw(kc, 'PATCH', hostPath(h), { spec: { retire: true } }));
       result.retired++;
     } else {

@@ -183,3 +183,43 @@ test.serial('a jump host trusted on first use is recorded on the pool, and pinne
   t.is(pool.status.jumpHostKeyFingerprint, 'SHA256:fake-jump-host-key');
   t.true((await a.events('behind')).some((e) => e.reason === 'JumpHostKeyRecorded'));
 });
+
+test.serial(
+  'a quarantine survives the pool being edited: removing the address and adding it back launders nothing',
+  async (t) => {
+    await a.pool('edit', ['203.0.113.40-203.0.113.41']);
+    await reconcilePool(cp.kc, 'team-a', 'edit');
+    const h = (await a.hosts()).find((x) => x.spec.address === '203.0.113.41')!;
+    const quarantine = {
+      reason: 'HostDirty',
+      message: 'left dirty by its last machine',
+      since: new Date().toISOString(),
+    };
+    await raw(cp.kc, 'PATCH', objectPath(BareMetalHosts, 'team-a', h.metadata.name), { spec: { quarantine } });
+    const edit = (addresses: string[]) =>
+      raw(cp.kc, 'PATCH', objectPath(BareMetalHostPools, 'team-a', 'edit'), { spec: { addresses } });
+    await edit(['203.0.113.40']);
+    await reconcilePool(cp.kc, 'team-a', 'edit');
+    const kept = await a.host(h.metadata.name);
+    t.true(kept.spec.retire, 'kept, retired, not deleted');
+    t.is(kept.spec.quarantine?.reason, 'HostDirty');
+    await edit(['203.0.113.40-203.0.113.41']);
+    await reconcilePool(cp.kc, 'team-a', 'edit');
+    const back = await a.host(h.metadata.name);
+    t.is(back.metadata.uid, h.metadata.uid, 'the same host, with its history');
+    t.is(back.spec.quarantine?.reason, 'HostDirty');
+    t.falsy(back.spec.retire);
+    t.is(
+      await claimHost(
+        cp.kc,
+        {
+          namespace: 'team-a',
+          pool: 'edit',
+          consumer: { apiVersion: API_VERSION, kind: 'BareMetalMachine', namespace: 'team-a', name: 'x', uid: 'x1' },
+        },
+        { hosts: [back] },
+      ),
+      undefined,
+    );
+  },
+);
