@@ -1,6 +1,9 @@
-// Bundles agent/main.ts into one ESM file, dist/agent/capbm-agent.mjs, with esbuild. The agent
-// uses only Node builtins, so the bundle is the agent's whole code. Built once per content: the
-// sha256 of every input file (as esbuild's metafile lists them) keys a copy under .cache/agent/.
+// Bundles agent/main.ts into one ESM file, dist/agent/capbm-agent.mjs, with esbuild, and writes its
+// sha256 beside it (capbm-agent.mjs.sha256). The agent uses only Node builtins, so the bundle is the
+// agent's whole code. This is a build step (hack/test, hack/lab, the image build run it): the
+// provider only reads the built bundle and checks it against the sha256 file
+// (provider/health/bundle.ts). Built once per content: the sha256 of every input file (as esbuild's
+// metafile lists them) keys a copy under .cache/agent/.
 //   node agent/build.ts           prints the path, size and hash
 import { createHash } from 'node:crypto';
 import { copyFileSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
@@ -11,6 +14,8 @@ const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const cacheDir = join(root, '.cache', 'agent');
 const indexFile = join(cacheDir, 'index.json');
 export const agentBundlePath = join(root, 'dist', 'agent', 'capbm-agent.mjs');
+/** `<sha256>  capbm-agent.mjs`, as sha256sum prints it. */
+export const agentBundleShaPath = `${agentBundlePath}.sha256`;
 
 export interface AgentBundle {
   path: string;
@@ -93,9 +98,13 @@ export async function buildAgentBundle(): Promise<AgentBundle> {
   const file = cached() ?? (await buildOrPrebuilt());
   const code = readFileSync(file);
   mkdirSync(dirname(agentBundlePath), { recursive: true });
-  if (file !== agentBundlePath && fileHash(relative(root, agentBundlePath)) !== sha256(code))
+  const hash = sha256(code);
+  if (file !== agentBundlePath && fileHash(relative(root, agentBundlePath)) !== hash)
     copyFileSync(file, agentBundlePath);
-  return { path: agentBundlePath, bytes: code.length, sha256: sha256(code) };
+  const shaLine = `${hash}  capbm-agent.mjs\n`;
+  if (!existsSync(agentBundleShaPath) || readFileSync(agentBundleShaPath, 'utf8') !== shaLine)
+    writeFileSync(agentBundleShaPath, shaLine);
+  return { path: agentBundlePath, bytes: code.length, sha256: hash };
 }
 
 if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {

@@ -5,7 +5,7 @@
 // it no longer knows, so a released host's identity dies within one certificate lifetime.
 import { randomBytes } from 'node:crypto';
 import { readFileSync, renameSync, writeFileSync } from 'node:fs';
-import type { Logger } from '../provider/log.ts';
+import type { Logger } from '../common/log.ts';
 import { runChecks, newCheckState, type CheckState } from './checks/index.ts';
 import { measureSkew } from './checks/clock.ts';
 import { httpGet, type CheckEnv } from './checks/env.ts';
@@ -19,7 +19,7 @@ import {
   type Renewed,
   type Report,
   type ReportAccepted,
-} from './protocol.ts';
+} from '../common/agent-protocol.ts';
 import { runCommand } from './runner.ts';
 
 export const agentVersion = '0.1.0';

@@ -1,6 +1,6 @@
 // capbm-agent: `node capbm-agent.mjs [--config /etc/capbm/agent.json]`. Exits 0 on SIGTERM/SIGINT,
 // 2 on a configuration it cannot use (the installer rewrites it; restarting will not help).
-import { createLogger } from '../provider/log.ts';
+import { createLogger } from '../common/log.ts';
 import { ConfigError, defaultPaths, loadConfig } from './config.ts';
 import { runAgent } from './daemon.ts';
 

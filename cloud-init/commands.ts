@@ -1,7 +1,7 @@
 // bootcmd and runcmd items, as cloud-init's shellify turns them into shell: a string is shell text;
 // a list is an argv, each element quoted, run without a shell's interpretation of its contents.
 import { InvalidCloudConfig } from './errors.ts';
-import { shQuote } from './quote.ts';
+import { shQuote } from '../common/quote.ts';
 
 export type Command = string | string[];
 

@@ -3,7 +3,7 @@ export { render, type RenderOptions, type RenderResult, type Step } from './rend
 export { parseProgressLine, type ProgressEvent } from './progress.ts';
 export { parseBootstrapData, detectFormat, type CloudConfig } from './parse.ts';
 export { templateVars, type MetaData } from './metadata.ts';
-export { shQuote } from './quote.ts';
+export { shQuote } from '../common/quote.ts';
 export {
   BootstrapDataError,
   InvalidCloudConfig,

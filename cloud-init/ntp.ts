@@ -3,7 +3,7 @@
 // ntp), writing the file cloud-init's template would write, then restarts that client. A host
 // with no NTP client gets a warning in the output, not a failure (the preflight checks clock skew).
 import { InvalidCloudConfig } from './errors.ts';
-import { shQuote } from './quote.ts';
+import { shQuote } from '../common/quote.ts';
 
 export interface Ntp {
   enabled: boolean;

@@ -17,7 +17,7 @@ import { commandBody, readCommands } from './commands.ts';
 import { templateVars, type MetaData } from './metadata.ts';
 import { ntpBody, readNtp } from './ntp.ts';
 import { parseBootstrapData, type CloudConfig } from './parse.ts';
-import { shQuote } from './quote.ts';
+import { shQuote } from '../common/quote.ts';
 import { groupsBody, readGroups, readUsers, userBody } from './users.ts';
 import { readWriteFiles, writeFileBody } from './write-files.ts';
 
@@ -141,7 +141,7 @@ function accountSteps(cfg: CloudConfig, root: string, warn: (w: string) => void)
   return steps;
 }
 
-function prelude(stepsDir: string, ids: string[]): string {
+function prelude(stepsDir: string, ledger: string, ids: string[]): string {
   return `#!/bin/sh
 # Rendered by capbm from cloud-config bootstrap data. Steps: ${ids.join(' ')}
 # Run it again after a failure: completed steps are skipped. Progress lines: CAPBM-STEP <id> <event>.
@@ -149,6 +149,7 @@ umask 022
 PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 export PATH
 CAPBM_STEPS=${shQuote(stepsDir)}
+CAPBM_LEDGER=${shQuote(ledger)}
 CAPBM_FAILED=
 mkdir -p "$CAPBM_STEPS" || { echo "CAPBM-RESULT fail prepare 1"; exit 1; }
 chmod 700 "$CAPBM_STEPS"
@@ -230,6 +231,7 @@ export function render(bootstrapData: string, options: RenderOptions): RenderRes
   const script = [
     prelude(
       stepsDir,
+      `${root}${options.stateDir ?? '/var/lib/capbm'}/ledger`,
       steps.map((s) => s.id),
     ),
     ...fns,

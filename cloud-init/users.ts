@@ -1,8 +1,14 @@
 // users and groups, as cloud-init's cc_users_groups does on Debian/Ubuntu: create what is missing,
 // add group members, sudo rules in /etc/sudoers.d/90-cloud-init-users, authorized keys, and lock
 // the password unless lock_passwd is false. An existing user is left as it is but for sudo and keys.
+//
+// Every change is also written to a ledger ($CAPBM_LEDGER, one record a line) so that a reset can
+// undo exactly it: the users and groups it created, the sudo rules and authorized keys it added (to
+// an existing user too, e.g. root). A reused host does not keep the last cluster's admins.
+//   user <name> | group <name> | file <path> | sudoers <path> <name> | key <name> <base64 key line>
+//   lock <name>: the password of a user that existed was locked (the reset unlocks it again)
 import { InvalidCloudConfig } from './errors.ts';
-import { shQuote } from './quote.ts';
+import { shQuote } from '../common/quote.ts';
 
 export interface User {
   name: string;
@@ -106,10 +112,14 @@ export function readGroups(value: unknown): Group[] {
   });
 }
 
+/** Creates a group if missing, and records it. */
+const groupadd1 = (g: string) =>
+  `getent group ${shQuote(g)} >/dev/null || { groupadd ${shQuote(g)} && echo ${shQuote(`group ${g}`)} >> "$CAPBM_LEDGER"; }`;
+
 export function groupsBody(groups: Group[]): string {
   return groups
     .flatMap((g) => [
-      `getent group ${shQuote(g.name)} >/dev/null || groupadd ${shQuote(g.name)}`,
+      groupadd1(g.name),
       ...g.members.map(
         (m) => `if getent passwd ${shQuote(m)} >/dev/null; then usermod -a -G ${shQuote(g.name)} ${shQuote(m)}; fi`,
       ),
@@ -134,17 +144,25 @@ function useraddArgs(u: User): string[] {
 export function userBody(u: User, sudoers: string): string {
   const n = shQuote(u.name);
   const lines = [
-    ...u.groups.map((g) => `getent group ${shQuote(g)} >/dev/null || groupadd ${shQuote(g)}`),
-    `if ! getent passwd ${n} >/dev/null; then useradd ${useraddArgs(u).map(shQuote).join(' ')} ${n}; fi`,
+    ...u.groups.map(groupadd1),
+    'existed=1',
+    `if ! getent passwd ${n} >/dev/null; then useradd ${useraddArgs(u).map(shQuote).join(' ')} ${n} && echo ${shQuote(`user ${u.name}`)} >> "$CAPBM_LEDGER"; existed=; fi`,
   ];
   if (u.passwd) lines.push(`usermod --password ${shQuote(u.passwd)} ${n}`);
-  if (u.lockPasswd) lines.push(`passwd -l ${n} >/dev/null`);
+  if (u.lockPasswd) {
+    lines.push(
+      // Locked as sshd sees it: a password field starting with "!" ("*" alone still allows keys).
+      `case "$(getent shadow ${n} | cut -d: -f2)" in '!'*) ;; *) [ -n "$existed" ] && echo ${shQuote(`lock ${u.name}`)} >> "$CAPBM_LEDGER" ;; esac`,
+      `passwd -l ${n} >/dev/null`,
+    );
+  }
   if (u.sudo.length) {
     const rules = [`# User rules for ${u.name}`, ...u.sudo.map((r) => `${u.name} ${r}`)].join('\n');
     const f = shQuote(sudoers);
     lines.push(
       `mkdir -p "$(dirname ${f})"`,
-      `grep -qxF ${shQuote(`# User rules for ${u.name}`)} ${f} 2>/dev/null || printf '\\n%s\\n' ${shQuote(rules)} >> ${f}`,
+      `[ -e ${f} ] || echo ${shQuote(`file ${sudoers}`)} >> "$CAPBM_LEDGER"`,
+      `grep -qxF ${shQuote(`# User rules for ${u.name}`)} ${f} 2>/dev/null || { printf '\\n%s\\n' ${shQuote(rules)} >> ${f} && echo ${shQuote(`sudoers ${sudoers} ${u.name}`)} >> "$CAPBM_LEDGER"; }`,
       `chmod 0440 ${f}`,
     );
   }
@@ -155,7 +173,7 @@ export function userBody(u: User, sudoers: string): string {
       `touch "$home/.ssh/authorized_keys" && chmod 600 "$home/.ssh/authorized_keys"`,
       ...u.sshAuthorizedKeys.map(
         (k) =>
-          `grep -qxF ${shQuote(k)} "$home/.ssh/authorized_keys" || printf '%s\\n' ${shQuote(k)} >> "$home/.ssh/authorized_keys"`,
+          `grep -qxF ${shQuote(k)} "$home/.ssh/authorized_keys" || { printf '%s\\n' ${shQuote(k)} >> "$home/.ssh/authorized_keys" && echo ${shQuote(`key ${u.name} ${Buffer.from(k).toString('base64')}`)} >> "$CAPBM_LEDGER"; }`,
       ),
       `chown -R ${n}: "$home/.ssh"`,
     );

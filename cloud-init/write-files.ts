@@ -6,7 +6,7 @@
 import { posix } from 'node:path';
 import { gunzipSync } from 'node:zlib';
 import { InvalidCloudConfig } from './errors.ts';
-import { shQuote } from './quote.ts';
+import { shQuote } from '../common/quote.ts';
 
 export interface WriteFile {
   path: string;

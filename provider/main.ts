@@ -1,10 +1,9 @@
 // The manager command: `node dist/provider/main.js [flags]` (flags.ts lists them, --help prints
 // them). Builds the controllers on shared informers and runs them under the manager (leader
 // election, probes, metrics, graceful stop on SIGTERM).
-import type { KubeConfig } from '@kubernetes/client-node';
-import { AgentService } from './controllers/agent.ts';
 import { buildProvider } from './controllers/index.ts';
-import { createLogger, type Logger } from './log.ts';
+import type { AgentOptions } from './health/service.ts';
+import { createLogger } from '../common/log.ts';
 import {
   FlagError,
   parseBindAddress,
@@ -15,24 +14,24 @@ import {
 } from './runtime/flags.ts';
 import { loadKubeConfig, startManager } from './runtime/manager.ts';
 
-function agentService(flags: ManagerFlags, kc: KubeConfig, log: Logger): AgentService | undefined {
+/** The manager's own namespace: its Lease, the agent CA, the address locks. */
+const ownNamespace = (flags: ManagerFlags) =>
+  flags.leaderElectionNamespace ?? flags.namespace ?? process.env.POD_NAMESPACE ?? 'capbm-system';
+
+function agentOptions(flags: ManagerFlags): AgentOptions | undefined {
   if (!flags.agentReportUrl) return undefined;
   const bind = parseBindAddress(flags.agentBindAddress);
   if (!bind) return undefined;
-  const namespace = flags.leaderElectionNamespace ?? flags.namespace ?? process.env.POD_NAMESPACE ?? 'capbm-system';
-  return new AgentService(
-    kc,
-    {
-      bindHost: bind.host,
-      bindPort: bind.port,
-      reportUrl: flags.agentReportUrl,
-      caSecret: { namespace, name: flags.agentCaSecret },
-      intervalSeconds: Math.max(1, Math.round(flags.agentIntervalMs / 1000)),
-      unknownAfterMs: flags.agentUnknownAfterMs,
-      disabledChecks: flags.agentDisabledChecks,
-    },
-    log,
-  );
+  const namespace = ownNamespace(flags);
+  return {
+    bindHost: bind.host,
+    bindPort: bind.port,
+    reportUrl: flags.agentReportUrl,
+    caSecret: { namespace, name: flags.agentCaSecret },
+    intervalSeconds: Math.max(1, Math.round(flags.agentIntervalMs / 1000)),
+    unknownAfterMs: flags.agentUnknownAfterMs,
+    disabledChecks: flags.agentDisabledChecks,
+  };
 }
 
 function flagsOrUsage(argv: readonly string[]): ManagerFlags | undefined {
@@ -55,7 +54,7 @@ export async function main(argv: readonly string[]): Promise<number> {
   if (!flags) return 2;
   const kc = loadKubeConfig(flags.kubeconfig);
   const selector = watchFilterSelector(flags);
-  const agent = agentService(flags, kc, log);
+  const agent = agentOptions(flags);
   const provider = buildProvider({
     ...(agent ? { agent } : {}),
     kc,
@@ -64,9 +63,11 @@ export async function main(argv: readonly string[]): Promise<number> {
     concurrency: flags.concurrency,
     sshMaxConnections: flags.sshMaxConnections,
     sshMaxPerHost: flags.sshMaxPerHost,
+    addressLocks: ownNamespace(flags),
+    bootstrapProgressIntervalMs: flags.bootstrapProgressIntervalMs,
     log,
   });
-  await agent?.start();
+  await provider.agent?.start();
   const manager = await startManager({ ...flags, kc, log }, provider.controllers);
   log.info('manager started', {
     metricsPort: manager.metricsPort,
@@ -76,7 +77,7 @@ export async function main(argv: readonly string[]): Promise<number> {
     ...(selector ? { watchFilter: selector } : {}),
   });
   const reason = await manager.done;
-  await agent?.stop();
+  await provider.agent?.stop();
   await provider.recorder.flush();
   return reason === 'lost-leadership' ? 1 : 0;
 }

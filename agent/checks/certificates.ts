@@ -4,7 +4,7 @@
 import { X509Certificate } from 'node:crypto';
 import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { basename } from 'node:path';
-import type { CheckResult } from '../protocol.ts';
+import type { CheckResult } from '../../common/agent-protocol.ts';
 import { at, result, type CheckEnv } from './env.ts';
 
 export const kubeletCertificates = [

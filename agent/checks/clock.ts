@@ -1,7 +1,7 @@
 // Clock skew against the provider. The agent cannot know it alone: every response of the
 // provider carries its time, and the report loop measures skew = provider time - the midpoint of
 // the request on the local clock (the error is at most half the round trip).
-import type { CheckResult } from '../protocol.ts';
+import type { CheckResult } from '../../common/agent-protocol.ts';
 import { result } from './env.ts';
 import type { Thresholds } from '../config.ts';
 

@@ -1,7 +1,7 @@
 // Free space and free inodes on / and /var/lib (statfs). Inode figures of 0 (filesystems without
 // a fixed inode table, e.g. btrfs) mean "not applicable", never "full".
 import { statfsSync, statSync } from 'node:fs';
-import type { CheckResult } from '../protocol.ts';
+import type { CheckResult } from '../../common/agent-protocol.ts';
 import { at, errText, result, type CheckEnv } from './env.ts';
 
 export const diskPaths = ['/', '/var/lib'] as const;

@@ -2,7 +2,7 @@
 // an HTTP getter and the clock. On a host root is "/"; unit tests point it at a temp folder.
 import { get } from 'node:http';
 import { join } from 'node:path';
-import type { CheckResult, CheckStatus } from '../protocol.ts';
+import type { CheckResult, CheckStatus } from '../../common/agent-protocol.ts';
 import type { CommandRunner } from '../runner.ts';
 import type { Thresholds } from '../config.ts';
 

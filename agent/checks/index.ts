@@ -1,5 +1,5 @@
 // One pass of every check, in a fixed order (the first failure names the condition's reason).
-import type { CheckResult } from '../protocol.ts';
+import type { CheckResult } from '../../common/agent-protocol.ts';
 import type { AgentConfig } from '../config.ts';
 import { CertificateCache, certificatesCheck } from './certificates.ts';
 import { clockCheck } from './clock.ts';

@@ -1,7 +1,7 @@
 // Memory pressure: the kernel's pressure stall information (/proc/pressure/memory, "full avg60":
 // the share of the last minute in which every task was stalled on memory) and MemAvailable.
 import { readFileSync } from 'node:fs';
-import type { CheckResult } from '../protocol.ts';
+import type { CheckResult } from '../../common/agent-protocol.ts';
 import { at, result, type CheckEnv } from './env.ts';
 
 function read(env: CheckEnv, path: string): string | undefined {

@@ -1,7 +1,7 @@
 // Is the kubelet alive, is a container runtime alive? Liveness is read from /proc (cheap, and the
 // same with or without systemd), the kubelet's health from its healthz endpoint on loopback.
 import { readdirSync, readFileSync } from 'node:fs';
-import type { CheckResult } from '../protocol.ts';
+import type { CheckResult } from '../../common/agent-protocol.ts';
 import { at, errText, result, type CheckEnv } from './env.ts';
 
 export const runtimeNames = ['containerd', 'crio', 'dockerd', 'cri-dockerd'] as const;

@@ -2,7 +2,7 @@
 // exists, as sd_booted() checks). systemctl costs a process and a D-Bus round trip, so its answer
 // is reused for a minute.
 import { existsSync } from 'node:fs';
-import type { CheckResult } from '../protocol.ts';
+import type { CheckResult } from '../../common/agent-protocol.ts';
 import { at, result, type CheckEnv } from './env.ts';
 
 export const systemdCommand = 'systemctl --failed --no-legend --plain --no-pager';

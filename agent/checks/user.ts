@@ -1,6 +1,6 @@
 // User-defined checks (BareMetalMachine spec.healthChecks): `sh -c command`, exit 0 is healthy.
 // Each runs at most once per its own interval; in between, its last verdict stands.
-import type { CheckResult } from '../protocol.ts';
+import type { CheckResult } from '../../common/agent-protocol.ts';
 import type { UserCheck } from '../config.ts';
 import { result, type CheckEnv } from './env.ts';
 

@@ -22,7 +22,7 @@ import { newCheckState, runChecks } from '../../agent/checks/index.ts';
 import { httpGet } from '../../agent/checks/env.ts';
 import { defaultThresholds } from '../../agent/config.ts';
 import { runCommand } from '../../agent/runner.ts';
-import { runtimeFlags } from '../../agent/service.ts';
+import { runtimeFlags } from '../../common/agent-host.ts';
 import { issueAgentCertificate, issueHealthServerCertificate, loadOrCreateAgentCa } from '../../provider/health/pki.ts';
 import { startHealthServer } from '../../provider/health/server.ts';
 import { connect, fingerprint } from '../../provider/ssh/index.ts';

@@ -16,7 +16,7 @@ import { hostHealthyCondition } from '../../provider/health/condition.ts';
 import { issueHealthServerCertificate, loadOrCreateAgentCa } from '../../provider/health/pki.ts';
 import { startHealthServer } from '../../provider/health/server.ts';
 import type { ConditionInput } from '../../provider/runtime/conditions.ts';
-import type { CheckResult, Report } from '../../agent/protocol.ts';
+import type { CheckResult, Report } from '../../common/agent-protocol.ts';
 
 const intervalMs = 10_000;
 

@@ -48,23 +48,28 @@ try {
     },
     30_000,
   );
+  // Requests to the management API server only (the workload cluster's Node writes apart).
+  const mgmt = `host="${new URL(env.cp.server).host}"`;
   const scrape = async () => {
     const text = await (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text();
-    const sum = (name: string) =>
+    const sum = (name: string, also = '') =>
       text
         .split('\n')
-        .filter((l) => l.startsWith(name))
+        .filter((l) => l.startsWith(name) && l.includes(also))
         .reduce((a, l) => a + Number(l.split(' ').pop()), 0);
     const byMethod = Object.fromEntries(
       ['GET', 'POST', 'PATCH', 'PUT', 'DELETE', 'WATCH'].map((m) => [
         m,
-        sum(`rest_client_requests_total{method="${m}"`),
+        sum(`rest_client_requests_total{method="${m}"`, mgmt),
       ]),
     );
     return {
       byMethod,
-      api: sum('rest_client_requests_total{'),
+      api: sum('rest_client_requests_total{', mgmt),
+      workload: sum('rest_client_requests_total{') - sum('rest_client_requests_total{', mgmt),
       ssh: sum('capbm_ssh_operations_total{'),
+      eventCreates: sum('capbm_events_written_total{op="create"'),
+      eventUpdates: sum('capbm_events_written_total{op="update"'),
       heapMiB: sum('nodejs_heap_size_used_bytes') / 2 ** 20,
     };
   };
@@ -121,6 +126,15 @@ try {
   const floor = (performance.now() - f0) / 1000;
 
   const fmt = (x: number, d = 1) => x.toFixed(d);
+  /** Writes (every verb but GET and WATCH) per machine, objects and events apart. */
+  function writesLine(b: typeof before, a: typeof after): string {
+    const d = (m: string) => (a.byMethod[m]! - b.byMethod[m]!) / n;
+    const writes = d('PATCH') + d('POST') + d('PUT') + d('DELETE');
+    const creates = (a.eventCreates - b.eventCreates) / n;
+    const updates = (a.eventUpdates - b.eventUpdates) / n;
+    const objects = `PATCH ${fmt(d('PATCH') - updates)}, POST ${fmt(d('POST') - creates)}, PUT ${fmt(d('PUT'))} (leases)`;
+    return `writes per machine:               ${fmt(writes)} (objects ${fmt(writes - creates - updates)}: ${objects}; events ${fmt(creates + updates)})`;
+  }
   process.stdout.write(
     [
       `$ ${process.env.CAPBM_BENCH_COMMAND ?? `hack/bench provision ${n}`}`,
@@ -128,10 +142,11 @@ try {
       `scale-up -> all provisioned:      ${fmt(tProvisioned)} s`,
       `provider CPU during scale-up:     ${fmt(cpu1 - cpu0, 2)} s (${fmt((cpu1 - cpu0) / n, 3)} s per machine)`,
       `provider peak RSS:                ${fmt(peakRssMiB())} MiB (V8 heap in use after: ${fmt(after.heapMiB)} MiB)`,
-      `API requests per machine:         ${fmt((after.api - before.api) / n)} (incl. watch restarts, events, leases)`,
+      `API requests per machine:         ${fmt((after.api - before.api) / n)} to the management API server (incl. watch restarts, events, leases); ${fmt((after.workload - before.workload) / n)} to the workload cluster's (HostHealthy on Nodes)`,
       `  by verb: ${Object.keys(after.byMethod)
         .map((m) => `${m} ${fmt((after.byMethod[m]! - before.byMethod[m]!) / n)}`)
         .join(', ')}`,
+      writesLine(before, after),
       `SSH connections per machine:      ${fmt((after.ssh - before.ssh) / n)}`,
       `SSH floor, same run:              ${fmt(floor, 2)} s for ${n} new connections + 1 command (${fmt((n / floor) * 1, 0)}/s)`,
       '',

@@ -48,6 +48,12 @@ npm_ready() {
   fi
 }
 
+# agent_bundle: builds the node agent bundle the provider ships to hosts (dist/agent, cached by
+# content); the provider only reads it (provider/health/bundle.ts). Needs npm_ready and PATH first.
+agent_bundle() {
+  node "$ROOT/agent/build.ts" >/dev/null || die "building the node agent bundle failed (output above)" "run: node agent/build.ts"
+}
+
 # lab_prerequisites: everything lab hosts and workload clusters need, built once and cached:
 # the OS image (hack/rootfs, both Kubernetes versions), the registry content (hack/images), and the
 # Debian packages the lab runs beside the hosts (the registry, the load balancer). Exports

@@ -21,6 +21,7 @@ export interface ObjectMeta {
   uid?: string;
   resourceVersion?: string;
   generation?: number;
+  creationTimestamp?: string;
   labels?: Record<string, string>;
   annotations?: Record<string, string>;
   ownerReferences?: OwnerReference[];
@@ -73,12 +74,25 @@ export const apiEndpoint = object(
   { description: 'The Kubernetes API endpoint of the workload cluster.' },
 );
 
-export const localRef = object({ name: string({ minLength: 1, maxLength: 253 }) }, { required: ['name'] });
+/**
+ * An object name (DNS-1123 subdomain, as Kubernetes requires of Secrets and our kinds). A name is
+ * a path segment on the API server: anything else ("../other-namespace/...") is refused here,
+ * and again in code (kube/kinds.ts seg).
+ */
+export const DNS1123_SUBDOMAIN = '^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$';
+export const objectName = (description?: string) =>
+  string({ minLength: 1, maxLength: 253, pattern: DNS1123_SUBDOMAIN, ...(description ? { description } : {}) });
+
+export const localRef = object({ name: objectName() }, { required: ['name'] });
 
 export const secretKeyRef = object(
-  { name: string({ minLength: 1, maxLength: 253 }), key: string({ maxLength: 253 }) },
+  { name: objectName(), key: string({ maxLength: 253, pattern: '^[-._a-zA-Z0-9]+$' }) },
   { required: ['name'], description: 'A Secret in the same namespace.' },
 );
+
+/** A login name as useradd accepts it; it goes into sudoers and paths on the host. */
+export const unixUser = (defaultUser: string) =>
+  string({ minLength: 1, maxLength: 32, pattern: '^[a-z_][a-z0-9_-]*$', default: defaultUser });
 
 export const machineAddress = object(
   {

@@ -1,7 +1,7 @@
 // BareMetalHost: one address of a pool. The claim (consumerRef) lives in spec, so it survives a
 // controller restart and `clusterctl move`; the phase in status is derived from it and from the
 // provisioning steps.
-import { type Resource, conditions } from './common.ts';
+import { type Resource, conditions, objectName } from './common.ts';
 import { bool, enumeration, int, object, string, time, type Infer } from './schema.ts';
 
 export const HOST_PHASES = [
@@ -28,7 +28,7 @@ export const consumerRef = object(
 export const hostSpec = object(
   {
     address: string({ minLength: 1, maxLength: 64 }),
-    poolRef: object({ name: string({ minLength: 1 }) }, { required: ['name'] }),
+    poolRef: object({ name: objectName() }, { required: ['name'] }),
     consumerRef,
     retire: bool({ description: 'The address left its pool: the host is deleted once released.' }),
     quarantine: object(

@@ -1,5 +1,13 @@
 // BareMetalMachine(Template) and BareMetalCluster(Template): the CAPI infrastructure contract kinds.
-import { apiEndpoint, conditions, deprecated, labelSelector, localRef, machineAddress } from './common.ts';
+import {
+  type Resource,
+  apiEndpoint,
+  conditions,
+  deprecated,
+  labelSelector,
+  localRef,
+  machineAddress,
+} from './common.ts';
 import { array, bool, int, map, object, string, type Infer } from './schema.ts';
 
 export const healthCheck = object(
@@ -77,3 +85,5 @@ export type MachineSpec = Infer<typeof machineSpec>;
 export type MachineStatus = Infer<typeof machineStatus>;
 export type ClusterSpec = Infer<typeof clusterSpec>;
 export type ClusterStatus = Infer<typeof clusterStatus>;
+export type BareMetalMachine = Resource<'BareMetalMachine', MachineSpec, MachineStatus>;
+export type BareMetalCluster = Resource<'BareMetalCluster', ClusterSpec, ClusterStatus>;

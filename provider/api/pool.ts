@@ -1,5 +1,5 @@
 // BareMetalHostPool: the machines a team owns, as addresses and an SSH key.
-import { type Resource, conditions, labels, secretKeyRef } from './common.ts';
+import { type Resource, conditions, labels, objectName, secretKeyRef, unixUser } from './common.ts';
 import { array, enumeration, int, map, object, string, type Infer } from './schema.ts';
 
 /** Addresses of one pool at most; larger ranges are refused before anything is created. */
@@ -61,10 +61,10 @@ export const hostKeyPolicy = object(
 
 export const sshAccess = object(
   {
-    user: string({ minLength: 1, maxLength: 32, default: 'root' }),
+    user: unixUser('root'),
     port: int({ minimum: 1, maximum: 65535, default: 22 }),
     secretRef: object(
-      { name: string({ minLength: 1, maxLength: 253 }) },
+      { name: objectName() },
       {
         required: ['name'],
         description:
@@ -88,8 +88,8 @@ export const poolSpec = object(
       {
         address: string({ minLength: 1, maxLength: 253 }),
         port: int({ minimum: 1, maximum: 65535, default: 22 }),
-        user: string({ minLength: 1, maxLength: 32, default: 'root' }),
-        secretRef: object({ name: string({ minLength: 1 }) }, { required: ['name'] }),
+        user: unixUser('root'),
+        secretRef: object({ name: objectName() }, { required: ['name'] }),
         hostKeyPolicy,
       },
       { required: ['address', 'secretRef', 'hostKeyPolicy'], description: 'A bastion reached first.' },
@@ -106,6 +106,10 @@ export const poolStatus = object({
   claimed: int({ minimum: 0 }),
   quarantined: int({ minimum: 0 }),
   observedGeneration: int({ minimum: 0 }),
+  jumpHostKeyFingerprint: string({
+    description:
+      "The jump host's SSH host key, recorded at first use when its policy is TrustOnFirstUse; pinned from then on.",
+  }),
   conditions,
 });
 

@@ -4,42 +4,41 @@
 import type { KubeConfig } from '@kubernetes/client-node';
 import type { BareMetalHost } from '../api/host.ts';
 import type { BareMetalHostPool, PoolSpec } from '../api/pool.ts';
-import { ApiError, raw } from '../kube/raw.ts';
+import { InvalidName } from '../kube/kinds.ts';
+import { readSecret } from '../kube/secrets.ts';
 import type { Credentials, HostKeyPolicy, Privilege, Target } from '../ssh/index.ts';
+
+/** Every way a pool's settings can fail to give an SSH target, closed. */
+export type AccessReason = 'PoolNotFound' | 'SecretNotFound' | 'SecretInvalid' | 'HostKeyNotPinned';
 
 /** A pool setting that cannot work; the message says what to do. Shown on the machine and the host. */
 export class AccessError extends Error {
   override name = 'AccessError';
-  readonly reason: string;
-  constructor(reason: string, message: string) {
+  readonly reason: AccessReason;
+  constructor(reason: AccessReason, message: string) {
     super(message);
     this.reason = reason;
   }
 }
 
-interface SecretObject {
-  data?: Record<string, string>;
-}
-
-async function readSecret(kc: KubeConfig, namespace: string, name: string): Promise<Record<string, string>> {
-  try {
-    const s = await raw<SecretObject>(kc, 'GET', `/api/v1/namespaces/${namespace}/secrets/${name}`);
-    return Object.fromEntries(
-      Object.entries(s.data ?? {}).map(([k, v]) => [k, Buffer.from(v, 'base64').toString('utf8')]),
-    );
-  } catch (err) {
-    if (err instanceof ApiError && err.code === 404) {
-      throw new AccessError(
-        'SecretNotFound',
-        `Secret ${namespace}/${name} does not exist: create it with the SSH private key under "ssh-privatekey" (kubectl create secret generic ${name} --from-file=ssh-privatekey=KEYFILE)`,
-      );
-    }
+/** The Secret's data; AccessError when it does not exist. */
+async function secretData(kc: KubeConfig, namespace: string, name: string): Promise<Record<string, string>> {
+  const s = await readSecret(kc, namespace, name).catch((err: unknown) => {
+    if (err instanceof InvalidName)
+      throw new AccessError('SecretInvalid', `the pool names Secret ${err.message}: fix the pool's secretRef`);
     throw err;
+  });
+  if (!s) {
+    throw new AccessError(
+      'SecretNotFound',
+      `Secret ${namespace}/${name} does not exist: create it with the SSH private key under "ssh-privatekey" (kubectl create secret generic ${name} --from-file=ssh-privatekey=KEYFILE)`,
+    );
   }
+  return s.data;
 }
 
 async function credentials(kc: KubeConfig, namespace: string, secretName: string): Promise<Credentials> {
-  const data = await readSecret(kc, namespace, secretName);
+  const data = await secretData(kc, namespace, secretName);
   const privateKey = data['ssh-privatekey'];
   if (!privateKey) {
     throw new AccessError(
@@ -76,7 +75,7 @@ async function hostKeyPolicy(
     }
     case 'KnownHosts': {
       const ref = p.knownHostsSecretRef!;
-      const data = await readSecret(kc, namespace, ref.name);
+      const data = await secretData(kc, namespace, ref.name);
       const content = data[ref.key ?? 'known_hosts'];
       if (!content) {
         throw new AccessError(
@@ -119,8 +118,27 @@ export async function hostTarget(kc: KubeConfig, pool: BareMetalHostPool, host: 
       port: j.port ?? 22,
       user: j.user ?? 'root',
       credentials: await credentials(kc, ns, j.secretRef.name),
-      hostKey: await hostKeyPolicy(kc, ns, j.hostKeyPolicy, { address: j.address, recorded: undefined }),
+      hostKey: await hostKeyPolicy(kc, ns, j.hostKeyPolicy, {
+        address: j.address,
+        recorded: pool.status?.jumpHostKeyFingerprint,
+      }),
     };
   }
   return target;
+}
+
+/** The pool of a host, from the cache; AccessError when it is gone. */
+export function poolOf(
+  pools: { get(namespace: string, name: string): BareMetalHostPool | undefined },
+  host: BareMetalHost,
+): BareMetalHostPool {
+  const ns = host.metadata.namespace;
+  const name = host.spec.poolRef.name;
+  const p = pools.get(ns, name);
+  if (!p)
+    throw new AccessError(
+      'PoolNotFound',
+      `BareMetalHostPool ${ns}/${name} of host ${host.metadata.name} does not exist: recreate the pool, or delete this machine so it takes a host of an existing pool`,
+    );
+  return p;
 }

@@ -13,17 +13,11 @@ import type { ReconcileContext, Request, Result } from '../runtime/controller.ts
 import type { EventRecorder } from '../runtime/events.ts';
 import type { Informer } from '../runtime/informer.ts';
 import { nextClusterStep, type ClusterFacts } from './cluster-plan.ts';
-import {
-  BareMetalClusters,
-  capiOwner,
-  ClusterNameLabel,
-  ControlPlaneLabel,
-  type BareMetalCluster,
-  type BareMetalMachine,
-  type CapiCluster,
-} from './kinds.ts';
+import type { BareMetalCluster, BareMetalMachine } from '../api/machine.ts';
+import { BareMetalClusters } from '../kube/kinds.ts';
+import { capiOwner, ClusterNameLabel, ControlPlaneLabel, type CapiCluster } from './capi.ts';
 import { ConsumerIndex } from './machine.ts';
-import { Writer } from './writer.ts';
+import { Writer } from '../runtime/writer.ts';
 
 export const ClusterFinalizer = 'baremetalcluster.infrastructure.cluster.x-k8s.io';
 const EndpointCondition = 'ControlPlaneEndpointSet';
@@ -97,7 +91,7 @@ export function reconcileCluster(d: ClusterDeps) {
   return async (req: Request, ctx: ReconcileContext): Promise<Result> => {
     const bmc = d.bmClusters.get(req.namespace, req.name);
     if (!bmc) return;
-    const w = new Writer(d.kc, BareMetalClusters, bmc, ['Ready', 'Paused', EndpointCondition]);
+    const w = new Writer(d.kc, BareMetalClusters, bmc, { owned: ['Ready', 'Paused', EndpointCondition] });
     const o = w.obj;
     const { facts, cluster } = clusterFacts(d, o);
     const step = nextClusterStep(facts);
@@ -146,7 +140,7 @@ export function machineToCluster(d: Pick<ClusterDeps, 'clusters'>) {
     const name = m.metadata.labels?.[ClusterNameLabel];
     if (!name) return [];
     const c = d.clusters.get(m.metadata.namespace, name);
-    const ref = (c?.spec as { infrastructureRef?: { kind?: string; name?: string } } | undefined)?.infrastructureRef;
+    const ref = c?.spec?.infrastructureRef;
     return ref?.kind === 'BareMetalCluster' && ref.name ? [`${m.metadata.namespace}/${ref.name}`] : [];
   };
 }

@@ -6,10 +6,12 @@
 // run going; the next leader attaches to the same run instead of starting another, so no step of
 // the bootstrap runs twice. Only a run that died with its host (no exit code, no process) is
 // started again, and then the rendered script's step markers skip every step that finished.
-import { parseProgressLine, shQuote } from '../../cloud-init/index.ts';
-import type { SshConnection } from '../ssh/index.ts';
+import { parseProgressLine } from '../../cloud-init/index.ts';
+import { shQuote } from '../../common/quote.ts';
+import type { SshSession } from '../ssh/index.ts';
 import { nodeCleanupScript } from './node-cleanup.ts';
 import { judgePreflight, leftoverPaths, preflightScript, type PreflightResult } from './preflight.ts';
+import { redactLine } from './redact.ts';
 
 /** Where the provider keeps its own files on a host; the reset removes all of it. */
 export const STATE_DIR = '/var/lib/capbm';
@@ -18,7 +20,7 @@ export const SENTINEL = '/run/cluster-api/bootstrap-success.complete';
 
 const runDir = (instance: string) => `${STATE_DIR}/${instance}/run`;
 
-export async function runPreflight(conn: SshConnection): Promise<PreflightResult> {
+export async function runPreflight(conn: SshSession): Promise<PreflightResult> {
   const [out, sudo] = await Promise.all([
     conn.exec(preflightScript(), { privileged: false, what: 'the preflight script', timeoutMs: 60_000 }),
     conn.exec('id -u', { check: false, what: 'a privilege check (id -u as root)', timeoutMs: 30_000 }),
@@ -70,11 +72,6 @@ export interface BootstrapOutcome {
   tail: string[];
 }
 
-const tokenLike = /\b[a-z0-9]{6}\.[a-z0-9]{16}\b/g;
-/** Output lines may carry a bootstrap token (kubeadm prints join commands): never pass one on. */
-export const redactLine = (l: string) =>
-  (l.includes('PRIVATE KEY') ? '[a line with key material, removed]' : l.replace(tokenLike, '[token]')).slice(0, 300);
-
 export interface BootstrapInput {
   instance: string;
   script: string;
@@ -84,7 +81,7 @@ export interface BootstrapInput {
 }
 
 /** Uploads the rendered bootstrap (unless a run is already going) and runs or attaches to it. */
-export async function runBootstrap(conn: SshConnection, b: BootstrapInput): Promise<BootstrapOutcome> {
+export async function runBootstrap(conn: SshSession, b: BootstrapInput): Promise<BootstrapOutcome> {
   const d = runDir(b.instance);
   await conn.exec(`mkdir -p ${shQuote(d)} && chmod 700 ${shQuote(STATE_DIR)} ${shQuote(d)}`, {
     what: 'creating the run directory',
@@ -123,15 +120,52 @@ export async function runBootstrap(conn: SshConnection, b: BootstrapInput): Prom
 }
 
 /**
- * After success: the rendered script and its log hold secrets (CA keys, a bootstrap token) that the
- * host no longer needs; the list of files stays for the reset.
+ * After the bootstrap ended, its script and log hold secrets (CA keys, a bootstrap token) that the
+ * host no longer needs. After a failure, so do the files it wrote (a join configuration with its
+ * token, a control plane's CA keys): the host is not reused in place, and its secrets are not left
+ * on it until the machine is deleted. The list of files stays for the reset.
  */
-export async function scrubBootstrap(conn: SshConnection, instance: string): Promise<void> {
+export async function scrubBootstrap(conn: SshSession, instance: string, o: { failed?: boolean } = {}): Promise<void> {
   const d = runDir(instance);
-  await conn.exec(`rm -f ${shQuote(`${d}/bootstrap.sh`)} ${shQuote(`${d}/log`)}`, {
-    what: 'removing the used bootstrap script',
+  const written = o.failed
+    ? `\n[ -f ${shQuote(`${d}/files`)} ] && while IFS= read -r f; do [ -n "$f" ] && rm -f -- "$f"; done < ${shQuote(`${d}/files`)}`
+    : '';
+  await conn.exec(`rm -f ${shQuote(`${d}/bootstrap.sh`)} ${shQuote(`${d}/log`)}${written}\ntrue`, {
+    what: o.failed ? 'removing the failed bootstrap and its secrets' : 'removing the used bootstrap script',
   });
 }
+
+const LEDGER = `${STATE_DIR}/ledger`;
+
+/**
+ * Undoes what the bootstrap's users and groups step recorded (cloud-init/users.ts): users and
+ * groups it created, sudo rules and authorized keys it added, files it created, passwords of
+ * existing users it locked. What cannot be
+ * undone is kept in $left (and in the ledger again), so the host counts as not clean.
+ */
+const undoLedger = `left=
+L=${shQuote(LEDGER)}
+capbm_without() { # file awk-program: rewrite in place, keeping mode and owner
+  [ -f "$1" ] || return 0
+  awk -v u="$3" -v k="$4" "$2" "$1" > "$1.capbm-reset" && cat "$1.capbm-reset" > "$1"
+  rm -f "$1.capbm-reset"
+}
+if [ -f "$L" ]; then
+  while read -r kind a b; do
+    case "$kind" in
+      user) userdel -r -f "$a" >/dev/null 2>&1; getent passwd "$a" >/dev/null && left="$left
+user $a" ;;
+      group) getent group "$a" >/dev/null && { groupdel "$a" >/dev/null 2>&1 || left="$left
+group $a"; } ;;
+      file) rm -f -- "$a" ;;
+      lock) usermod -U "$a" >/dev/null 2>&1 ;;
+      sudoers) capbm_without "$a" '$0 != "# User rules for " u && index($0, u " ") != 1' "$b" ;;
+      key) h=$(getent passwd "$a" | cut -d: -f6)
+        [ -n "$h" ] && capbm_without "$h/.ssh/authorized_keys" '$0 != k' "" "$(printf %s "$b" | base64 -d)" ;;
+    esac
+  done < "$L"
+fi
+left=$(printf '%s' "$left" | sed '/^$/d')`;
 
 /**
  * The reset: stop what the bootstrap started (`kubeadm reset -f`), remove every file it wrote,
@@ -140,7 +174,16 @@ export async function scrubBootstrap(conn: SshConnection, instance: string): Pro
  */
 export function resetScript(extra = ''): string {
   const paths = leftoverPaths.join(' ');
+  // A bootstrap may still run (its machine was deleted mid-way): stop its whole process group
+  // first (setsid made it a group leader), or its kubeadm could finish after the reset.
   return `set -u
+for p in ${shQuote(STATE_DIR)}/*/run/pid; do
+  [ -f "$p" ] || continue
+  [ -f "\${p%/pid}/rc" ] && continue # ended: its pid may belong to another process by now
+  pg=$(cat "$p" 2>/dev/null || true)
+  case "$pg" in ''|*[!0-9]*) continue ;; esac
+  kill -KILL -- "-$pg" 2>/dev/null || true
+done
 if command -v kubeadm >/dev/null 2>&1; then
   kubeadm reset -f >/tmp/capbm-reset.log 2>&1 || { echo "kubeadm_reset_failed=$(tail -n 1 /tmp/capbm-reset.log)"; }
   rm -f /tmp/capbm-reset.log
@@ -151,7 +194,12 @@ for d in ${shQuote(STATE_DIR)}/*/run; do
   [ -f "$d/files" ] || continue
   while IFS= read -r f; do [ -n "$f" ] && rm -f -- "$f"; done < "$d/files"
 done
+${undoLedger}
 rm -rf ${shQuote(STATE_DIR)} /run/cluster-api /etc/kubernetes /var/lib/kubelet /var/lib/etcd
+if [ -n "$left" ]; then
+  mkdir -p ${shQuote(STATE_DIR)} && printf '%s\n' "$left" > ${shQuote(LEDGER)}
+  printf '%s\n' "$left" | while read -r kind a _; do echo "leftover=$kind:$a"; done
+fi
 for p in ${paths}; do [ -e "$p" ] && echo "leftover=$p"; done
 # A kubelet counts when configured: an OS image may enable one that waits for kubeadm.
 pgrep -x kubelet >/dev/null 2>&1 && [ -e /var/lib/kubelet/config.yaml ] && echo "leftover=process:kubelet"
@@ -159,13 +207,13 @@ true
 `;
 }
 
-export interface ResetOutcome {
+export interface ResetReport {
   clean: boolean;
   leftovers: string[];
   notes: string[];
 }
 
-export async function runReset(conn: SshConnection, extra = ''): Promise<ResetOutcome> {
+export async function runReset(conn: SshSession, extra = ''): Promise<ResetReport> {
   const r = await conn.exec(resetScript(extra), { what: 'the reset', timeoutMs: 10 * 60_000 });
   const lines = r.stdout.split('\n');
   const leftovers = lines.filter((l) => l.startsWith('leftover=')).map((l) => l.slice('leftover='.length));

@@ -4,33 +4,34 @@ import type { KubeConfig } from '@kubernetes/client-node';
 import { Gauge } from 'prom-client';
 import type { BareMetalHost } from '../api/host.ts';
 import { HOST_PHASES } from '../api/host.ts';
+import type { BareMetalCluster, BareMetalMachine } from '../api/machine.ts';
 import type { BareMetalHostPool } from '../api/pool.ts';
+import { AgentService, HostNameIndex, type AgentOptions } from '../health/service.ts';
 import { POOL_LABEL } from '../hosts/claim.ts';
+import { phaseOf } from '../hosts/lifecycle.ts';
 import { reconcilePool } from '../hosts/pool.ts';
-import { createLogger, type Logger } from '../log.ts';
+import { createLogger, type Logger } from '../../common/log.ts';
 import { controller, mapInfrastructureRef, specOrMetadataChanged, type Controller } from '../runtime/controller.ts';
 import { EventRecorder } from '../runtime/events.ts';
 import { createInformer, type Informer, type InformerOptions } from '../runtime/informer.ts';
-import type { KubeObject, ResourceKind } from '../runtime/kinds.ts';
-import { counter, histogram, registry } from '../runtime/metrics.ts';
-import { SshPool } from '../ssh/index.ts';
-import { hostHealthyChanged, type AgentService } from './agent.ts';
-import { machineToCluster, reconcileCluster } from './cluster.ts';
-import { reconcileHost } from './host.ts';
 import {
   BareMetalClusters,
   BareMetalHostPools,
   BareMetalHosts,
   BareMetalMachines,
-  ClusterNameLabel,
   Clusters,
   Machines,
-  type BareMetalCluster,
-  type BareMetalMachine,
-  type CapiCluster,
-  type CapiMachine,
-} from './kinds.ts';
-import { Fresher } from './writer.ts';
+  type KubeObject,
+  type ResourceKind,
+} from '../kube/kinds.ts';
+import { counter, histogram, registry } from '../runtime/metrics.ts';
+import { Channel } from '../runtime/source.ts';
+import { SshPool } from '../ssh/index.ts';
+import { BootstrapRuns } from './bootstrap-runs.ts';
+import { ClusterNameLabel, type CapiCluster, type CapiMachine } from './capi.ts';
+import { machineToCluster, reconcileCluster } from './cluster.ts';
+import { reconcileHost } from './host.ts';
+import { Fresher } from '../runtime/writer.ts';
 import { byConsumer, ConsumerIndex, hostToMachines, reconcileMachine, type MachineDeps } from './machine.ts';
 
 export interface ProviderOptions {
@@ -41,7 +42,12 @@ export interface ProviderOptions {
   concurrency?: Record<string, number>;
   sshMaxConnections?: number;
   sshMaxPerHost?: number;
-  agent?: AgentService;
+  /** Namespace of the per-address claim locks: the manager's own. Without it, no locks. */
+  addressLocks?: string;
+  /** A running bootstrap's step is written at most this often. Default 5 s. */
+  bootstrapProgressIntervalMs?: number;
+  /** The node agent endpoint; without it no agent is installed. */
+  agent?: AgentOptions;
   log?: Logger;
 }
 
@@ -49,6 +55,8 @@ export interface Provider {
   controllers: Controller[];
   recorder: EventRecorder;
   ssh: SshPool;
+  /** Started before and stopped after the controllers (main.ts). */
+  agent?: AgentService;
 }
 
 const sshOps = counter('capbm_ssh_operations_total', 'SSH units of work (connect + commands) by result', [
@@ -93,6 +101,7 @@ function slim<T extends KubeObject>(keepSpec: string[], keepStatus: string[]) {
 }
 
 const PoolIndex = 'pool';
+const AddressIndex = 'address';
 
 /** Host changes that move a pool's counts: claim, phase, quarantine, retirement. */
 const countsKey = (h: BareMetalHost) =>
@@ -130,7 +139,8 @@ export function buildProvider(o: ProviderOptions): Provider {
     ...base,
     indexers: {
       [ConsumerIndex]: byConsumer,
-      name: (h) => [h.metadata.name],
+      [HostNameIndex]: (h) => [h.metadata.name],
+      [AddressIndex]: (h) => [h.spec.address],
       [PoolIndex]: (h) =>
         h.metadata.labels?.[POOL_LABEL] ? [`${h.metadata.namespace}/${h.metadata.labels[POOL_LABEL]}`] : [],
     },
@@ -152,6 +162,10 @@ export function buildProvider(o: ProviderOptions): Provider {
       .byIndex('cluster', `${c.metadata?.namespace}/${c.metadata?.name}`)
       .map((m) => `${m.metadata.namespace}/${m.metadata.name}`);
 
+  // Keys of machines to reconcile that no informer sees change: a bootstrap run progressed or
+  // ended, an agent report changed a host's health.
+  const wake = new Channel();
+  const agent = o.agent ? new AgentService({ kc, log, hosts, machines, wake }, o.agent) : undefined;
   const deps: MachineDeps = {
     kc,
     recorder,
@@ -161,13 +175,20 @@ export function buildProvider(o: ProviderOptions): Provider {
     clusters,
     hosts,
     pools,
-    ...(o.agent ? { agent: o.agent } : {}),
+    ...(agent ? { agent } : {}),
+    ...(o.addressLocks ? { addressLocks: o.addressLocks } : {}),
+    runs: new BootstrapRuns({
+      wake: (key) => wake.send(key),
+      log,
+      progressEveryMs: o.bootstrapProgressIntervalMs ?? 5_000,
+    }),
     fresh: { machines: new Fresher<BareMetalMachine>(), hosts: new Fresher<BareMetalHost>() },
   };
   const machineCtl = controller({
     name: 'baremetalmachine',
     workers: workers('machine', 32),
     log,
+    channels: [wake],
     watches: [
       { informer: machines },
       {
@@ -223,10 +244,18 @@ export function buildProvider(o: ProviderOptions): Provider {
       const pool = pools.get(req.namespace, req.name);
       if (!pool) return;
       const ns = req.namespace ?? '';
-      await reconcilePool(kc, ns, req.name, {
+      const r = await reconcilePool(kc, ns, req.name, {
         recorder,
-        cache: { pool, hosts: hosts.byIndex(PoolIndex, `${ns}/${req.name}`), pools: pools.list(ns) },
+        cache: {
+          pool,
+          hosts: hosts.byIndex(PoolIndex, `${ns}/${req.name}`),
+          pools: pools.list(),
+          hostsAt: (a) => hosts.byIndex(AddressIndex, a),
+        },
       });
+      // Another pool may let the shared addresses go, a missing Secret may appear (neither is
+      // watched from here): look again.
+      return r?.overlapping || r?.credentialsMissing ? { requeueAfter: 60_000 } : undefined;
     },
   });
   const hostCtl = controller({
@@ -240,34 +269,10 @@ export function buildProvider(o: ProviderOptions): Provider {
       ssh,
       hosts,
       pools,
-      ...(o.agent ? { resetExtra: () => o.agent!.removeScript() } : {}),
+      ...(agent ? { agentRemoval: agent.removeScript() } : {}),
     }),
   });
-  if (o.agent) wireAgent(o.agent, { hosts, machines, machineCtl });
-  return { controllers: [machineCtl, clusterCtl, poolCtl, hostCtl], recorder, ssh };
-}
-
-/** Reports and silences wake the machine holding the host; only provisioned hosts may report. */
-function wireAgent(
-  agent: AgentService,
-  c: { hosts: Informer<BareMetalHost>; machines: Informer<BareMetalMachine>; machineCtl: Controller },
-): void {
-  const holder = (name: string) => c.hosts.byIndex('name', name).find((h) => h.spec.consumerRef);
-  agent.onChange = (name) => {
-    const r = holder(name)?.spec.consumerRef;
-    if (r) c.machineCtl.enqueue(`${r.namespace}/${r.name}`);
-  };
-  agent.knownHost = (name) => holder(name)?.status?.phase === 'Provisioned';
-  agent.silentHosts = () =>
-    c.hosts
-      .list()
-      .filter((h) => h.status?.phase === 'Provisioned' && h.spec.consumerRef)
-      .filter((h) => {
-        const m = c.machines.get(h.spec.consumerRef!.namespace, h.spec.consumerRef!.name);
-        const cond = agent.condition(h.metadata.name);
-        return m !== undefined && cond !== undefined && hostHealthyChanged(m, cond);
-      })
-      .map((h) => h.metadata.name);
+  return { controllers: [machineCtl, clusterCtl, poolCtl, hostCtl], recorder, ssh, ...(agent ? { agent } : {}) };
 }
 
 /** capbm_hosts{phase}: hosts by phase, computed from the cache when scraped. */
@@ -281,7 +286,7 @@ function hostsByPhase(hosts: Informer<BareMetalHost>): void {
     collect() {
       const n = Object.fromEntries(HOST_PHASES.map((p) => [p, 0])) as Record<string, number>;
       for (const h of hosts.list()) {
-        const p = h.spec.quarantine ? 'Quarantined' : (h.status?.phase ?? 'Available');
+        const p = phaseOf(h);
         n[p] = (n[p] ?? 0) + 1;
       }
       for (const [phase, v] of Object.entries(n)) this.set({ phase }, v);

@@ -1,11 +1,11 @@
 // What the BareMetalMachine reconciler does next, decided from facts alone (no I/O). The
-// reconciler gathers the facts (API server, SSH), calls nextMachineStep, carries out the one step,
-// records the outcome on the API server, and is woken by the next event. Every step is idempotent:
-// a manager killed at any line re-derives the same step from the same facts.
+// reconciler gathers the facts (caches, the bootstrap runs of this process), calls nextMachineStep,
+// carries out the one step, writes the outcome once, and is woken by the next event. Every step is
+// idempotent: a manager killed at any line re-derives the same step from the same facts.
 
 /** Condition types on a BareMetalMachine (v1beta2 metav1.Condition types). */
 export const MachineConditions = {
-  /** Summary, computed from the others. */
+  /** Summary, computed from the three below. */
   Ready: 'Ready',
   /** A host is claimed for this machine. */
   HostClaimed: 'HostClaimed',
@@ -13,13 +13,18 @@ export const MachineConditions = {
   HostReady: 'HostReady',
   /** The bootstrap data ran and the CAPI success sentinel exists. */
   BootstrapSucceeded: 'BootstrapSucceeded',
+  /** The node agent runs on the host. */
+  AgentInstalled: 'AgentInstalled',
+  /** HostHealthy, from the node agent's reports. */
+  HostHealthy: 'HostHealthy',
   Paused: 'Paused',
+  Deleting: 'Deleting',
 } as const;
 
 export interface MachineFacts {
   deleting: boolean;
   hasFinalizer: boolean;
-  /** The owner Machine (set by CAPI) was found. */
+  /** The owner Machine (set by CAPI) and its Cluster were found. */
   ownerMachine: boolean;
   /** Cluster.spec.paused or the cluster.x-k8s.io/paused annotation on the Cluster or this object. */
   paused: boolean;
@@ -27,12 +32,18 @@ export interface MachineFacts {
   clusterInfraProvisioned: boolean;
   /** Machine.spec.bootstrap.dataSecretName is set. */
   bootstrapDataReady: boolean;
+  /** A control-plane machine (label cluster.x-k8s.io/control-plane). */
+  controlPlane: boolean;
   /** The host this machine holds, if any. */
   host?: HostFacts;
-  /** No matching Available host exists (set when a claim was attempted and found nothing). */
-  noHostAvailable?: boolean;
+  /** Available hosts matching the machine's pool and selector, as the cache sees them. */
+  availableHosts: number;
   providerIDSet: boolean;
   provisioned: boolean;
+  /** Why the bootstrap failed for good (BootstrapSucceeded=False, BootstrapFailed), if it did. */
+  bootstrapFailure?: string;
+  /** The node agent is configured: it is installed before the machine is provisioned. */
+  agentEnabled: boolean;
 }
 
 export interface HostFacts {
@@ -44,6 +55,8 @@ export interface HostFacts {
   agentInstalled: boolean;
   /** The host was reset (kubeadm reset, bootstrap files, sentinel and step markers removed). */
   reset: boolean;
+  /** This process's bootstrap run on the host (bootstrap-runs.ts): none, going, or ended. */
+  run: 'none' | 'running' | 'finished';
 }
 
 export type MachineStep =
@@ -51,7 +64,9 @@ export type MachineStep =
   | { kind: 'wait'; reason: WaitReason; message: string }
   | { kind: 'claim-host' }
   | { kind: 'preflight'; host: string }
-  | { kind: 'bootstrap'; host: string }
+  | { kind: 'start-bootstrap'; host: string }
+  | { kind: 'follow-bootstrap'; host: string }
+  | { kind: 'finish-bootstrap'; host: string }
   | { kind: 'install-agent'; host: string }
   | { kind: 'set-provisioned'; host: string }
   | { kind: 'done' }
@@ -59,13 +74,16 @@ export type MachineStep =
   | { kind: 'release-host'; host: string }
   | { kind: 'remove-finalizer' };
 
+export type StepKind = MachineStep['kind'];
+
 export type WaitReason =
   | 'WaitingForOwnerMachine'
   | 'Paused'
   | 'WaitingForClusterInfrastructure'
   | 'WaitingForBootstrapData'
   | 'NoHostAvailable'
-  | 'HostQuarantined';
+  | 'HostQuarantined'
+  | 'BootstrapFailed';
 
 const wait = (reason: WaitReason, message: string): MachineStep => ({ kind: 'wait', reason, message });
 
@@ -82,13 +100,26 @@ function nextDeleteStep(f: MachineFacts): MachineStep {
   return f.hasFinalizer ? { kind: 'remove-finalizer' } : { kind: 'done' };
 }
 
+/** Why a machine cannot go on yet for want of what CAPI provides, if it cannot. */
+function capiWait(f: MachineFacts): MachineStep | undefined {
+  if (!f.clusterInfraProvisioned) {
+    return wait('WaitingForClusterInfrastructure', 'Waiting for the Cluster infrastructure to be provisioned.');
+  }
+  if (!f.bootstrapDataReady) {
+    return wait('WaitingForBootstrapData', 'Waiting for the bootstrap provider to write the bootstrap data Secret.');
+  }
+  return undefined;
+}
+
 /**
  * The next step for a machine that exists and should be provisioned.
  *
- * A host is claimed as soon as the machine exists, before the Cluster infrastructure is provisioned
- * and before bootstrap data exists: the first control-plane host's address may become the cluster's
- * control plane endpoint (cluster-plan.ts), which CABPK needs to render kubeadm init data. Holding
- * the host early is bookkeeping only; nothing runs on it until the bootstrap data is there.
+ * A control-plane machine claims a host as soon as it exists, before the Cluster infrastructure is
+ * provisioned and before bootstrap data exists: the first control-plane host's address may become
+ * the cluster's control plane endpoint (cluster-plan.ts), which CABPK needs to render kubeadm init
+ * data. Holding the host early is bookkeeping only; nothing runs on it until the bootstrap data is
+ * there. A worker claims when it can go on at once (claim, preflight and the bootstrap's start then
+ * come in one reconcile and one write).
  */
 function nextProvisionStep(f: MachineFacts): MachineStep {
   if (!f.ownerMachine) return wait('WaitingForOwnerMachine', 'Waiting for Cluster API to set the owner Machine.');
@@ -96,18 +127,17 @@ function nextProvisionStep(f: MachineFacts): MachineStep {
   if (!f.hasFinalizer) return { kind: 'add-finalizer' };
   const h = f.host;
   if (!h) {
-    if (f.noHostAvailable) {
-      return wait('NoHostAvailable', 'No Available host matches this machine: add addresses to a pool or free a host.');
+    const notYet = f.controlPlane ? undefined : capiWait(f);
+    if (notYet) return notYet;
+    if (f.availableHosts === 0) {
+      return wait(
+        'NoHostAvailable',
+        'No Available host matches this machine: add addresses to a pool or free a host; the machine waits for one.',
+      );
     }
     return { kind: 'claim-host' };
   }
-  if (!f.clusterInfraProvisioned) {
-    return wait('WaitingForClusterInfrastructure', 'Waiting for the Cluster infrastructure to be provisioned.');
-  }
-  if (!f.bootstrapDataReady) {
-    return wait('WaitingForBootstrapData', 'Waiting for the bootstrap provider to write the bootstrap data Secret.');
-  }
-  return hostStep(f, h);
+  return capiWait(f) ?? hostStep(f, h);
 }
 
 /** The next step on the host this machine holds, once it may be provisioned. */
@@ -119,10 +149,18 @@ function hostStep(f: MachineFacts, h: HostFacts): MachineStep {
     );
   }
   if (!h.preflightPassed) return { kind: 'preflight', host: h.name };
-  if (!h.bootstrapSucceeded) return { kind: 'bootstrap', host: h.name };
-  if (!h.agentInstalled) return { kind: 'install-agent', host: h.name };
+  if (!h.bootstrapSucceeded) return bootstrapStep(f, h);
+  if (f.agentEnabled && !h.agentInstalled) return { kind: 'install-agent', host: h.name };
   if (!f.providerIDSet || !f.provisioned) return { kind: 'set-provisioned', host: h.name };
   return { kind: 'done' };
+}
+
+/** A failed bootstrap is final (the host is not reused in place); otherwise start, follow, finish. */
+function bootstrapStep(f: MachineFacts, h: HostFacts): MachineStep {
+  if (h.run === 'finished') return { kind: 'finish-bootstrap', host: h.name };
+  if (f.bootstrapFailure !== undefined) return wait('BootstrapFailed', f.bootstrapFailure);
+  if (h.run === 'running') return { kind: 'follow-bootstrap', host: h.name };
+  return { kind: 'start-bootstrap', host: h.name };
 }
 
 export function nextMachineStep(f: MachineFacts): MachineStep {

@@ -13,6 +13,8 @@ export const leftoverPaths = [
   '/var/lib/kubelet/config.yaml',
   '/var/lib/etcd/member',
   '/run/cluster-api/bootstrap-success.complete',
+  // What a bootstrap changed in accounts (users, sudo rules, authorized keys) and no reset undid.
+  '/var/lib/capbm/ledger',
 ] as const;
 
 /**

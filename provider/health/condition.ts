@@ -2,7 +2,7 @@
 // report, when it came, and now. MachineHealthCheck acts on it (unhealthyNodeConditions in
 // manifests/templates/cluster-template.yaml), so False means "replace this host".
 import type { ConditionInput } from '../runtime/conditions.ts';
-import type { CheckResult } from '../../agent/protocol.ts';
+import type { CheckResult } from '../../common/agent-protocol.ts';
 
 export const HostHealthyCondition = 'HostHealthy';
 export const HostHealthyReasons = {

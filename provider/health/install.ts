@@ -7,11 +7,11 @@ import { createHash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { promisify } from 'node:util';
 import { gzip as gzipCb, constants as zlib } from 'node:zlib';
-import { shQuote } from '../../cloud-init/quote.ts';
-import type { SshConnection } from '../ssh/index.ts';
-import { buildAgentBundle } from '../../agent/build.ts';
-import type { Thresholds, UserCheck } from '../../agent/config.ts';
-import { hostPaths, removeScript, startScript, supervisorText, unitText } from '../../agent/service.ts';
+import { shQuote } from '../../common/quote.ts';
+import type { SshSession } from '../ssh/index.ts';
+import { loadAgentBundle } from './bundle.ts';
+import type { Thresholds, UserCheck } from '../../common/agent-config.ts';
+import { hostPaths, removeScript, startScript, supervisorText, unitText } from '../../common/agent-host.ts';
 
 const gzip = promisify(gzipCb);
 
@@ -35,6 +35,8 @@ export interface AgentInstallConfig {
    * (process.execPath) for the architecture it runs on.
    */
   runtimes?: Record<string, string>;
+  /** The built agent bundle (provider/health/bundle.ts). Default: dist/agent/capbm-agent.mjs. */
+  bundlePath?: string;
 }
 
 export interface InstallOutcome {
@@ -143,7 +145,7 @@ function parseProbe(stdout: string): Probe {
 }
 
 /** Decompresses the runtime on the host into place, checking its sha256 before it is used. */
-async function uploadRuntime(conn: SshConnection, rt: Runtime): Promise<void> {
+async function uploadRuntime(conn: SshSession, rt: Runtime): Promise<void> {
   const p = shQuote(hostPaths.runtime);
   const script = `set -e
 umask 077
@@ -159,8 +161,8 @@ trap - EXIT`;
 }
 
 /** Installs (or updates) the agent and makes sure it runs. Safe to repeat. */
-export async function installAgent(conn: SshConnection, cfg: AgentInstallConfig): Promise<InstallOutcome> {
-  const bundle = await readFile((await buildAgentBundle()).path);
+export async function installAgent(conn: SshSession, cfg: AgentInstallConfig): Promise<InstallOutcome> {
+  const bundle = (await loadAgentBundle(cfg.bundlePath)).code;
   const wanted = files(cfg, bundle);
   const probe = parseProbe(
     (await conn.exec(probeScript([hostPaths.runtime, ...wanted.map((f) => f.path)]), { what: 'the agent probe' }))
@@ -204,6 +206,6 @@ export function removeAgentScript(o: { removeRuntime?: boolean } = {}): string {
   return removeScript(o);
 }
 
-export async function removeAgent(conn: SshConnection, o: { removeRuntime?: boolean } = {}): Promise<void> {
+export async function removeAgent(conn: SshSession, o: { removeRuntime?: boolean } = {}): Promise<void> {
   await conn.exec(removeAgentScript(o), { what: 'the agent removal', timeoutMs: 60_000 });
 }

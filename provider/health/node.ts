@@ -4,6 +4,7 @@
 // kubelet and node-problem-detector write theirs the same way.
 import type { KubeConfig } from '@kubernetes/client-node';
 import { request, type RequestOptions } from 'node:https';
+import { Nodes, objectPath } from '../kube/kinds.ts';
 import { ApiError, raw } from '../kube/raw.ts';
 import { nowRfc3339, type ConditionInput } from '../runtime/conditions.ts';
 
@@ -96,7 +97,7 @@ export async function setNodeCondition(
   o: SetNodeConditionOptions = {},
 ): Promise<NodeCondition | undefined> {
   const now = o.now ?? new Date();
-  const path = `/api/v1/nodes/${encodeURIComponent(nodeName)}`;
+  const path = objectPath(Nodes, undefined, nodeName);
   const node = await raw<Node>(workloadKubeConfig, 'GET', path);
   const existing = node.status?.conditions?.find((c) => c.type === condition.type);
   const next = nodeCondition(condition, existing, now);

@@ -9,7 +9,7 @@ import {
   type CertificateAuthority,
   type IssuedCertificate,
 } from '../pki/certificate.ts';
-import { hostCommonNamePrefix, hostOfSubject, needsRotation } from '../../agent/protocol.ts';
+import { hostCommonNamePrefix, hostOfSubject, needsRotation } from '../../common/agent-protocol.ts';
 
 export { needsRotation };
 

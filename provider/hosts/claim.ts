@@ -5,9 +5,10 @@
 // gets that host back, which is how a claim survives a restart of the claiming process.
 import type { KubeConfig } from '@kubernetes/client-node';
 import { createHash } from 'node:crypto';
-import { API_VERSION } from '../api/common.ts';
 import type { BareMetalHost, ConsumerRef } from '../api/host.ts';
+import { BareMetalHosts, collectionPath, objectPath } from '../kube/kinds.ts';
 import { ApiError, raw } from '../kube/raw.ts';
+import { lockAddress, unlockAddress } from './address-lock.ts';
 
 export const POOL_LABEL = 'infrastructure.cluster.x-k8s.io/pool';
 
@@ -25,7 +26,7 @@ export interface ClaimStats {
   conflicts: number;
 }
 
-const hostsPath = (ns: string) => `/apis/${API_VERSION}/namespaces/${ns}/baremetalhosts`;
+const hostPath = (h: BareMetalHost) => objectPath(BareMetalHosts, h.metadata.namespace, h.metadata.name);
 
 function selectorOf(r: ClaimRequest): string {
   const all = { ...(r.selector ?? {}), ...(r.pool ? { [POOL_LABEL]: r.pool } : {}) };
@@ -70,7 +71,7 @@ async function list(kc: KubeConfig, r: ClaimRequest, stats: ClaimStats): Promise
   const res = await raw<{ items: BareMetalHost[] }>(
     kc,
     'GET',
-    `${hostsPath(r.namespace)}${sel ? `?labelSelector=${encodeURIComponent(sel)}` : ''}`,
+    `${collectionPath(BareMetalHosts, r.namespace)}${sel ? `?labelSelector=${encodeURIComponent(sel)}` : ''}`,
   );
   return res.items;
 }
@@ -84,7 +85,7 @@ async function tryClaim(
 ): Promise<BareMetalHost | undefined> {
   stats.requests++;
   try {
-    return await raw<BareMetalHost>(kc, 'PATCH', `${hostsPath(h.metadata.namespace)}/${h.metadata.name}`, {
+    return await raw<BareMetalHost>(kc, 'PATCH', hostPath(h), {
       metadata: { resourceVersion: h.metadata.resourceVersion },
       spec: { consumerRef: consumer },
     });
@@ -105,7 +106,13 @@ async function tryClaim(
 export async function claimHost(
   kc: KubeConfig,
   r: ClaimRequest,
-  o: { hosts?: BareMetalHost[]; stats?: ClaimStats; attempts?: number } = {},
+  o: {
+    hosts?: BareMetalHost[];
+    stats?: ClaimStats;
+    attempts?: number;
+    /** The namespace of the address locks (address-lock.ts); without it, no locks are taken. */
+    locks?: string;
+  } = {},
 ): Promise<BareMetalHost | undefined> {
   const stats = o.stats ?? { requests: 0, conflicts: 0 };
   let hosts = o.hosts ?? (await list(kc, r, stats));
@@ -115,6 +122,10 @@ export async function claimHost(
     const order = claimOrder(hosts, r.consumer.uid);
     if (order.length === 0) return undefined;
     for (const h of order) {
+      if (o.locks && !(await lockAddress(kc, o.locks, h))) {
+        stats.conflicts++; // the server is held through another pool's host
+        continue;
+      }
       const won = await tryClaim(kc, h, r.consumer, stats);
       if (won) return won;
     }
@@ -135,6 +146,7 @@ export async function releaseHost(
   kc: KubeConfig,
   h: BareMetalHost,
   consumer: Pick<ConsumerRef, 'uid'>,
+  locks?: string,
 ): Promise<BareMetalHost> {
   const holder = h.spec.consumerRef?.uid;
   if (holder && holder !== consumer.uid) {
@@ -142,8 +154,10 @@ export async function releaseHost(
       `host ${h.metadata.name} is held by ${h.spec.consumerRef?.kind} ${h.spec.consumerRef?.name}, not by the releasing machine`,
     );
   }
-  return raw<BareMetalHost>(kc, 'PATCH', `${hostsPath(h.metadata.namespace)}/${h.metadata.name}`, {
+  const freed = await raw<BareMetalHost>(kc, 'PATCH', hostPath(h), {
     metadata: { resourceVersion: h.metadata.resourceVersion },
     spec: { consumerRef: null },
   });
+  if (locks) await unlockAddress(kc, locks, freed);
+  return freed;
 }

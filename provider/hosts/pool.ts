@@ -6,10 +6,15 @@ import PQueue from 'p-queue';
 import { API_VERSION } from '../api/common.ts';
 import type { BareMetalHost } from '../api/host.ts';
 import type { BareMetalHostPool } from '../api/pool.ts';
+import { BareMetalHostPools, BareMetalHosts, collectionPath, InvalidName, objectPath } from '../kube/kinds.ts';
+import { readSecret } from '../kube/secrets.ts';
 import { ApiError, raw } from '../kube/raw.ts';
+import { setCondition, type ConditionInput } from '../runtime/conditions.ts';
 import { EventRecorder } from '../runtime/events.ts';
+import { Writer } from '../runtime/writer.ts';
 import { POOL_LABEL, isAvailable } from './claim.ts';
-import { expandPool, hostName, overlap } from './expand.ts';
+import { expandPool, hostName } from './expand.ts';
+import { heldElsewhere, heldMessage, type PoolAddresses } from './overlap.ts';
 
 export interface PoolResult {
   created: number;
@@ -17,51 +22,25 @@ export interface PoolResult {
   retired: number;
   total: number;
   problem?: string;
+  /** Another pool lists some of the addresses: looked at again later (that pool may let go). */
+  overlapping?: boolean;
+  /** The SSH Secret is missing or unusable: looked at again later (Secrets are not watched). */
+  credentialsMissing?: boolean;
 }
 
-const base = (ns: string) => `/apis/${API_VERSION}/namespaces/${ns}`;
+type Cond = ConditionInput & { message: string };
 
-interface Cond {
-  type: string;
-  status: 'True' | 'False' | 'Unknown';
-  reason: string;
-  message: string;
-}
-
-/** Whether every field of `next` already has that value in `current` (conditions compared without times). */
-function unchanged(current: object | undefined, next: Record<string, unknown>): boolean {
-  if (!current) return false;
-  const cur = current as Record<string, unknown>;
-  const strip = (v: unknown) =>
-    JSON.stringify(
-      Array.isArray(v)
-        ? (v as Cond[]).map(({ type, status, reason, message }) => ({ type, status, reason, message }))
-        : v,
-    );
-  return Object.entries(next).every(([k, v]) => strip(cur[k]) === strip(v));
-}
-
+/** Counts and conditions on the pool, in one write, and none when nothing changed (calm at scale). */
 async function writeStatus(
   kc: KubeConfig,
   pool: BareMetalHostPool,
-  status: Record<string, unknown>,
+  counts: Partial<Pick<NonNullable<BareMetalHostPool['status']>, 'total' | 'available' | 'claimed' | 'quarantined'>>,
   conds: Cond[],
 ): Promise<void> {
-  const now = new Date().toISOString();
-  const old = pool.status?.conditions ?? [];
-  const conditions = conds.map((c) => {
-    const prev = old.find((o) => o.type === c.type);
-    return {
-      ...c,
-      observedGeneration: pool.metadata.generation ?? 0,
-      lastTransitionTime: prev && prev.status === c.status ? prev.lastTransitionTime : now,
-    };
-  });
-  const next = { ...status, observedGeneration: pool.metadata.generation, conditions };
-  if (unchanged(pool.status, next)) return; // calm: no write, no event
-  await raw(kc, 'PATCH', `${base(pool.metadata.namespace)}/baremetalhostpools/${pool.metadata.name}/status`, {
-    status: next,
-  });
+  const w = new Writer(kc, BareMetalHostPools, pool, { owned: conds.map((c) => c.type) });
+  w.obj.status = { ...w.obj.status, ...counts, observedGeneration: pool.metadata.generation ?? 0 };
+  for (const c of conds) setCondition(w.obj, c);
+  await w.save();
 }
 
 function hostObject(pool: BareMetalHostPool, address: string): BareMetalHost {
@@ -87,28 +66,78 @@ function hostObject(pool: BareMetalHostPool, address: string): BareMetalHost {
   };
 }
 
-async function overlapsWithOthers(
-  kc: KubeConfig,
-  pool: BareMetalHostPool,
-  mine: string[],
-  cached?: BareMetalHostPool[],
-): Promise<string | undefined> {
+/** Every other pool with its addresses (a pool whose addresses cannot be expanded says so itself). */
+function otherPools(pool: BareMetalHostPool, all: BareMetalHostPool[]): PoolAddresses[] {
+  return all
+    .filter((p) => p.metadata.uid !== pool.metadata.uid)
+    .flatMap((p) => {
+      try {
+        return [{ pool: p, addresses: new Set(expandPool(p.spec.addresses, p.spec.exclude ?? [])) }];
+      } catch {
+        return [];
+      }
+    });
+}
+
+/** Hosts by address, every namespace: from the cache, or one LIST when called without one. */
+async function hostsByAddress(kc: KubeConfig, cache?: PoolCache): Promise<(address: string) => BareMetalHost[]> {
+  if (cache) return cache.hostsAt;
+  const all = (await raw<{ items: BareMetalHost[] }>(kc, 'GET', collectionPath(BareMetalHosts))).items;
+  return (a) => all.filter((h) => h.spec.address === a);
+}
+
+/** The overlap with other pools: what this pool leaves to them, and what it keeps that they list too. */
+async function overlaps(kc: KubeConfig, pool: BareMetalHostPool, desired: string[], cache?: PoolCache) {
   const all =
-    cached ??
-    (await raw<{ items: BareMetalHostPool[] }>(kc, 'GET', `${base(pool.metadata.namespace)}/baremetalhostpools`)).items;
-  for (const other of all) {
-    if (other.metadata.name === pool.metadata.name) continue;
-    let theirs: string[];
-    try {
-      theirs = expandPool(other.spec.addresses, other.spec.exclude ?? []);
-    } catch {
-      continue; // the other pool reports its own problem
-    }
-    const both = overlap(theirs, mine);
-    if (both.length)
-      return `addresses also in pool ${other.metadata.name}: ${both.join(', ')}; a host must belong to one pool`;
+    cache?.pools ?? (await raw<{ items: BareMetalHostPool[] }>(kc, 'GET', collectionPath(BareMetalHostPools))).items;
+  const others = otherPools(pool, all);
+  const mine: PoolAddresses = { pool, addresses: new Set(desired) };
+  const held = heldElsewhere(mine, others, await hostsByAddress(kc, cache));
+  const shared = others.filter((o) => desired.some((a) => o.addresses.has(a) && !held.has(a)));
+  return { held, shared };
+}
+
+/** Whether the pool's SSH Secret (and its jump host's) can be used: a pool without it is not Ready. */
+async function credentials(kc: KubeConfig, pool: BareMetalHostPool): Promise<Cond> {
+  const ns = pool.metadata.namespace;
+  const refs = [pool.spec.ssh.secretRef.name, ...(pool.spec.jumpHost ? [pool.spec.jumpHost.secretRef.name] : [])];
+  for (const name of refs) {
+    const s = await readSecret(kc, ns, name).catch((err: unknown) => {
+      if (err instanceof InvalidName) return null;
+      throw err;
+    });
+    const what = `Secret ${ns}/${name}`;
+    if (!s)
+      return {
+        type: 'CredentialsReady',
+        status: 'False',
+        reason: 'SecretNotFound',
+        message: `${what} does not exist: create it with the SSH private key under "ssh-privatekey" (kubectl create secret generic ${name} -n ${ns} --from-file=ssh-privatekey=KEYFILE); no host of this pool can be used until then`,
+      };
+    if (!s.data['ssh-privatekey'])
+      return {
+        type: 'CredentialsReady',
+        status: 'False',
+        reason: 'SecretInvalid',
+        message: `${what} has no "ssh-privatekey" key: put the SSH private key there`,
+      };
   }
-  return undefined;
+  return { type: 'CredentialsReady', status: 'True', reason: 'SecretFound', message: '' };
+}
+
+function overlapCondition(o: Awaited<ReturnType<typeof overlaps>>): Cond {
+  if (o.held.size)
+    return { type: 'AddressesOverlap', status: 'True', reason: 'AddressesHeldElsewhere', message: heldMessage(o.held) };
+  if (o.shared.length) {
+    const names = o.shared.map((x) => `${x.pool.metadata.namespace}/${x.pool.metadata.name}`).join(', ');
+    return {
+      type: 'AddressesOverlap',
+      status: 'True',
+      reason: 'AddressesAlsoListed',
+      message: `Pool(s) ${names} list addresses of this pool; this pool holds them (its hosts came first), the others get no host for them.`,
+    };
+  }
+  return { type: 'AddressesOverlap', status: 'False', reason: 'NoOverlap', message: '' };
 }
 
 interface Plan {
@@ -119,7 +148,7 @@ interface Plan {
   result: PoolResult;
 }
 
-const hostPath = (h: BareMetalHost) => `${base(h.metadata.namespace)}/baremetalhosts/${h.metadata.name}`;
+const hostPath = (h: BareMetalHost) => objectPath(BareMetalHosts, h.metadata.namespace, h.metadata.name);
 
 /** Creates hosts for new addresses; un-retires hosts whose address came back. */
 function addMissing(kc: KubeConfig, { pool, desired, existing, q, result }: Plan): void {
@@ -132,7 +161,7 @@ function addMissing(kc: KubeConfig, { pool, desired, existing, q, result }: Plan
       const made = await raw(
         kc,
         'POST',
-        `${base(pool.metadata.namespace)}/baremetalhosts`,
+        collectionPath(BareMetalHosts, pool.metadata.namespace),
         hostObject(pool, address),
       ).then(
         () => true,
@@ -146,12 +175,16 @@ function addMissing(kc: KubeConfig, { pool, desired, existing, q, result }: Plan
   }
 }
 
-/** Deletes hosts whose address left the pool; a claimed one is retired, deleted once released. */
+/**
+ * Deletes hosts whose address left the pool. A claimed one is retired (deleted once released); so is
+ * a quarantined one: its quarantine must survive the pool being edited (an address removed and added
+ * back would otherwise come back as a new host, Available, without the reset it was waiting for).
+ */
 function removeGone(kc: KubeConfig, { desired, existing, q, result }: Plan): void {
   const want = new Set(desired);
   for (const h of existing) {
     if (want.has(h.spec.address)) continue;
-    if (h.spec.consumerRef) {
+    if (h.spec.consumerRef || h.spec.quarantine) {
       if (!h.spec.retire) void q.add(() => raw(kc, 'PATCH', hostPath(h), { spec: { retire: true } }));
       result.retired++;
     } else {
@@ -185,6 +218,8 @@ export interface PoolCache {
   hosts: BareMetalHost[];
   /** Every pool of the namespace (overlap check). */
   pools: BareMetalHostPool[];
+  /** Hosts at an address, every namespace (one server is one host, cluster-wide). */
+  hostsAt: (address: string) => BareMetalHost[];
 }
 
 export async function reconcilePool(
@@ -219,18 +254,25 @@ async function reconcile(
 ): Promise<PoolResult | undefined> {
   const pool =
     cache?.pool ??
-    (await raw<BareMetalHostPool>(kc, 'GET', `${base(namespace)}/baremetalhostpools/${name}`).catch((err: unknown) => {
+    (await raw<BareMetalHostPool>(kc, 'GET', objectPath(BareMetalHostPools, namespace, name)).catch((err: unknown) => {
       if (err instanceof ApiError && err.code === 404) return undefined;
       throw err;
     }));
   if (!pool) return undefined;
-  const desired = await desiredAddresses(kc, pool, recorder);
-  if (typeof desired === 'string') return { created: 0, deleted: 0, retired: 0, total: 0, problem: desired };
+  const listed = await desiredAddresses(kc, pool, recorder);
+  if (typeof listed === 'string') return { created: 0, deleted: 0, retired: 0, total: 0, problem: listed };
+  const overlap = await overlaps(kc, pool, listed, cache);
+  const desired = listed.filter((a) => !overlap.held.has(a));
   const selector = encodeURIComponent(`${POOL_LABEL}=${name}`);
   const existing =
     cache?.hosts ??
-    (await raw<{ items: BareMetalHost[] }>(kc, 'GET', `${base(namespace)}/baremetalhosts?labelSelector=${selector}`))
-      .items;
+    (
+      await raw<{ items: BareMetalHost[] }>(
+        kc,
+        'GET',
+        `${collectionPath(BareMetalHosts, namespace)}?labelSelector=${selector}`,
+      )
+    ).items;
   const plan: Plan = {
     pool,
     desired,
@@ -249,13 +291,18 @@ async function reconcile(
     claimed: kept.filter((h) => !!h.spec.consumerRef).length,
     quarantined: kept.filter((h) => !!h.spec.quarantine).length,
   };
-  const clash = await overlapsWithOthers(kc, pool, desired, cache?.pools);
-  await writeStatus(kc, pool, counts, [
-    { type: 'Ready', status: 'True', reason: 'HostsMaterialized', message: `${desired.length} hosts` },
-    clash
-      ? { type: 'AddressesOverlap', status: 'True', reason: 'AddressesOverlap', message: clash }
-      : { type: 'AddressesOverlap', status: 'False', reason: 'NoOverlap', message: '' },
-  ]);
-  if (clash) recorder.event(pool, 'Warning', 'AddressesOverlap', clash);
-  return plan.result;
+  const clash = overlapCondition(overlap);
+  const creds = await credentials(kc, pool);
+  const ready: Cond =
+    creds.status === 'True'
+      ? { type: 'Ready', status: 'True', reason: 'HostsMaterialized', message: `${desired.length} hosts` }
+      : { ...creds, type: 'Ready' };
+  await writeStatus(kc, pool, counts, [ready, creds, clash]);
+  if (clash.status === 'True') recorder.event(pool, 'Warning', clash.reason, clash.message);
+  if (creds.status === 'False') recorder.event(pool, 'Warning', creds.reason, creds.message);
+  return {
+    ...plan.result,
+    ...(clash.status === 'True' ? { overlapping: true } : {}),
+    ...(creds.status === 'False' ? { credentialsMissing: true } : {}),
+  };
 }

@@ -5,8 +5,12 @@ import type { KubeConfig } from '@kubernetes/client-node';
 import { request, type RequestOptions } from 'node:https';
 import { counter } from '../runtime/metrics.ts';
 
-/** Requests to the API server by verb (client-go's rest_client_requests_total, by method). */
-export const apiRequests = counter('rest_client_requests_total', 'Requests to the API server', ['method', 'code']);
+/** Requests by API server, verb and code (client-go's rest_client_requests_total{host,method,code}). */
+export const apiRequests = counter('rest_client_requests_total', 'Requests to the API server', [
+  'method',
+  'code',
+  'host',
+]);
 
 /** The message of a Kubernetes Status body, or the body itself. */
 function statusMessage(body: string): string {
@@ -82,7 +86,7 @@ async function once<T>(kc: KubeConfig, { method, path, body, contentType }: Requ
   if (payload !== undefined) opts.headers = { ...opts.headers, 'Content-Type': contentType };
   return new Promise<T>((resolve, reject) => {
     const req = request(new URL(path, server), opts, (res) => {
-      apiRequests.inc({ method, code: String(res.statusCode ?? 0) });
+      apiRequests.inc({ method, code: String(res.statusCode ?? 0), host: new URL(server).host });
       const chunks: Buffer[] = [];
       res.on('data', (c: Buffer) => chunks.push(c));
       res.on('end', () => {

@@ -7,9 +7,10 @@
 //                       PatchConflict is expected under concurrency and logged at info level.
 // Secondary kinds map their events to primary keys (mapToKeys), e.g. a Machine's events to its
 // BareMetalMachine through spec.infrastructureRef (see mapInfrastructureRef below).
-import { createLogger, type Logger } from '../log.ts';
+import { createLogger, type Logger } from '../../common/log.ts';
 import type { Informer } from './informer.ts';
-import { objectKey, splitKey, type KubeObject } from './kinds.ts';
+import type { Channel } from './source.ts';
+import { objectKey, splitKey, type KubeObject } from '../kube/kinds.ts';
 import {
   activeWorkers,
   maxWorkers,
@@ -47,6 +48,8 @@ export interface ControllerOptions {
   name: string;
   /** The primary kind first; secondary kinds with mapToKeys. */
   watches: Array<Watch<any>>; // eslint-disable-line @typescript-eslint/no-explicit-any
+  /** Keys from outside the informers (background tasks, agent reports). */
+  channels?: Channel[];
   reconcile: (req: Request, ctx: ReconcileContext) => Promise<Result>;
   /** Concurrent reconciles (distinct keys). Default 1. */
   workers?: number;
@@ -69,6 +72,7 @@ export class Controller {
     this.#log = (o.log ?? createLogger()).with({ controller: o.name });
     this.queue = new WorkQueue({ ...o.queue, metrics: workQueueMetrics(o.name) });
     for (const w of o.watches) this.#wire(w);
+    for (const c of o.channels ?? []) c.subscribe((key) => this.queue.add(key));
   }
 
   get informers(): Informer[] {

@@ -9,8 +9,8 @@
 // a timer); the key cache is bounded (LRU) like client-go's EventCorrelator.
 import type { KubeConfig } from '@kubernetes/client-node';
 import { ApiError, raw } from '../kube/raw.ts';
-import { createLogger, type Logger } from '../log.ts';
-import type { KubeObject } from './kinds.ts';
+import { createLogger, type Logger } from '../../common/log.ts';
+import { collectionPath, Events, objectPath, type KubeObject } from '../kube/kinds.ts';
 import { counter } from './metrics.ts';
 
 export type EventType = 'Normal' | 'Warning';
@@ -149,7 +149,7 @@ export class EventRecorder {
 
   async #create(e: Entry): Promise<void> {
     const count = e.count;
-    await raw(this.#kc, 'POST', `/api/v1/namespaces/${e.namespace}/events`, {
+    await raw(this.#kc, 'POST', collectionPath(Events, e.namespace), {
       ...e.body,
       count,
       lastTimestamp: e.lastSeen,
@@ -164,7 +164,7 @@ export class EventRecorder {
     const count = e.count;
     if (count === e.written) return;
     try {
-      await raw(this.#kc, 'PATCH', `/api/v1/namespaces/${e.namespace}/events/${e.name}`, {
+      await raw(this.#kc, 'PATCH', objectPath(Events, e.namespace, e.name), {
         count,
         lastTimestamp: e.lastSeen,
       });

@@ -12,6 +12,8 @@ export interface ManagerFlags {
   concurrency: Record<string, number>;
   sshMaxConnections: number;
   sshMaxPerHost: number;
+  /** A running bootstrap's step is written to its machine at most this often. */
+  bootstrapProgressIntervalMs: number;
   /** host:port, or '0' to disable. */
   metricsBindAddress: string;
   healthProbeBindAddress: string;
@@ -36,6 +38,7 @@ export const defaultFlags: ManagerFlags = {
   concurrency: {},
   sshMaxConnections: 256,
   sshMaxPerHost: 4,
+  bootstrapProgressIntervalMs: 5_000,
   metricsBindAddress: ':8080',
   healthProbeBindAddress: ':9440',
   leaderElect: false,
@@ -65,6 +68,7 @@ export const usage = `capbm manager flags:
   --workers-<controller> N              the same, one controller at a time
   --ssh-max-connections N               SSH connections in total (default 256)
   --ssh-max-per-host N                  SSH sessions per host (default 4)
+  --bootstrap-progress-interval DUR     write a running bootstrap's step at most this often (default 5s)
   --metrics-bind-address ADDR           Prometheus /metrics (default :8080, 0 disables)
   --health-probe-bind-address ADDR      /healthz and /readyz (default :9440, 0 disables)
   --leader-elect[=true|false]           elect a leader among replicas (default false)
@@ -122,6 +126,7 @@ const valued: Record<string, Setter> = {
   '--concurrency': (f, v) => parseConcurrency(v, f.concurrency),
   '--ssh-max-connections': (f, v, flag) => (f.sshMaxConnections = positiveInt(flag, v)),
   '--ssh-max-per-host': (f, v, flag) => (f.sshMaxPerHost = positiveInt(flag, v)),
+  '--bootstrap-progress-interval': (f, v, flag) => (f.bootstrapProgressIntervalMs = parseDuration(flag, v)),
   '--metrics-bind-address': (f, v) => (f.metricsBindAddress = v),
   '--health-probe-bind-address': (f, v) => (f.healthProbeBindAddress = v),
   '--leader-election-namespace': (f, v) => (f.leaderElectionNamespace = v),

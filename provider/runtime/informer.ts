@@ -9,11 +9,11 @@
 //   so handlers see the adds, updates and deletes that were missed;
 // - any other failure (network, 5xx, 403) -> rewatch, or relist, after a capped, jittered backoff.
 import type { KubeConfig } from '@kubernetes/client-node';
-import type { Logger } from '../log.ts';
-import { createLogger } from '../log.ts';
+import type { Logger } from '../../common/log.ts';
+import { createLogger } from '../../common/log.ts';
 import { raw } from '../kube/raw.ts';
 import { Backoff, sleep, type BackoffOptions } from './backoff.ts';
-import { apiVersionOf, collectionPath, objectKey, type KubeObject, type ResourceKind } from './kinds.ts';
+import { apiVersionOf, collectionPath, objectKey, type KubeObject, type ResourceKind } from '../kube/kinds.ts';
 import { ResourceExpired, startWatch, type WatchEvent, type WatchHandle } from './watch.ts';
 
 export interface EventHandlers<T> {

@@ -8,9 +8,9 @@
 // Every write is an update with the Lease's resourceVersion, so two contenders cannot both win.
 import type { KubeConfig } from '@kubernetes/client-node';
 import { ApiError, raw } from '../kube/raw.ts';
-import { createLogger, type Logger } from '../log.ts';
+import { createLogger, type Logger } from '../../common/log.ts';
 import { sleep } from './backoff.ts';
-import { Leases, objectPath, collectionPath } from './kinds.ts';
+import { Leases, objectPath, collectionPath } from '../kube/kinds.ts';
 import { leaderGauge } from './metrics.ts';
 
 export interface LeaderElectionOptions {

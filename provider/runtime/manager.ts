@@ -7,7 +7,7 @@
 import { KubeConfig } from '@kubernetes/client-node';
 import { hostname } from 'node:os';
 import { randomUUID } from 'node:crypto';
-import { createLogger, type Logger } from '../log.ts';
+import { createLogger, type Logger } from '../../common/log.ts';
 import type { Controller } from './controller.ts';
 import type { ManagerFlags } from './flags.ts';
 import { parseBindAddress } from './flags.ts';

@@ -23,7 +23,7 @@
 import type { KubeConfig } from '@kubernetes/client-node';
 import { ApiError, raw } from '../kube/raw.ts';
 import type { Condition, V1Beta1Condition } from './conditions.ts';
-import { objectPath, type KubeObject, type ResourceKind } from './kinds.ts';
+import { objectPath, type KubeObject, type ResourceKind } from '../kube/kinds.ts';
 
 type Json = null | boolean | number | string | Json[] | { [k: string]: Json };
 type JsonObject = { [k: string]: Json };

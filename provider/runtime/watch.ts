@@ -6,7 +6,7 @@ import type { KubeConfig } from '@kubernetes/client-node';
 import { request, type RequestOptions } from 'node:https';
 import { createInterface } from 'node:readline';
 import { ApiError, apiRequests } from '../kube/raw.ts';
-import type { KubeObject } from './kinds.ts';
+import type { KubeObject } from '../kube/kinds.ts';
 
 export type WatchEventType = 'ADDED' | 'MODIFIED' | 'DELETED' | 'BOOKMARK' | 'ERROR';
 

@@ -12,69 +12,31 @@ import {
   CommandFailed,
   HostKeyMismatch,
   HostUnreachable,
+  SessionRefused,
   SshError,
   Timeout,
   type SshErrorContext,
 } from './errors.ts';
-import { verifyHostKey, type HostKeyPolicy } from './hostkey.ts';
-import { shQuote } from '../../cloud-init/quote.ts';
+import { verifyHostKey } from './hostkey.ts';
+import { SudoGate, sudoWithPassword } from './sudo.ts';
+import type { Endpoint, ExecOptions, ExecResult, Privilege, SshSession, Target } from './target.ts';
 
-/** How commands get root: the user is root, sudo without a password, or sudo with one. */
-export type Privilege = 'root' | 'sudo' | 'sudo-password';
-
-export interface Credentials {
-  /** OpenSSH or PEM private key (ed25519, ecdsa, rsa). Secret. */
-  privateKey: string | Buffer;
-  passphrase?: string;
-  /** For privilege sudo-password. Secret: fed to sudo on stdin, never on a command line. */
-  sudoPassword?: string;
-}
-
-export interface Endpoint {
-  host: string;
-  /** Default 22. */
-  port?: number;
-  user: string;
-  credentials: Credentials;
-  hostKey: HostKeyPolicy;
-}
-
-export interface Target extends Endpoint {
-  /** Default: root when user is root, else sudo. */
-  privilege?: Privilege;
-  /** A bastion reached first; its host key is checked too. */
-  jump?: Endpoint;
-  /** TCP connect plus SSH handshake and auth. Default 10 s. */
-  connectTimeoutMs?: number;
-  /** Commands running at once on one connection. Default 8 (sshd's MaxSessions default is 10). */
-  maxSessions?: number;
-  /** Keepalive every N ms; the link is declared dead after keepaliveCountMax misses. Default 5 s x 3. */
-  keepaliveIntervalMs?: number;
-  keepaliveCountMax?: number;
-}
-
-export interface ExecOptions {
-  stdin?: string | Buffer;
-  /** Called for every complete output line. */
-  onLine?: (line: string, stream: 'stdout' | 'stderr') => void;
-  /** Kill the command after this long. Default: no limit (keepalives still catch a dead host). */
-  timeoutMs?: number;
-  /** Run with the target's privilege (as root). Default true. */
-  privileged?: boolean;
-  /** Reject with CommandFailed when the exit code is not 0. Default true. */
-  check?: boolean;
-  /** Names the command in errors. Default: its first 60 characters (command lines never hold secrets). */
-  what?: string;
-}
-
-export interface ExecResult {
-  exitCode: number | null;
-  signal?: string;
-  stdout: string;
-  stderr: string;
-}
+export type { Credentials, Endpoint, ExecOptions, ExecResult, Privilege, SshSession, Target } from './target.ts';
+import { shQuote } from '../../common/quote.ts';
 
 const keep = 64 * 1024;
+/** Tries to open a session before SessionRefused (backoff 100 ms, 200 ms, ... 1.6 s). */
+const sessionAttempts = 6;
+
+/** One command on its way: what #open and #attach need to finish it exactly once. */
+interface Run {
+  command: string;
+  o: ExecOptions;
+  /** sudo-password: the password, sent only when sudo asks for it (sudo.ts). */
+  sudoPassword?: string;
+  settle: (err: Error | undefined, r?: ExecResult) => void;
+  setTimer: (t: NodeJS.Timeout) => void;
+}
 
 function ctxOf(e: Endpoint): SshErrorContext {
   return { host: e.host, port: e.port ?? 22, user: e.user };
@@ -108,7 +70,7 @@ function classify(ctx: SshErrorContext, err: Error & { level?: string }, timeout
   return new HostUnreachable(ctx, code ?? err.message);
 }
 
-export class SshConnection {
+export class SshConnection implements SshSession {
   readonly target: Target;
   /** The host key seen, and whether this was its first use (trust-on-first-use: record it). */
   readonly hostKeyFingerprint: string;
@@ -136,17 +98,22 @@ export class SshConnection {
     client.on('close', () => lost('connection closed'));
   }
 
+  get jump(): { hostKeyFingerprint: string; hostKeyFirstUse: boolean } | undefined {
+    const j = this.#jump;
+    return j ? { hostKeyFingerprint: j.hostKeyFingerprint, hostKeyFirstUse: j.hostKeyFirstUse } : undefined;
+  }
+
   get privilege(): Privilege {
     return this.target.privilege ?? (this.target.user === 'root' ? 'root' : 'sudo');
   }
 
-  /** Wraps a command for the target's privilege; returns the command and any stdin prefix. */
-  #privileged(command: string, privileged: boolean): { command: string; prefix: string } {
-    if (!privileged || this.privilege === 'root') return { command, prefix: '' };
-    if (this.privilege === 'sudo') return { command: `sudo -n -- sh -c ${shQuote(command)}`, prefix: '' };
+  /** Wraps a command for the target's privilege; returns the command and, for sudo-password, the password. */
+  #privileged(command: string, privileged: boolean): { command: string; sudoPassword?: string } {
+    if (!privileged || this.privilege === 'root') return { command };
+    if (this.privilege === 'sudo') return { command: `sudo -n -- sh -c ${shQuote(command)}` };
     const pw = this.target.credentials.sudoPassword;
     if (!pw) throw new AuthFailed(ctxOf(this.target), 'privilege sudo-password needs a sudo password in the Secret');
-    return { command: `sudo -S -p '' -- sh -c ${shQuote(command)}`, prefix: `${pw}\n` };
+    return { command: sudoWithPassword(command), sudoPassword: pw };
   }
 
   /** Runs a command; at most maxSessions run at once on this connection, the rest wait. */
@@ -155,15 +122,11 @@ export class SshConnection {
   }
 
   #exec(command: string, o: ExecOptions): Promise<ExecResult> {
-    const ctx = ctxOf(this.target);
-    const what = o.what ?? `command "${command.slice(0, 60)}"`;
     if (this.#lost) return Promise.reject(this.#lost);
-    const { command: cmd, prefix } = this.#privileged(command, o.privileged ?? true);
+    const { command: cmd, sudoPassword } = this.#privileged(command, o.privileged ?? true);
     return new Promise<ExecResult>((resolve, reject) => {
       let settled = false;
       let timer: NodeJS.Timeout | undefined;
-      const out = { stdout: '', stderr: '' };
-      const partial = { stdout: '', stderr: '' };
       const settle = (err: Error | undefined, r?: ExecResult) => {
         if (settled) return;
         settled = true;
@@ -174,49 +137,80 @@ export class SshConnection {
       };
       const onLost = (e: SshError) => settle(e);
       this.#onLost.add(onLost);
-      this.#client.exec(cmd, (err, stream: ClientChannel) => {
-        if (err) return settle(new HostUnreachable(ctx, `cannot open a session: ${err.message}`));
-        const take = (which: 'stdout' | 'stderr') => (chunk: Buffer) => {
-          const text = chunk.toString('utf8');
-          out[which] = (out[which] + text).slice(-keep);
-          if (!o.onLine) return;
-          const lines = (partial[which] + text).split('\n');
-          partial[which] = lines.pop() ?? '';
-          for (const l of lines) o.onLine(l, which);
-        };
-        stream.on('data', take('stdout'));
-        stream.stderr.on('data', take('stderr'));
-        if (o.timeoutMs) {
-          timer = setTimeout(() => {
-            stream.signal('KILL');
-            stream.close();
-            settle(new Timeout(ctx, what, o.timeoutMs!));
-          }, o.timeoutMs);
-        }
-        stream.on('close', (code: number | null, signal?: string) => {
-          for (const which of ['stdout', 'stderr'] as const)
-            if (partial[which] && o.onLine) o.onLine(partial[which], which);
-          if (code === undefined || (code === null && !signal)) {
-            return settle(
-              this.#lost ?? new HostUnreachable(ctx, `the session of ${what} ended without an exit status`),
-            );
-          }
-          const r: ExecResult = { exitCode: code, signal, stdout: out.stdout, stderr: out.stderr };
-          if ((o.check ?? true) && (code !== 0 || signal)) {
-            return settle(
-              new CommandFailed(ctx, what, {
-                exitCode: code,
-                signal,
-                stderrTail: out.stderr.trim().split('\n').slice(-5).join(' | ').slice(-500),
-              }),
-            );
-          }
-          settle(undefined, r);
-        });
-        const input = o.stdin === undefined ? prefix : Buffer.concat([Buffer.from(prefix), Buffer.from(o.stdin)]);
-        stream.end(input);
-      });
+      const run: Run = { command, o, ...(sudoPassword ? { sudoPassword } : {}), settle, setTimer: (t) => (timer = t) };
+      this.#open(cmd, run, 1);
     });
+  }
+
+  /**
+   * Opens a session for the command. A refused channel (sshd's MaxSessions, a loaded server) is
+   * tried again with backoff: the host is up, and the next try usually gets a session.
+   */
+  #open(cmd: string, run: Run, attempt: number): void {
+    this.#client.exec(cmd, (err, stream: ClientChannel) => {
+      if (!err) return this.#attach(stream, run);
+      if (this.#lost) return run.settle(this.#lost);
+      if (attempt >= sessionAttempts) {
+        return run.settle(new SessionRefused(ctxOf(this.target), err.message, attempt, { cause: err }));
+      }
+      setTimeout(() => this.#open(cmd, run, attempt + 1), 50 * 2 ** attempt).unref();
+    });
+  }
+
+  #attach(stream: ClientChannel, { command, o, sudoPassword, settle, setTimer }: Run): void {
+    const ctx = ctxOf(this.target);
+    const what = o.what ?? `command "${command.slice(0, 60)}"`;
+    const out = { stdout: '', stderr: '' };
+    const partial = { stdout: '', stderr: '' };
+    const input = () => stream.end(o.stdin ?? '');
+    const gate = sudoPassword
+      ? new SudoGate(sudoPassword, {
+          write: (d) => stream.write(d),
+          open: input,
+          refused: () => {
+            stream.close();
+            settle(new AuthFailed(ctx, `sudo refused the password in the pool's Secret ("sudo-password") for ${what}`));
+          },
+        })
+      : undefined;
+    const take = (which: 'stdout' | 'stderr') => (chunk: Buffer) => {
+      const text = which === 'stderr' && gate ? gate.stderr(chunk.toString('utf8')) : chunk.toString('utf8');
+      out[which] = (out[which] + text).slice(-keep);
+      if (!o.onLine) return;
+      const lines = (partial[which] + text).split('\n');
+      partial[which] = lines.pop() ?? '';
+      for (const l of lines) o.onLine(l, which);
+    };
+    stream.on('data', take('stdout'));
+    stream.stderr.on('data', take('stderr'));
+    if (o.timeoutMs) {
+      setTimer(
+        setTimeout(() => {
+          stream.signal('KILL');
+          stream.close();
+          settle(new Timeout(ctx, what, o.timeoutMs!));
+        }, o.timeoutMs),
+      );
+    }
+    stream.on('close', (code: number | null, signal?: string) => {
+      for (const which of ['stdout', 'stderr'] as const)
+        if (partial[which] && o.onLine) o.onLine(partial[which], which);
+      if (code === undefined || (code === null && !signal)) {
+        return settle(this.#lost ?? new HostUnreachable(ctx, `the session of ${what} ended without an exit status`));
+      }
+      const r: ExecResult = { exitCode: code, signal, stdout: out.stdout, stderr: out.stderr };
+      if ((o.check ?? true) && (code !== 0 || signal)) {
+        return settle(
+          new CommandFailed(ctx, what, {
+            exitCode: code,
+            signal,
+            stderrTail: out.stderr.trim().split('\n').slice(-5).join(' | ').slice(-500),
+          }),
+        );
+      }
+      settle(undefined, r);
+    });
+    if (!gate) input(); // with a gate, the input goes once the command runs
   }
 
   /**

@@ -7,14 +7,18 @@ export interface SshErrorContext {
   user?: string;
 }
 
-export class SshError extends Error {
+/** Every way SSH work fails, closed: a switch over it is checked by the compiler. */
+export type SshReason =
+  'AuthFailed' | 'HostKeyMismatch' | 'HostUnreachable' | 'Timeout' | 'SessionRefused' | 'CommandFailed';
+
+export abstract class SshError extends Error {
   override name = 'SshError';
   readonly host: string;
   readonly port: number;
-  /** Machine-readable reason for conditions and events. */
-  readonly reason: string = 'SshError';
-  constructor(ctx: SshErrorContext, message: string) {
-    super(`${ctx.user ? `${ctx.user}@` : ''}${ctx.host}:${ctx.port}: ${message}`);
+  /** Machine-readable reason for conditions, events and metrics. */
+  abstract readonly reason: SshReason;
+  constructor(ctx: SshErrorContext, message: string, options?: { cause?: unknown }) {
+    super(`${ctx.user ? `${ctx.user}@` : ''}${ctx.host}:${ctx.port}: ${message}`, options);
     this.host = ctx.host;
     this.port = ctx.port;
   }
@@ -50,10 +54,28 @@ export class HostKeyMismatch extends SshError {
 export class HostUnreachable extends SshError {
   override name = 'HostUnreachable';
   override readonly reason = 'HostUnreachable';
-  constructor(ctx: SshErrorContext, why: string) {
+  constructor(ctx: SshErrorContext, why: string, options?: { cause?: unknown }) {
     super(
       ctx,
       `cannot reach the host (${why}): check that it is powered on, its address, and that port ${ctx.port} is open from the management cluster`,
+      options,
+    );
+  }
+}
+
+/**
+ * The host is up and the connection works, but sshd refused to open another session on it
+ * (its MaxSessions, or a server under load). Retried within the connection's session cap before
+ * this is thrown; it is neither "unreachable" nor a reason to check the power.
+ */
+export class SessionRefused extends SshError {
+  override name = 'SessionRefused';
+  override readonly reason = 'SessionRefused';
+  constructor(ctx: SshErrorContext, detail: string, attempts: number, options?: { cause?: unknown }) {
+    super(
+      ctx,
+      `the SSH server refused a new session ${attempts} times (${detail}): it allows fewer sessions per connection than the provider opens (sshd MaxSessions, default 10), or it is overloaded; the provider retries; raise MaxSessions on the host if this persists`,
+      options,
     );
   }
 }

@@ -7,6 +7,7 @@ export {
   type ExecOptions,
   type ExecResult,
   type Privilege,
+  type SshSession,
   type Target,
 } from './connection.ts';
 export {
@@ -16,5 +17,14 @@ export {
   type HostKeyPolicy,
   type HostKeyVerdict,
 } from './hostkey.ts';
-export { SshPool, type SshPoolOptions } from './pool.ts';
-export { AuthFailed, CommandFailed, HostKeyMismatch, HostUnreachable, SshError, Timeout } from './errors.ts';
+export { SshPool, type SshPoolOptions, type SshRunner } from './pool.ts';
+export {
+  AuthFailed,
+  CommandFailed,
+  HostKeyMismatch,
+  HostUnreachable,
+  SessionRefused,
+  SshError,
+  Timeout,
+  type SshReason,
+} from './errors.ts';

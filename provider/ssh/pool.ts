@@ -3,7 +3,7 @@
 // connection serves a whole unit of work (withHost), and commands inside it may run in parallel
 // as channels of that connection.
 import PQueue from 'p-queue';
-import { connect, type SshConnection, type Target } from './connection.ts';
+import { connect, type SshConnection, type SshSession, type Target } from './connection.ts';
 import { SshError } from './errors.ts';
 
 export interface SshPoolOptions {
@@ -15,7 +15,12 @@ export interface SshPoolOptions {
   observe?: (o: { host: string; ok: boolean; reason?: string; seconds: number }) => void;
 }
 
-export class SshPool {
+/** Runs a unit of work on a host over one connection (SshPool; fakes in reconciler tests). */
+export interface SshRunner {
+  withHost<T>(t: Target, fn: (c: SshSession) => Promise<T>): Promise<T>;
+}
+
+export class SshPool implements SshRunner {
   readonly #global: PQueue;
   readonly #perHost = new Map<string, PQueue>();
   readonly #maxPerHost: number;

@@ -7,6 +7,7 @@ import {
   AuthFailed,
   HostKeyMismatch,
   HostUnreachable,
+  SessionRefused,
   SshPool,
   Timeout,
   CommandFailed,
@@ -56,7 +57,7 @@ function target(h: LabHost, o: Partial<Target> = {}): Target {
     user: 'root',
     credentials: { privateKey: keys.ed25519.private },
     hostKey: { kind: 'pinned', fingerprints: [h.hostKeyFingerprint] },
-    connectTimeoutMs: 3000,
+    connectTimeoutMs: 10_000, // a loaded machine is slow to hand-shake; the fault tests set their own
     ...o,
   };
 }
@@ -181,6 +182,26 @@ test('a jump host is reached first, with its own host-key check', async (t) => {
     ),
     { instanceOf: HostKeyMismatch },
   );
+  // Trust on first use for the jump host: the key is reported for recording, and once recorded
+  // (on the pool) another key is refused.
+  const tofu = (recorded?: string) =>
+    target(b, {
+      jump: {
+        host: a.address,
+        user: 'root',
+        credentials: { privateKey: keys.ed25519.private },
+        hostKey: { kind: 'trust-on-first-use', ...(recorded ? { recorded } : {}) },
+      },
+    });
+  const first = await connect(tofu());
+  t.deepEqual(first.jump, { hostKeyFingerprint: a.hostKeyFingerprint, hostKeyFirstUse: true });
+  first.close();
+  const again = await connect(tofu(a.hostKeyFingerprint));
+  t.false(again.jump?.hostKeyFirstUse);
+  again.close();
+  await t.throwsAsync(connect(tofu('SHA256:someone-else-AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA')), {
+    instanceOf: HostKeyMismatch,
+  });
 });
 
 test('sudo as a non-root user, without and with a password; the password never shows', async (t) => {
@@ -208,10 +229,28 @@ test('sudo as a non-root user, without and with a password; the password never s
       credentials: { privateKey: keys.ed25519.private, sudoPassword: 'not-it' },
     }),
   );
-  const err = await t.throwsAsync(wrong.exec('id -u'), { instanceOf: CommandFailed });
+  // A refused password is an authentication failure, said as such, and tried once only.
+  const err = await t.throwsAsync(wrong.exec('id -u'), { instanceOf: AuthFailed });
+  t.regex(err.message, /sudo refused the password .*sudo-password/);
   t.false(err.message.includes('not-it'));
   wrong.close();
   t.false(readFileSync(join(b.root, 'var/log/sshd.log'), 'utf8').includes(sudoPassword));
+});
+
+test("a sudo password goes only to sudo's prompt: with NOPASSWD it never reaches the command", async (t) => {
+  // Host a needs no password; the pool says PasswordSudo anyway (or sudo's timestamp is cached).
+  const c = await connect(
+    target(a, {
+      user: 'capbm',
+      privilege: 'sudo-password',
+      credentials: { privateKey: keys.ed25519.private, sudoPassword },
+    }),
+  );
+  t.teardown(() => c.close());
+  await c.upload('/etc/capbm-sudo/uploaded.conf', 'first line\n');
+  t.is(readFileSync(join(a.root, 'etc/capbm-sudo/uploaded.conf'), 'utf8'), 'first line\n');
+  t.is((await c.exec('cat', { stdin: 'only this\n' })).stdout, 'only this\n');
+  t.is((await c.exec('id -u')).stdout.trim(), '0');
 });
 
 test('upload is atomic, through sudo, with the mode asked for (0600 by default) and no temp file left', async (t) => {
@@ -276,3 +315,26 @@ test.serial('200 commands across 10 hosts at concurrency 64: none lost before th
   t.deepEqual(failed.map((f) => String(f.reason)).slice(0, 3), []);
   t.is(results.length, 200);
 });
+
+test.serial(
+  'a server that refuses sessions is not called unreachable: commands wait for a session, then say so',
+  async (t) => {
+    // sshd allows one session per connection here; the provider opens up to 8 at once on one.
+    const strict = await startHost({ authorizedKeys: [keys.ed25519.public], sshd: ['MaxSessions 1'] });
+    const conn = await connect(target(strict));
+    t.teardown(() => conn.close());
+    const outs = await Promise.all([1, 2, 3].map((i) => conn.exec(`sleep 0.3; echo ${i}`)));
+    t.deepEqual(
+      outs.map((o) => o.stdout.trim()),
+      ['1', '2', '3'],
+      'every command ran once a session was free',
+    );
+    // A session held longer than the retries last: the refusal is its own error, with what to do.
+    const long = conn.exec('sleep 6');
+    const refused = await t.throwsAsync(conn.exec('true'), { instanceOf: SessionRefused });
+    t.is(refused?.reason, 'SessionRefused');
+    t.regex(refused?.message ?? '', /MaxSessions/);
+    t.notRegex(refused?.message ?? '', /powered on/);
+    await long;
+  },
+);

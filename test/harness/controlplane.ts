@@ -279,7 +279,7 @@ export async function waitForCrds(kc: KubeConfig, names: string[]): Promise<void
  * Installs the genuine CAPI CRDs from the module download hack/controlplane copied, with the labels
  * each component's kustomization.yaml adds (the contract version labels CAPI resolves kinds by).
  */
-async function installCapiCrds(kc: KubeConfig): Promise<void> {
+export async function installCapiCrds(kc: KubeConfig): Promise<void> {
   const root = join(controlPlaneDir(), 'crd');
   const names: string[] = [];
   for (const component of readdirSync(root, { withFileTypes: true }).filter((d) => d.isDirectory())) {

@@ -48,6 +48,8 @@ export interface HostOptions {
   persistent?: boolean;
   /** The Kubernetes version of the host's OS image (kubelet, kubeadm, kubectl). Default: the pinned one. */
   kubernetesVersion?: string;
+  /** Extra sshd_config lines, e.g. "MaxSessions 1" to try the provider against a strict server. */
+  sshd?: string[];
 }
 
 export interface LabHost {
@@ -126,6 +128,11 @@ export async function ensureBridge(): Promise<void> {
     await execa('ip', ['addr', 'add', `${BRIDGE_ADDRESS}/16`, 'dev', BRIDGE], { reject: false });
   }
   await sh('ip', ['link', 'set', BRIDGE, 'up']);
+  // A bridge removed and made again leaves running hosts' links unattached: attach them again.
+  for (const m of links.matchAll(/^\d+: (cbh\d+)@[^:]*:.*$/gm)) {
+    if (!m[0].includes(` master ${BRIDGE} `))
+      await execa('ip', ['link', 'set', m[1]!, 'master', BRIDGE], { reject: false });
+  }
 }
 
 function rootfs(): string {
@@ -192,7 +199,7 @@ async function prepareRoot(
   }
   const key = join(merged, 'etc/ssh/ssh_host_ed25519_key');
   if (!existsSync(key)) await sh('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-C', `capbm-lab-${slot}`, '-f', key]);
-  writeFileSync(join(merged, 'etc/ssh/sshd_config'), sshdConfig);
+  writeFileSync(join(merged, 'etc/ssh/sshd_config'), sshdConfig + (o.sshd ?? []).map((l) => `${l}\n`).join(''));
   writeFileSync(join(merged, 'etc/hostname'), `lab-${slot}\n`);
   writeFileSync(
     join(merged, 'etc/hosts'),
@@ -573,21 +580,29 @@ export function cleanupStaleHosts(): void {
 }
 
 /**
- * Stops the persistent hosts (the lab's; tests never make any) and, when no host is left, the
- * bridge: what `hack/lab down` does, without touching the hosts of a test running beside it.
+ * Removes the bridge, but only when nothing is attached to it any more: another checkout's hosts
+ * (their own slot folder) or a test running beside this one may still be on it.
+ */
+async function removeBridgeIfUnused(): Promise<void> {
+  const members = await execa('ip', ['-o', 'link', 'show', 'master', BRIDGE], { reject: false });
+  if (members.exitCode === 0 && members.stdout.trim() === '') {
+    await execa('ip', ['link', 'del', BRIDGE], { reject: false });
+  }
+}
+
+/**
+ * Stops the persistent hosts (the lab's; tests never make any) and, when nothing is left on it,
+ * the bridge: what `hack/lab down` does, without touching the hosts of a test running beside it.
  */
 export async function stopPersistentHosts(): Promise<void> {
   for (const slot of slots()) if (readSlot(slot)?.persistent) await stopHost({ slot });
-  // Only when nothing is on it: other checkouts' hosts may be (lead's patch).
-  if ((await execa('ip', ['-o', 'link', 'show', 'master', BRIDGE], { reject: false })).stdout.trim() === '')
-    await execa('ip', ['link', 'del', BRIDGE], { reject: false });
+  await removeBridgeIfUnused();
 }
 
-/** Stops every lab host, persistent ones included, and the bridge. */
+/** Stops every lab host of this checkout, persistent ones included, and the bridge if unused. */
 export async function stopAllHosts(): Promise<void> {
   for (const slot of slots()) await stopHost({ slot });
-  if ((await execa('ip', ['-o', 'link', 'show', 'master', BRIDGE], { reject: false })).stdout.trim() === '')
-    await execa('ip', ['link', 'del', BRIDGE], { reject: false });
+  await removeBridgeIfUnused();
 }
 
 export function listHosts(): Array<{ slot: number; address: string; running: boolean; persistent: boolean }> {

@@ -8,7 +8,7 @@ import { mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync }
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { buildAgentBundle } from '../../agent/build.ts';
-import type { Report } from '../../agent/protocol.ts';
+import type { Report } from '../../common/agent-protocol.ts';
 import { hostHealthyCondition } from '../../provider/health/condition.ts';
 import { issueAgentCertificate, issueHealthServerCertificate, loadOrCreateAgentCa } from '../../provider/health/pki.ts';
 import { startHealthServer, type HealthServer } from '../../provider/health/server.ts';

@@ -8,7 +8,7 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { buildAgentBundle } from '../../agent/build.ts';
-import { hostPaths, removeScript, startScript, supervisorText } from '../../agent/service.ts';
+import { hostPaths, removeScript, startScript, supervisorText } from '../../common/agent-host.ts';
 import { issueAgentCertificate, loadOrCreateAgentCa } from '../../provider/health/pki.ts';
 
 const canRun = process.getuid?.() === 0 && spawnSync('unshare', ['--mount', '--pid', '--fork', 'true']).status === 0;

@@ -4,7 +4,7 @@
 import test from 'ava';
 import { raw } from '../../provider/kube/raw.ts';
 import { byLabel, createInformer, type Informer } from '../../provider/runtime/informer.ts';
-import { ConfigMaps, type KubeObject, type ResourceKind } from '../../provider/runtime/kinds.ts';
+import { ConfigMaps, type KubeObject, type ResourceKind } from '../../provider/kube/kinds.ts';
 import { startCutProxy } from '../harness/proxy.ts';
 import { startControlPlane, waitForCrds, type ControlPlane } from '../harness/controlplane.ts';
 

@@ -4,7 +4,7 @@ import test from 'ava';
 import { raw } from '../../provider/kube/raw.ts';
 import { controller, mapOwner } from '../../provider/runtime/controller.ts';
 import { createInformer } from '../../provider/runtime/informer.ts';
-import { ConfigMaps, Secrets } from '../../provider/runtime/kinds.ts';
+import { ConfigMaps, Secrets } from '../../provider/kube/kinds.ts';
 import { createLeaderElector } from '../../provider/runtime/leaderelection.ts';
 import { startManager } from '../../provider/runtime/manager.ts';
 import { startCutProxy } from '../harness/proxy.ts';

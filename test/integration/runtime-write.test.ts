@@ -5,7 +5,7 @@ import test from 'ava';
 import { raw } from '../../provider/kube/raw.ts';
 import { getCondition, setCondition, setV1Beta1Condition } from '../../provider/runtime/conditions.ts';
 import { EventRecorder } from '../../provider/runtime/events.ts';
-import type { KubeObject, ResourceKind } from '../../provider/runtime/kinds.ts';
+import type { KubeObject, ResourceKind } from '../../provider/kube/kinds.ts';
 import { PatchConflict, patchHelper } from '../../provider/runtime/patch.ts';
 import { startControlPlane, waitForCrds, type ControlPlane } from '../harness/controlplane.ts';
 

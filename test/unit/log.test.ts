@@ -1,5 +1,5 @@
 import test from 'ava';
-import { createLogger } from '../../provider/log.ts';
+import { createLogger } from '../../common/log.ts';
 
 test('log lines are JSON with bound context, and secret-looking fields are redacted', (t) => {
   const lines: string[] = [];

@@ -1,7 +1,7 @@
 // From the agent's last report to the HostHealthy condition MachineHealthCheck acts on.
 import test from 'ava';
 import { hostHealthyCondition } from '../../../provider/health/condition.ts';
-import type { CheckResult } from '../../../agent/protocol.ts';
+import type { CheckResult } from '../../../common/agent-protocol.ts';
 
 const ok = (name: string): CheckResult => ({ name, status: 'ok', reason: 'Ok', message: '' });
 const t0 = Date.parse('2026-03-01T10:00:00Z');

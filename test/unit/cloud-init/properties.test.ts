@@ -8,6 +8,9 @@ import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync 
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { stringify } from 'yaml';
+
+/** As cloud-init (PyYAML) reads it: YAML 1.1, where ON, yes, y and friends are booleans unless quoted. */
+const yaml11 = (o: unknown) => stringify(o, { version: '1.1' });
 import { render } from '../../../cloud-init/index.ts';
 
 const meta = { instance_id: 'prop', local_hostname: 'prop' };
@@ -52,7 +55,7 @@ test('any path and content is written byte-exact with its mode, and never execut
         const path = '/' + segments.join('/');
         const data =
           '#cloud-config\n' +
-          stringify({
+          yaml11({
             write_files: [
               {
                 path,
@@ -85,7 +88,7 @@ test('plain (non-base64) text content is written byte-exact, including quotes, $
     fc.asyncProperty(fc.oneof(fc.string({ maxLength: 200 }), hostile(marker)), async (text) => {
       const clean = text.replaceAll('\0', '').replaceAll('\r', '');
       const root = join(base, String(n++));
-      const data = '#cloud-config\n' + stringify({ write_files: [{ path: '/etc/x.conf', content: clean }] });
+      const data = '#cloud-config\n' + yaml11({ write_files: [{ path: '/etc/x.conf', content: clean }] });
       const out = await execa('sh', ['-c', render(data, { metaData: meta, root }).script], { reject: false });
       const ok = out.exitCode === 0 && readFileSync(join(root, 'etc/x.conf'), 'utf8') === clean;
       rmSync(root, { recursive: true, force: true });
@@ -112,7 +115,7 @@ test('a runcmd list reaches the program as the exact argv, unexpanded', async (t
       ),
       async (args) => {
         const out = join(base, `argv-${n++}`);
-        const data = '#cloud-config\n' + stringify({ runcmd: [[dump, out, ...args]] });
+        const data = '#cloud-config\n' + yaml11({ runcmd: [[dump, out, ...args]] });
         const r = await execa('sh', ['-c', render(data, { metaData: meta, root: join(base, `r-${n}`) }).script], {
           reject: false,
         });

@@ -9,8 +9,11 @@ const ready: MachineFacts = {
   paused: false,
   clusterInfraProvisioned: true,
   bootstrapDataReady: true,
+  controlPlane: true,
+  availableHosts: 3,
   providerIDSet: false,
   provisioned: false,
+  agentEnabled: true,
 };
 const host: HostFacts = {
   name: 'pool-a-10-0-0-1',
@@ -19,7 +22,16 @@ const host: HostFacts = {
   bootstrapSucceeded: false,
   agentInstalled: false,
   reset: false,
+  run: 'none',
 };
+
+test('a worker claims only when it can go on at once; a control-plane machine claims early (the endpoint rule)', (t) => {
+  const worker = { ...ready, controlPlane: false };
+  t.like(nextMachineStep({ ...worker, clusterInfraProvisioned: false }), { reason: 'WaitingForClusterInfrastructure' });
+  t.like(nextMachineStep({ ...worker, bootstrapDataReady: false }), { reason: 'WaitingForBootstrapData' });
+  t.like(nextMachineStep(worker), { kind: 'claim-host' });
+  t.like(nextMachineStep({ ...ready, bootstrapDataReady: false }), { kind: 'claim-host' });
+});
 
 test('a new machine claims a host early, and waits with a reason for what CAPI must provide before it runs anything', (t) => {
   t.like(nextMachineStep({ ...ready, ownerMachine: false }), { kind: 'wait', reason: 'WaitingForOwnerMachine' });
@@ -35,15 +47,32 @@ test('a new machine claims a host early, and waits with a reason for what CAPI m
 
 test('provisioning walks claim, preflight, bootstrap, agent, provisioned, in that order', (t) => {
   t.like(nextMachineStep(ready), { kind: 'claim-host' });
-  t.like(nextMachineStep({ ...ready, noHostAvailable: true }), { kind: 'wait', reason: 'NoHostAvailable' });
+  // The plan, not the claim, decides that there is nothing to claim.
+  t.like(nextMachineStep({ ...ready, availableHosts: 0 }), { kind: 'wait', reason: 'NoHostAvailable' });
   t.like(nextMachineStep({ ...ready, host }), { kind: 'preflight', host: host.name });
   const pre = { ...host, preflightPassed: true };
-  t.like(nextMachineStep({ ...ready, host: pre }), { kind: 'bootstrap' });
+  t.like(nextMachineStep({ ...ready, host: pre }), { kind: 'start-bootstrap' });
+  t.like(nextMachineStep({ ...ready, host: { ...pre, run: 'running' } }), { kind: 'follow-bootstrap' });
+  t.like(nextMachineStep({ ...ready, host: { ...pre, run: 'finished' } }), { kind: 'finish-bootstrap' });
   const boot = { ...pre, bootstrapSucceeded: true };
   t.like(nextMachineStep({ ...ready, host: boot }), { kind: 'install-agent' });
+  t.like(nextMachineStep({ ...ready, agentEnabled: false, host: boot }), { kind: 'set-provisioned' });
   const agent = { ...boot, agentInstalled: true };
   t.like(nextMachineStep({ ...ready, host: agent }), { kind: 'set-provisioned' });
   t.like(nextMachineStep({ ...ready, host: agent, providerIDSet: true, provisioned: true }), { kind: 'done' });
+});
+
+test('a failed bootstrap is final: nothing more runs on the host, the failure stays as it was written', (t) => {
+  const pre = { ...host, preflightPassed: true };
+  t.like(nextMachineStep({ ...ready, host: pre, bootstrapFailure: 'step kubeadm exited 1' }), {
+    kind: 'wait',
+    reason: 'BootstrapFailed',
+    message: 'step kubeadm exited 1',
+  });
+  // A run that ended is recorded first (the failure comes from it).
+  t.like(nextMachineStep({ ...ready, host: { ...pre, run: 'finished' }, bootstrapFailure: 'x' }), {
+    kind: 'finish-bootstrap',
+  });
 });
 
 test('a quarantined host is never provisioned', (t) => {
@@ -70,6 +99,7 @@ test('property: no fact combination releases a host that was not reset, or runs 
     bootstrapSucceeded: fc.boolean(),
     agentInstalled: fc.boolean(),
     reset: fc.boolean(),
+    run: fc.constantFrom('none', 'running', 'finished'),
   }) as fc.Arbitrary<HostFacts>;
   const facts = fc.record({
     deleting: fc.boolean(),
@@ -78,19 +108,25 @@ test('property: no fact combination releases a host that was not reset, or runs 
     paused: fc.boolean(),
     clusterInfraProvisioned: fc.boolean(),
     bootstrapDataReady: fc.boolean(),
+    controlPlane: fc.boolean(),
     host: fc.option(hostArb, { nil: undefined }),
-    noHostAvailable: fc.boolean(),
+    availableHosts: fc.nat(3),
     providerIDSet: fc.boolean(),
     provisioned: fc.boolean(),
+    bootstrapFailure: fc.option(fc.string(), { nil: undefined }),
+    agentEnabled: fc.boolean(),
   });
   fc.assert(
     fc.property(facts, (f) => {
       const step = nextMachineStep(f);
       if (step.kind === 'release-host') return f.host?.reset === true && f.host.phase !== 'Quarantined';
       if (f.paused) return step.kind === 'wait' || step.kind === 'done';
-      if (['preflight', 'bootstrap', 'install-agent'].includes(step.kind)) {
+      if (['preflight', 'start-bootstrap', 'install-agent'].includes(step.kind)) {
         return f.host?.phase !== 'Quarantined' && f.bootstrapDataReady && f.clusterInfraProvisioned;
       }
+      if (step.kind === 'start-bootstrap' && f.bootstrapFailure !== undefined) return false;
+      if (step.kind === 'claim-host' && f.availableHosts === 0) return false;
+      if (step.kind === 'claim-host' && !f.controlPlane) return f.bootstrapDataReady && f.clusterInfraProvisioned;
       return true;
     }),
   );

@@ -1,7 +1,7 @@
 // How the agent lives on a host: where its files go, its systemd unit, and the shell that starts
 // and stops it with or without systemd. The provider's installer (provider/health/install.ts)
 // uploads these; the reset runs stopScript() through removeAgentScript().
-import { shQuote } from '../cloud-init/quote.ts';
+import { shQuote } from './quote.ts';
 
 export const hostPaths = {
   dir: '/opt/capbm',

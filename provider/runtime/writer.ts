@@ -2,21 +2,28 @@
 // write sends only what changed since the last one (patch.ts: merge patches, conditions merged
 // per type), and continues from what the server returned.
 import type { KubeConfig } from '@kubernetes/client-node';
-import type { KubeObject, ResourceKind } from '../runtime/kinds.ts';
-import { patchObject } from '../runtime/patch.ts';
+import type { KubeObject, ResourceKind } from '../kube/kinds.ts';
+import { patchObject } from './patch.ts';
+
+export interface WriterOptions<T> {
+  /** Condition types this writer owns: its change wins over another writer's (patch.ts). */
+  owned?: string[];
+  /** Called with the object as the server returned it after every write that sent something. */
+  onWritten?: (obj: T) => void;
+}
 
 export class Writer<T extends KubeObject> {
   obj: T;
   #saved: T;
   readonly #kc: KubeConfig;
   readonly #kind: ResourceKind;
-  readonly #owned: string[];
+  readonly #o: WriterOptions<T>;
   #chain: Promise<void> = Promise.resolve();
 
-  constructor(kc: KubeConfig, kind: ResourceKind, fetched: T, ownedConditions: string[] = []) {
+  constructor(kc: KubeConfig, kind: ResourceKind, fetched: T, o: WriterOptions<T> = {}) {
     this.#kc = kc;
     this.#kind = kind;
-    this.#owned = ownedConditions;
+    this.#o = o;
     this.#saved = structuredClone(fetched);
     this.obj = structuredClone(fetched);
   }
@@ -29,10 +36,11 @@ export class Writer<T extends KubeObject> {
         this.#kc,
         this.#kind,
         { before: this.#saved, after: this.obj },
-        { ownedConditions: this.#owned },
+        { ownedConditions: this.#o.owned ?? [] },
       );
       this.#saved = structuredClone(r.object);
       this.obj = structuredClone(r.object);
+      if (r.patchedMain || r.patchedStatus) this.#o.onWritten?.(r.object);
     });
     this.#chain = run.catch(() => {});
     return run;

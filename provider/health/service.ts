@@ -2,30 +2,32 @@
 // report endpoint, the install at the end of provisioning, and the HostHealthy condition on the
 // BareMetalMachine and on the workload cluster's Node (where a MachineHealthCheck reads it).
 //
-// Reports are kept in memory; a report that changes a machine's HostHealthy status enqueues the
-// machine, and the machine reconciler writes the condition (one writer per object). A sweep
-// enqueues machines whose agent fell silent, so HostHealthy turns Unknown (ReportsStopped).
-// The endpoint should be reached through a Service routed to the leader; with leader election, a
-// standby that receives a report keeps it, but only the leader writes.
+// Reports are kept in memory; a report that changes a machine's HostHealthy status sends the
+// machine's key on the `wake` channel, and the machine reconciler writes the condition (one writer
+// per object). A sweep wakes machines whose agent fell silent, so HostHealthy turns Unknown
+// (ReportsStopped). Reports must reach the leader: one replica, or a Service routed to the leader;
+// a standby that receives a report keeps it, but only the leader writes.
 import { KubeConfig } from '@kubernetes/client-node';
+import type { Logger } from '../../common/log.ts';
+import type { Report } from '../../common/agent-protocol.ts';
 import type { BareMetalHost } from '../api/host.ts';
-import type { Report } from '../../agent/protocol.ts';
-import { hostHealthyCondition, HostHealthyCondition } from '../health/condition.ts';
-import { installAgent, removeAgentScript } from '../health/install.ts';
-import { setNodeCondition } from '../health/node.ts';
-import {
-  issueAgentCertificate,
-  issueHealthServerCertificate,
-  loadOrCreateAgentCa,
-  type AgentCaData,
-} from '../health/pki.ts';
-import { startHealthServer, type HealthServer } from '../health/server.ts';
-import { ApiError, raw } from '../kube/raw.ts';
-import type { Logger } from '../log.ts';
+import type { BareMetalMachine } from '../api/machine.ts';
+import type { AgentInstall, NodeAgent } from './node-agent.ts';
+import { createSecret, readSecret } from '../kube/secrets.ts';
 import { getCondition, type ConditionInput } from '../runtime/conditions.ts';
+import type { Informer } from '../runtime/informer.ts';
+import type { Channel } from '../runtime/source.ts';
 import type { CertificateAuthority } from '../pki/certificate.ts';
-import type { SshConnection } from '../ssh/index.ts';
-import { ClusterNameLabel, type BareMetalMachine } from './kinds.ts';
+import { SshError, type SshSession } from '../ssh/index.ts';
+import { hostHealthyCondition, HostHealthyCondition } from './condition.ts';
+import { installAgent, removeAgentScript } from './install.ts';
+import { setNodeCondition } from './node.ts';
+import { issueAgentCertificate, issueHealthServerCertificate, loadOrCreateAgentCa } from './pki.ts';
+import { startHealthServer, type HealthServer } from './server.ts';
+
+const ClusterNameLabel = 'cluster.x-k8s.io/cluster-name';
+/** The index of the host informer by host name (controllers/index.ts builds it). */
+export const HostNameIndex = 'name';
 
 export interface AgentOptions {
   /** Where the endpoint listens, e.g. 0.0.0.0:9443. */
@@ -37,8 +39,20 @@ export interface AgentOptions {
   caSecret: { namespace: string; name: string };
   intervalSeconds: number;
   unknownAfterMs: number;
-  /** Built-in checks to turn off (e.g. kubelet on hosts that run none). */
+  /** Built-in checks to turn off (e.g. kubelet where no kubelet runs). */
   disabledChecks: string[];
+  /** The built agent bundle (health/bundle.ts); default dist/agent/capbm-agent.mjs. */
+  bundlePath?: string;
+}
+
+export interface AgentDeps {
+  kc: KubeConfig;
+  log: Logger;
+  /** Hosts, with the HostNameIndex index; machines: who holds a host, and their HostHealthy. */
+  hosts: Informer<BareMetalHost>;
+  machines: Informer<BareMetalMachine>;
+  /** Where the keys of machines whose HostHealthy should be written again are sent. */
+  wake: Channel;
 }
 
 interface Seen {
@@ -46,40 +60,28 @@ interface Seen {
   at: number;
 }
 
-const b64 = (s: string) => Buffer.from(s).toString('base64');
-
-async function caFromSecret(kc: KubeConfig, ref: AgentOptions['caSecret']): Promise<CertificateAuthority> {
-  const path = `/api/v1/namespaces/${ref.namespace}/secrets/${ref.name}`;
-  let data: Partial<AgentCaData> | undefined;
-  try {
-    const s = await raw<{ data?: Record<string, string> }>(kc, 'GET', path);
-    data = Object.fromEntries(
-      Object.entries(s.data ?? {}).map(([k, v]) => [k, Buffer.from(v, 'base64').toString('utf8')]),
-    );
-  } catch (err) {
-    if (!(err instanceof ApiError && err.code === 404)) throw err;
+/**
+ * The agent CA from its Secret, creating it when there is none. When two replicas create it at
+ * once, the one whose create is refused (409) reads the winner's CA and uses that: every replica
+ * signs with the one CA the Secret holds.
+ */
+export async function loadAgentCa(kc: KubeConfig, ref: AgentOptions['caSecret']): Promise<CertificateAuthority> {
+  for (let attempt = 0; attempt < 3; attempt++) {
+    const stored = await readSecret(kc, ref.namespace, ref.name);
+    const r = await loadOrCreateAgentCa(stored?.data);
+    if (!r.created) return r.ca;
+    if (await createSecret(kc, ref.namespace, ref.name, { ...r.data })) return r.ca;
   }
-  const r = await loadOrCreateAgentCa(data);
-  if (r.created) {
-    await raw(kc, 'POST', `/api/v1/namespaces/${ref.namespace}/secrets`, {
-      apiVersion: 'v1',
-      kind: 'Secret',
-      type: 'Opaque',
-      metadata: { name: ref.name, namespace: ref.namespace },
-      data: { 'ca.crt': b64(r.data['ca.crt']), 'ca.key': b64(r.data['ca.key']) },
-    }).catch(async (err: unknown) => {
-      // Another replica made it first: use theirs.
-      if (!(err instanceof ApiError && err.code === 409)) throw err;
-      return caFromSecret(kc, ref);
-    });
-  }
-  return r.ca;
+  throw new Error(
+    `the agent CA Secret ${ref.namespace}/${ref.name} was created and then removed while being read: check who deletes it`,
+  );
 }
 
-export class AgentService {
+export class AgentService implements NodeAgent {
   readonly o: AgentOptions;
   readonly #kc: KubeConfig;
   readonly #log: Logger;
+  readonly #d: AgentDeps;
   #ca: CertificateAuthority | undefined;
   #server: HealthServer | undefined;
   readonly #seen = new Map<string, Seen>();
@@ -88,21 +90,47 @@ export class AgentService {
   readonly #onNode = new Map<string, string>();
   readonly #workloads = new Map<string, { version: string; kc: KubeConfig }>();
   #sweep: NodeJS.Timeout | undefined;
-  /** Set by the wiring (controllers/index.ts): wakes the machine holding a host. */
-  onChange: (host: string) => void = () => {};
-  /** Set by the wiring: whether a host may report (claimed and provisioned). */
-  knownHost: (host: string) => boolean = () => false;
-  /** Set by the wiring: hosts whose HostHealthy would change by time alone (silence). */
-  silentHosts: () => string[] = () => [];
 
-  constructor(kc: KubeConfig, o: AgentOptions, log: Logger) {
-    this.#kc = kc;
+  constructor(d: AgentDeps, o: AgentOptions) {
+    this.#d = d;
+    this.#kc = d.kc;
     this.o = o;
-    this.#log = log.with({ component: 'agent-endpoint' });
+    this.#log = d.log.with({ component: 'agent-endpoint' });
+  }
+
+  /** The host of that name that a machine holds, and the holder's key. */
+  #holder(name: string): { host: BareMetalHost; key: string } | undefined {
+    const host = this.#d.hosts.byIndex(HostNameIndex, name).find((h) => h.spec.consumerRef);
+    const c = host?.spec.consumerRef;
+    return host && c ? { host, key: `${c.namespace}/${c.name}` } : undefined;
+  }
+
+  /** Wakes the machine holding the host. */
+  #wakeHolder(name: string): void {
+    const h = this.#holder(name);
+    if (h) this.#d.wake.send(h.key);
+  }
+
+  /** Only a claimed, provisioned host may report. */
+  knownHost(name: string): boolean {
+    return this.#holder(name)?.host.status?.phase === 'Provisioned';
+  }
+
+  /** Hosts whose HostHealthy would change by time alone (silence). */
+  silentHosts(): string[] {
+    return this.#d.hosts
+      .list()
+      .filter((h) => h.status?.phase === 'Provisioned' && h.spec.consumerRef)
+      .filter((h) => {
+        const m = this.#d.machines.get(h.spec.consumerRef!.namespace, h.spec.consumerRef!.name);
+        const cond = this.condition(h.metadata.name);
+        return m !== undefined && cond !== undefined && hostHealthyChanged(m, cond);
+      })
+      .map((h) => h.metadata.name);
   }
 
   async start(): Promise<void> {
-    this.#ca = await caFromSecret(this.#kc, this.o.caSecret);
+    this.#ca = await loadAgentCa(this.#kc, this.o.caSecret);
     const url = new URL(this.o.reportUrl);
     const isIp = /^[\d.]+$|:/.test(url.hostname);
     const serverCert = await issueHealthServerCertificate(this.#ca, {
@@ -120,7 +148,7 @@ export class AgentService {
     this.#log.info('agent endpoint listening', { port: this.#server.port, reportUrl: this.o.reportUrl });
     // Silence is noticed by time, not by an event: look every quarter of the allowed silence.
     this.#sweep = setInterval(
-      () => this.silentHosts().forEach((h) => this.onChange(h)),
+      () => this.silentHosts().forEach((h) => this.#wakeHolder(h)),
       Math.max(1000, this.o.unknownAfterMs / 4),
     );
     this.#sweep.unref();
@@ -139,7 +167,7 @@ export class AgentService {
     const before = this.condition(report.host);
     this.#seen.set(report.host, { report, at: Date.now() });
     const after = this.condition(report.host);
-    if (before?.status !== after?.status || before?.reason !== after?.reason) this.onChange(report.host);
+    if (before?.status !== after?.status || before?.reason !== after?.reason) this.#wakeHolder(report.host);
   }
 
   /**
@@ -154,7 +182,7 @@ export class AgentService {
   }
 
   /** Installs (or refreshes) the agent with a fresh client certificate naming the host. */
-  async install(conn: SshConnection, m: BareMetalMachine, h: BareMetalHost): Promise<void> {
+  async install(conn: SshSession, m: BareMetalMachine, h: BareMetalHost): Promise<void> {
     if (!this.#ca) throw new Error('the agent endpoint is not started');
     const identity = await issueAgentCertificate(this.#ca, h.metadata.name);
     const out = await installAgent(conn, {
@@ -166,10 +194,25 @@ export class AgentService {
       disabledChecks: this.o.disabledChecks,
       identity: { certPem: identity.certPem, keyPem: identity.keyPem },
       caPem: this.#ca.certPem,
+      ...(this.o.bundlePath ? { bundlePath: this.o.bundlePath } : {}),
     });
     this.#installed.set(h.metadata.name, Date.now());
     this.#seen.delete(h.metadata.name);
     this.#log.info('agent installed', { host: h.metadata.name, mode: out.mode, bytes: out.bytes });
+  }
+
+  /**
+   * Installs the agent; what stands in the way of running it (no runtime for the host's
+   * architecture, no bundle) is a result, an SSH failure is thrown (the connection is gone).
+   */
+  async installResult(conn: SshSession, m: BareMetalMachine, h: BareMetalHost): Promise<AgentInstall> {
+    try {
+      await this.install(conn, m, h);
+      return { installed: true };
+    } catch (err) {
+      if (err instanceof SshError) throw err;
+      return { installed: false, message: (err as Error).message };
+    }
   }
 
   removeScript(): string {
@@ -183,18 +226,15 @@ export class AgentService {
   }
 
   /** The workload cluster's kubeconfig, from the `<cluster>-kubeconfig` Secret CAPI keeps. */
-  async #workload(ns: string, cluster: string): Promise<KubeConfig> {
-    const s = await raw<{ metadata: { resourceVersion: string }; data?: { value?: string } }>(
-      this.#kc,
-      'GET',
-      `/api/v1/namespaces/${ns}/secrets/${cluster}-kubeconfig`,
-    );
+  async #workload(ns: string, cluster: string): Promise<KubeConfig | undefined> {
+    const s = await readSecret(this.#kc, ns, `${cluster}-kubeconfig`);
+    if (!s?.data.value) return undefined;
     const key = `${ns}/${cluster}`;
     const cached = this.#workloads.get(key);
-    if (cached?.version === s.metadata.resourceVersion) return cached.kc;
+    if (cached?.version === s.resourceVersion) return cached.kc;
     const kc = new KubeConfig();
-    kc.loadFromString(Buffer.from(s.data?.value ?? '', 'base64').toString('utf8'));
-    this.#workloads.set(key, { version: s.metadata.resourceVersion, kc });
+    kc.loadFromString(s.data.value);
+    this.#workloads.set(key, { version: s.resourceVersion, kc });
     return kc;
   }
 
@@ -222,7 +262,7 @@ export class AgentService {
     const cluster = m.metadata.labels?.[ClusterNameLabel];
     if (!cluster) return;
     const kc = await this.#workload(m.metadata.namespace, cluster);
-    await setNodeCondition(kc, nodeName, c);
+    if (kc) await setNodeCondition(kc, nodeName, c);
   }
 }
 
