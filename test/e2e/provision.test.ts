@@ -15,7 +15,7 @@
 import test from 'ava';
 import { API_VERSION } from '../../provider/api/common.ts';
 import type { BareMetalHost } from '../../provider/api/host.ts';
-import type { BareMetalMachine } from '../../provider/controllers/kinds.ts';
+import type { BareMetalMachine } from '../../provider/api/machine.ts';
 import { raw } from '../../provider/kube/raw.ts';
 import {
   applyClusterTemplate,

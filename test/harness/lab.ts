@@ -434,7 +434,7 @@ const started = new Map<number, LabHost>();
 
 export async function startHost(o: HostOptions): Promise<LabHost> {
   await ensureBridge();
-  cleanupStaleHosts();
+  void cleanupStaleHosts();
   const slot = reserveSlot(!!o.persistent);
   const name = `lab-${slot}`;
   const kubernetesVersion = o.kubernetesVersion ?? kubernetesVersions().current;
@@ -560,7 +560,9 @@ export async function stopHost(h: Pick<LabHost, 'slot'>): Promise<void> {
   for (let i = 0; i < 600 && !cgroupEmpty(h.slot); i++) await sleep(50);
   removeCgroups(h.slot);
   const merged = join(slotDir(h.slot), 'merged');
-  await execa('umount', ['-l', merged], { reject: false });
+  // A mount stacked twice (a boot retried) needs two unmounts.
+  for (let i = 0; i < 5 && (await execa('mountpoint', ['-q', merged], { reject: false })).exitCode === 0; i++)
+    await execa('umount', ['-l', merged], { reject: false });
   await execa('ip', ['netns', 'del', nsName(h.slot)], { reject: false });
   await execa('ip', ['link', 'del', `cbh${h.slot}`], { reject: false });
   rmSync(slotDir(h.slot), { recursive: true, force: true });
@@ -571,11 +573,14 @@ function slots(): number[] {
   return existsSync(labRoot) ? readdirSync(labRoot).map(Number).filter(Number.isInteger) : [];
 }
 
-/** Stops hosts whose (non-persistent) owner process is gone: what a killed test run left. */
-export function cleanupStaleHosts(): void {
+/**
+ * Stops hosts whose (non-persistent) owner process is gone: what a killed test run left. `hack/lab
+ * down` runs it too, so a killed run's mounts never block removing .cache/lab.
+ */
+export async function cleanupStaleHosts(): Promise<void> {
   for (const slot of slots()) {
     const s = readSlot(slot);
-    if (s && !s.persistent && !alive(s.owner)) void stopHost({ slot });
+    if (s && !s.persistent && !alive(s.owner)) await stopHost({ slot });
   }
 }
 
@@ -596,6 +601,7 @@ async function removeBridgeIfUnused(): Promise<void> {
  */
 export async function stopPersistentHosts(): Promise<void> {
   for (const slot of slots()) if (readSlot(slot)?.persistent) await stopHost({ slot });
+  await cleanupStaleHosts();
   await removeBridgeIfUnused();
 }
 
