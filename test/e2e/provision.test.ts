@@ -11,12 +11,13 @@
 //   4. the kubelet stopped on a worker: HostHealthy=False, the MachineHealthCheck replaces the
 //      machine on another host, the old host is reset;
 //   5. a worker whose agent freezes: HostHealthy=Unknown, replaced the same way;
-//   6. the cluster deleted: every host Available and clean.
+//   6. the cluster deleted: every host Available and clean; the pool deleted: its hosts are
+//      collected (owner references, kube-controller-manager); the namespace finishes deleting.
 import test from 'ava';
 import { API_VERSION } from '../../provider/api/common.ts';
 import type { BareMetalHost } from '../../provider/api/host.ts';
 import type { BareMetalMachine } from '../../provider/api/machine.ts';
-import { raw } from '../../provider/kube/raw.ts';
+import { ApiError, raw } from '../../provider/kube/raw.ts';
 import {
   applyClusterTemplate,
   clusterHealth,
@@ -362,7 +363,7 @@ test.serial('5. a worker whose agent freezes: HostHealthy=Unknown, replaced on a
   t.true(reasons.includes('HostReleased'), reasons.join(','));
 });
 
-test.serial('6. the cluster deleted: every host Available and clean', async (t) => {
+test.serial('6. the cluster deleted: every host Available and clean; pool and namespace deleted', async (t) => {
   t.timeout(10 * 60_000);
   await raw(env.cp.kc, 'DELETE', `${capi}/clusters/${cluster}`);
   await waitFor(
@@ -382,4 +383,24 @@ test.serial('6. the cluster deleted: every host Available and clean', async (t) 
   );
   for (const h of hs) await assertClean(t, h);
   t.is((await clusterHealth(env, ns, cluster).catch(() => undefined))?.machines.length ?? 0, 0);
+
+  // The management plane's kube-controller-manager collects what a deleted pool owned (its hosts),
+  // and a team's namespace finishes deleting.
+  await raw(env.cp.kc, 'DELETE', `${base}/baremetalhostpools/workers`);
+  await waitFor(
+    "the deleted pool's hosts to be collected",
+    async () => ((await hosts()).every((h) => h.spec.poolRef?.name !== 'workers') ? true : undefined),
+    120_000,
+    500,
+  );
+  await raw(env.cp.kc, 'DELETE', `/api/v1/namespaces/${ns}`);
+  await waitFor(
+    `namespace ${ns} to finish deleting`,
+    async () => {
+      const r = await raw(env.cp.kc, 'GET', `/api/v1/namespaces/${ns}`).catch((e: unknown) => e);
+      return r instanceof ApiError && r.code === 404 ? true : undefined;
+    },
+    180_000,
+    1000,
+  );
 });
