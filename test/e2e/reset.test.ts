@@ -40,6 +40,8 @@ users:
 write_files:
   - path: /etc/tenant/token
     content: a secret of the last cluster
+  - path: /run/cluster-api/placeholder
+    content: as CABPK writes it, to make the folder (a server's /run starts empty)
 runcmd:
   - touch /run/cluster-api/bootstrap-success.complete
 `;
