@@ -512,7 +512,7 @@ export function waitForClusterAvailable(
   timeoutMs = 600_000,
   progress?: (h: ClusterHealth) => void,
 ): Promise<ClusterHealth> {
-  return waitFor(
+  const waited = waitFor(
     `cluster ${ns}/${name} Available with ${machineCount} Ready machines`,
     async () => {
       const h = await clusterHealth(env, ns, name);
@@ -528,4 +528,26 @@ export function waitForClusterAvailable(
     timeoutMs,
     2000,
   );
+  // A timeout says why, in the provider's words: the conditions of its machines that are not True.
+  return waited.catch(async (err: Error) => {
+    const why = await machineProblems(env, ns, name).catch(() => '');
+    throw new Error(why ? `${err.message}\n${why}` : err.message);
+  });
+}
+
+/** Each BareMetalMachine of the cluster with its conditions that are not True (reason: message). */
+async function machineProblems(env: Env, ns: string, name: string): Promise<string> {
+  const list = await raw<{
+    items: Array<{ metadata: { name: string }; status?: { phase?: string; conditions?: Condition[] } }>;
+  }>(
+    env.cp.kc,
+    'GET',
+    `/apis/${API_VERSION}/namespaces/${ns}/baremetalmachines?labelSelector=${encodeURIComponent(`cluster.x-k8s.io/cluster-name=${name}`)}`,
+  );
+  return list.items
+    .map((m) => {
+      const bad = (m.status?.conditions ?? []).filter((c) => c.status !== 'True' && c.type !== 'Paused');
+      return `  ${m.metadata.name} (${m.status?.phase ?? 'no phase'}): ${bad.map((c) => `${c.type}=${c.status} ${c.reason ?? ''}: ${c.message ?? ''}`).join('; ') || 'every condition True'}`;
+    })
+    .join('\n');
 }
