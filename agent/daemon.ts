@@ -1,9 +1,11 @@
 // The agent's loop: every interval, run the checks, report them to the provider, learn the clock
 // skew from the answer, and renew the agent's own certificate when two thirds of its life are
-// gone. The agent renews itself (POST /v1/renew over its current identity) so that a host the
-// provider does not reconcile for a day still reports; the provider refuses renewals for hosts
-// it no longer knows, so a released host's identity dies within one certificate lifetime.
-import { randomBytes } from 'node:crypto';
+// gone. The agent renews itself (POST /v1/renew over its current identity, sending a new public
+// key and a proof that it holds the private one, which never leaves the host) so that a host the
+// provider does not reconcile for a day still reports. The provider accepts only the newest
+// certificate of the host's current claim: a reset or reinstall ends the old identity at once.
+import { createSign, generateKeyPair, randomBytes, X509Certificate } from 'node:crypto';
+import { promisify } from 'node:util';
 import { readFileSync, renameSync, writeFileSync } from 'node:fs';
 import type { Logger } from '../common/log.ts';
 import { runChecks, newCheckState, type CheckState } from './checks/index.ts';
@@ -14,7 +16,9 @@ import type { AgentConfig } from './config.ts';
 import {
   needsRotation,
   renewPath,
+  renewProof,
   reportPath,
+  type RenewRequest,
   type Rejected,
   type Renewed,
   type Report,
@@ -44,6 +48,17 @@ function writeSecretFile(path: string, content: string): void {
   const tmp = `${path}.new`;
   writeFileSync(tmp, content, { mode: 0o600 });
   renameSync(tmp, path);
+}
+
+const generateRsa = promisify(generateKeyPair);
+
+/** The agent's next key pair (RSA: the provider's signer takes only RSA subject keys). */
+function newKeyPair(): Promise<{ publicKey: string; privateKey: string }> {
+  return generateRsa('rsa', {
+    modulusLength: 2048,
+    publicKeyEncoding: { type: 'spki', format: 'pem' },
+    privateKeyEncoding: { type: 'pkcs8', format: 'pem' },
+  });
 }
 
 function sleep(ms: number, signal?: AbortSignal): Promise<void> {
@@ -133,15 +148,19 @@ class Agent {
 
   async renewIfDue(): Promise<void> {
     if (!needsRotation(this.id.certPem, Date.now() + this.offsetMs, this.cfg.renewFraction)) return;
-    const x = await this.client.post<Renewed | Rejected>(renewPath, { host: this.cfg.host });
+    const keys = await newKeyPair();
+    const serial = new X509Certificate(this.id.certPem).serialNumber;
+    const proof = createSign('sha256').update(renewProof(this.cfg.host, serial)).sign(keys.privateKey, 'base64');
+    const body: RenewRequest = { host: this.cfg.host, publicKeyPem: keys.publicKey, proof };
+    const x = await this.client.post<Renewed | Rejected>(renewPath, body);
     if (x.status !== 200 || !x.body || !('certPem' in x.body)) {
       const b = x.body as Rejected | undefined;
       this.warn('certificate renewal refused', { status: x.status, reason: b?.reason, detail: b?.message });
       return;
     }
-    writeSecretFile(this.cfg.pki.key, x.body.keyPem);
+    writeSecretFile(this.cfg.pki.key, keys.privateKey);
     writeSecretFile(this.cfg.pki.cert, x.body.certPem);
-    this.id = { ...this.id, certPem: x.body.certPem, keyPem: x.body.keyPem };
+    this.id = { ...this.id, certPem: x.body.certPem, keyPem: keys.privateKey };
     this.client.setIdentity(this.id);
     this.o.log.info('certificate renewed');
   }

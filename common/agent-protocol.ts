@@ -14,7 +14,10 @@ export interface CheckResult {
 }
 
 export interface Report {
-  /** The BareMetalHost name; must equal the host named in the client certificate (CN=host:<name>). */
+  /**
+   * The BareMetalHost as <namespace>/<name>; must equal the host named in the client certificate
+   * (CN=host:<namespace>/<name>).
+   */
   host: string;
   machine?: { namespace: string; name: string };
   /** Strictly increasing per host, also across agent restarts (it starts at the wall clock in ms). */
@@ -40,11 +43,25 @@ export interface Rejected {
   time: number;
 }
 
+/**
+ * A renewal, like a CSR: the agent keeps its private key and sends the public one, with a proof
+ * that it holds the key: an RSA-SHA256 signature (base64) over renewProof(host, serial of the
+ * certificate it presents). A proof cannot be replayed with another certificate.
+ */
+export interface RenewRequest {
+  host: string;
+  publicKeyPem: string;
+  proof: string;
+}
+
 export interface Renewed {
   certPem: string;
-  /** Secret: written to a 0600 file, never logged. */
-  keyPem: string;
   time: number;
+}
+
+/** What a renewal's proof signs. */
+export function renewProof(host: string, presentedSerial: string): string {
+  return `capbm-renew\n${host}\n${presentedSerial.toLowerCase()}`;
 }
 
 export type RejectReason =
@@ -54,6 +71,8 @@ export type RejectReason =
   | 'NotFound'
   | 'Forbidden'
   | 'UnknownHost'
+  | 'Revoked'
+  | 'Superseded'
   | 'CertificateExpired'
   | 'Stale'
   | 'FromFuture'
@@ -64,9 +83,12 @@ export type RejectReason =
 export const reportPath = '/v1/report';
 export const renewPath = '/v1/renew';
 export const hostCommonNamePrefix = 'host:';
+/** The certificate's OU: claim:<host UID>/<machine UID>, the one claim of the host it was issued for. */
+export const claimUnitPrefix = 'claim:';
 
 export const limits = {
-  hostName: 253,
+  /** <namespace>/<name> */
+  hostName: 63 + 1 + 253,
   checks: 64,
   checkName: 128,
   reason: 64,
@@ -74,11 +96,19 @@ export const limits = {
   nonce: 64,
 } as const;
 
-/** The host named by a client certificate's subject (CN=host:<name>), or undefined. */
+/** The host named by a client certificate's subject (CN=host:<namespace>/<name>), or undefined. */
 export function hostOfSubject(subject: string): string | undefined {
-  for (const part of subject.split('\n')) {
-    if (part.startsWith(`CN=${hostCommonNamePrefix}`)) return part.slice(3 + hostCommonNamePrefix.length) || undefined;
-  }
+  return field(subject, `CN=${hostCommonNamePrefix}`);
+}
+
+/** The claim a client certificate was issued for (OU=claim:<host UID>/<machine UID>), or undefined. */
+export function claimOfSubject(subject: string): { hostUid: string; machineUid: string } | undefined {
+  const [hostUid, machineUid, ...rest] = (field(subject, `OU=${claimUnitPrefix}`) ?? '').split('/');
+  return hostUid && machineUid && rest.length === 0 ? { hostUid, machineUid } : undefined;
+}
+
+function field(subject: string, prefix: string): string | undefined {
+  for (const part of subject.split('\n')) if (part.startsWith(prefix)) return part.slice(prefix.length) || undefined;
   return undefined;
 }
 

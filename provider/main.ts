@@ -31,6 +31,7 @@ function agentOptions(flags: ManagerFlags): AgentOptions | undefined {
     intervalSeconds: Math.max(1, Math.round(flags.agentIntervalMs / 1000)),
     unknownAfterMs: flags.agentUnknownAfterMs,
     disabledChecks: flags.agentDisabledChecks,
+    maxConnections: flags.agentMaxConnections,
   };
 }
 

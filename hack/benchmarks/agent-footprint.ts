@@ -159,7 +159,7 @@ async function agentProcess(): Promise<void> {
   }
   writeFileSync(join(root, 'proc/meminfo'), readFileSync('/proc/meminfo'));
   const run = async (label: string, flags: string[], host: string) => {
-    const id = await issueAgentCertificate(ca, host);
+    const id = await issueAgentCertificate(ca, { host: `bench/${host}`, hostUid: `uid-${host}`, machineUid: 'bench' });
     const pki = join(dir, host);
     mkdirSync(pki);
     writeFileSync(join(pki, 'crt'), id.certPem);
@@ -169,7 +169,7 @@ async function agentProcess(): Promise<void> {
     writeFileSync(
       config,
       JSON.stringify({
-        host,
+        host: `bench/${host}`,
         reportUrl: srv.url,
         intervalSeconds: 1,
         root,

@@ -1,7 +1,7 @@
 // hack/bench agents [N] [SECONDS]: N simulated node agents (default 10000) report every 10 s over
 // mutual TLS to the real health endpoint on 127.0.0.1 for SECONDS (default 60). The endpoint runs
 // in this process, as in the manager; the agents run in two child processes (one per vCPU), each
-// agent with its own certificate (CN=host:<name>) and a keep-alive connection, like the real one.
+// agent with its own certificate (CN=host:<namespace>/<name>, OU=claim:<host UID>/<machine UID>) and a keep-alive connection, like the real one.
 // Prints this process's CPU seconds and peak RSS, and p50/p99 from a report's arrival to its
 // HostHealthy condition computed. Bounded: every agent stops at the deadline; loopback only.
 import { fork, type ChildProcess } from 'node:child_process';
@@ -65,7 +65,10 @@ function agentCertificates(init: WorkerInit, spkiDer: Buffer): string[] {
     c.serialNumber = '01' + randomBytes(15).toString('hex');
     c.validity.notBefore = new Date(now - 300_000);
     c.validity.notAfter = new Date(now + 86_400_000);
-    c.setSubject([{ name: 'commonName', value: `host:${h}` }]);
+    c.setSubject([
+      { name: 'commonName', value: `host:${h}` },
+      { name: 'organizationalUnitName', value: `claim:uid-${h.split('/')[1]}/bench` },
+    ]);
     c.setIssuer(caCert.subject.attributes);
     c.setExtensions([
       { name: 'basicConstraints', cA: false, critical: true },
@@ -215,7 +218,7 @@ async function main(): Promise<void> {
       reports++;
     },
   });
-  const hosts = Array.from({ length: n }, (_, i) => `bench-host-${i}`);
+  const hosts = Array.from({ length: n }, (_, i) => `bench/host-${i}`);
   const halves = [hosts.slice(0, Math.ceil(n / 2)), hosts.slice(Math.ceil(n / 2))].filter((h) => h.length);
   const self = fileURLToPath(import.meta.url);
   const children: ChildProcess[] = halves.map(() =>

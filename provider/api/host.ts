@@ -47,6 +47,14 @@ export const hostStatus = object({
   hostKeyFingerprint: string({ description: 'The SSH host key last seen (SHA256).' }),
   facts: object({ os: string(), kernel: string(), arch: string(), cpus: int(), memoryKiB: int() }),
   lastResetTime: time(),
+  agentCertificate: object(
+    { serial: string(), notBefore: time() },
+    {
+      required: ['serial', 'notBefore'],
+      description:
+        "The node agent's newest certificate for this claim: only it may report and renew. Cleared by the reset.",
+    },
+  ),
   conditions,
 });
 

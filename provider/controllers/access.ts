@@ -5,11 +5,11 @@ import type { KubeConfig } from '@kubernetes/client-node';
 import type { BareMetalHost } from '../api/host.ts';
 import type { BareMetalHostPool, PoolSpec } from '../api/pool.ts';
 import { InvalidName } from '../kube/kinds.ts';
-import { readSecret } from '../kube/secrets.ts';
+import { readSecret, SecretForbidden } from '../kube/secrets.ts';
 import type { Credentials, HostKeyPolicy, Privilege, Target } from '../ssh/index.ts';
 
 /** Every way a pool's settings can fail to give an SSH target, closed. */
-export type AccessReason = 'PoolNotFound' | 'SecretNotFound' | 'SecretInvalid' | 'HostKeyNotPinned';
+export type AccessReason = 'PoolNotFound' | 'SecretNotFound' | 'SecretForbidden' | 'SecretInvalid' | 'HostKeyNotPinned';
 
 /** A pool setting that cannot work; the message says what to do. Shown on the machine and the host. */
 export class AccessError extends Error {
@@ -26,6 +26,7 @@ async function secretData(kc: KubeConfig, namespace: string, name: string): Prom
   const s = await readSecret(kc, namespace, name).catch((err: unknown) => {
     if (err instanceof InvalidName)
       throw new AccessError('SecretInvalid', `the pool names Secret ${err.message}: fix the pool's secretRef`);
+    if (err instanceof SecretForbidden) throw new AccessError('SecretForbidden', err.message);
     throw err;
   });
   if (!s) {

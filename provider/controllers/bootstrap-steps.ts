@@ -5,7 +5,7 @@ import { render, type RenderResult } from '../../cloud-init/index.ts';
 import { BootstrapDataError } from '../../cloud-init/errors.ts';
 import * as life from '../hosts/lifecycle.ts';
 import { InvalidName } from '../kube/kinds.ts';
-import { readSecret } from '../kube/secrets.ts';
+import { readSecret, SecretForbidden, type SecretData } from '../kube/secrets.ts';
 import { ClusterNameLabel } from './capi.ts';
 import type { SshSession } from '../ssh/index.ts';
 import { hostTarget, poolOf } from './access.ts';
@@ -23,20 +23,34 @@ const invalid = (why: string): StepResult => ({
   },
 });
 
+/** The bootstrap data Secret, or the step's result when it cannot be had (yet). */
+async function bootstrapSecret(s: Step, ns: string, name: string): Promise<SecretData | StepResult> {
+  try {
+    const secret = await readSecret(s.d.kc, ns, name);
+    if (secret) return secret;
+    // CABPK writes the Secret before it names it; a cache or a restore may lag. Not the user's fault.
+    const message = `The bootstrap data Secret ${ns}/${name} named by the Machine does not exist yet; retrying.`;
+    return { outcome: { kind: 'waiting', reason: 'WaitingForBootstrapData', message }, result: { requeue: true } };
+  } catch (err) {
+    if (err instanceof InvalidName) return invalid(`the Machine names bootstrap data Secret ${err.message}`);
+    if (!(err instanceof SecretForbidden)) throw err;
+    // Not the payload's fault: said on the machine, retried once the namespace grants it.
+    const outcome: Outcome = {
+      kind: 'problem',
+      on: C.BootstrapSucceeded,
+      reason: 'SecretForbidden',
+      message: err.message,
+    };
+    return { outcome, result: { requeueAfter: 60_000 } };
+  }
+}
+
 /** The bootstrap data Secret named by the Machine, rendered for this machine on this host. */
 async function rendered(s: Step): Promise<RenderResult | StepResult> {
   const ns = s.m.metadata.namespace;
   const name = s.owner!.spec!.bootstrap!.dataSecretName!;
-  const secret = await readSecret(s.d.kc, ns, name).catch((err: unknown) => {
-    if (err instanceof InvalidName) return err;
-    throw err;
-  });
-  if (secret instanceof InvalidName) return invalid(`the Machine names bootstrap data Secret ${secret.message}`);
-  if (!secret) {
-    // CABPK writes the Secret before it names it; a cache or a restore may lag. Not the user's fault.
-    const message = `The bootstrap data Secret ${ns}/${name} named by the Machine does not exist yet; retrying.`;
-    return { outcome: { kind: 'waiting', reason: 'WaitingForBootstrapData', message }, result: { requeue: true } };
-  }
+  const secret = await bootstrapSecret(s, ns, name);
+  if ('outcome' in secret) return secret;
   const value = secret.data.value;
   // Bootstrap data holds the cluster's CA keys and a join token: only the machine's own cluster's.
   const cluster = s.m.metadata.labels?.[ClusterNameLabel];
@@ -130,8 +144,13 @@ export function followBootstrap(s: Step): StepResult {
 async function succeeded(s: Step, r: RunResult): Promise<StepResult> {
   const h = s.host!;
   const name = h.metadata.name;
-  const host = await writeHost(s, h, life.provisioned);
-  const ok = r.agent === 'not-configured' || r.agent.installed;
+  const agent = r.agent;
+  // One write: provisioned, and the agent's certificate as the host's newest (older ones refused).
+  const host = await writeHost(s, h, (x) => {
+    life.provisioned(x);
+    if (agent !== 'not-configured' && agent.installed) life.agentCertified(x, agent.certificate);
+  });
+  const ok = agent === 'not-configured' || agent.installed;
   const provisioned = { providerID: providerID(s.m.metadata.namespace, name), address: h.spec.address };
   const outcome: Outcome = {
     kind: 'bootstrapped',

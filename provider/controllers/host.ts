@@ -6,7 +6,8 @@ import type { KubeConfig } from '@kubernetes/client-node';
 import type { BareMetalHost } from '../api/host.ts';
 import type { BareMetalHostPool } from '../api/pool.ts';
 import * as life from '../hosts/lifecycle.ts';
-import { BareMetalHosts } from '../kube/kinds.ts';
+import { BareMetalHosts, objectPath } from '../kube/kinds.ts';
+import { ApiError, raw } from '../kube/raw.ts';
 import type { ReconcileContext, Request, Result } from '../runtime/controller.ts';
 import type { EventRecorder } from '../runtime/events.ts';
 import type { Informer } from '../runtime/informer.ts';
@@ -26,19 +27,13 @@ export interface HostDeps {
 
 export function reconcileHost(d: HostDeps) {
   return async (req: Request, ctx: ReconcileContext): Promise<Result> => {
-    const h = d.hosts.get(req.namespace, req.name);
-    if (!h || h.spec.consumerRef || h.metadata.deletionTimestamp) return;
+    const cached = d.hosts.get(req.namespace, req.name);
+    if (!cached || cached.spec.consumerRef || cached.metadata.deletionTimestamp) return;
+    const action = life.unheldAction(cached);
+    if (action !== 'reset') return mark(d.kc, cached, action);
+    const h = await takeForReset(d.kc, cached);
+    if (!h) return; // it changed since the cache saw it (a claim?): decided again on its next event
     const w = new Writer(d.kc, BareMetalHosts, h);
-    switch (life.unheldAction(h)) {
-      case 'none':
-        return;
-      case 'mark-quarantined':
-        return w.update((o) => (o.status = { ...o.status, phase: 'Quarantined' }));
-      case 'mark-available':
-        return w.update(life.released);
-      case 'reset':
-        break;
-    }
     const r = await resetHost(d, h, ctx.signal);
     if (ctx.signal.aborted) return;
     await w.update((o) => {
@@ -52,4 +47,33 @@ export function reconcileHost(d: HostDeps) {
     }
     d.recorder.event(w.obj, 'Warning', 'HostQuarantined', w.obj.spec.quarantine?.message ?? r.detail);
   };
+}
+
+/** The phase a host nobody holds should show, written when it does not. */
+async function mark(kc: KubeConfig, h: BareMetalHost, action: Exclude<life.UnheldAction, 'reset'>): Promise<void> {
+  const w = new Writer(kc, BareMetalHosts, h);
+  if (action === 'mark-quarantined') await w.update((o) => (o.status = { ...o.status, phase: 'Quarantined' }));
+  if (action === 'mark-available') await w.update(life.released);
+}
+
+/**
+ * Takes the host for a reset on exactly the version the decision saw (the merge patch carries its
+ * resourceVersion, a precondition): a claim or release written since, which a lagging cache may not
+ * show yet, makes the write fail with 409 and nothing runs on the host. Returns the host as taken.
+ */
+async function takeForReset(kc: KubeConfig, h: BareMetalHost): Promise<BareMetalHost | undefined> {
+  try {
+    return await raw<BareMetalHost>(
+      kc,
+      'PATCH',
+      objectPath(BareMetalHosts, h.metadata.namespace, h.metadata.name, 'status'),
+      {
+        metadata: { resourceVersion: h.metadata.resourceVersion },
+        status: { phase: 'Deprovisioning' },
+      },
+    );
+  } catch (err) {
+    if (err instanceof ApiError && err.code === 409) return undefined;
+    throw err;
+  }
 }

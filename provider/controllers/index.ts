@@ -6,7 +6,7 @@ import type { BareMetalHost } from '../api/host.ts';
 import { HOST_PHASES } from '../api/host.ts';
 import type { BareMetalCluster, BareMetalMachine } from '../api/machine.ts';
 import type { BareMetalHostPool } from '../api/pool.ts';
-import { AgentService, HostNameIndex, type AgentOptions } from '../health/service.ts';
+import { AgentService, type AgentOptions } from '../health/service.ts';
 import { POOL_LABEL } from '../hosts/claim.ts';
 import { phaseOf } from '../hosts/lifecycle.ts';
 import { reconcilePool } from '../hosts/pool.ts';
@@ -139,7 +139,6 @@ export function buildProvider(o: ProviderOptions): Provider {
     ...base,
     indexers: {
       [ConsumerIndex]: byConsumer,
-      [HostNameIndex]: (h) => [h.metadata.name],
       [AddressIndex]: (h) => [h.spec.address],
       [PoolIndex]: (h) =>
         h.metadata.labels?.[POOL_LABEL] ? [`${h.metadata.namespace}/${h.metadata.labels[POOL_LABEL]}`] : [],

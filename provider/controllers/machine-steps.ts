@@ -214,7 +214,10 @@ export async function installAgent(s: Step): Promise<StepResult> {
   const host = s.host!.metadata.name;
   try {
     const r = await onHost(s, (conn) => agent.installResult(conn, s.m, s.host!));
-    return { outcome: { kind: 'agent', host, agent: r }, ...(r.installed ? {} : { result: { requeue: true } }) };
+    if (!r.installed) return { outcome: { kind: 'agent', host, agent: r }, result: { requeue: true } };
+    // The new certificate is the host's newest from now on: any older one is refused.
+    const h = await writeHost(s, s.host!, (x) => life.agentCertified(x, r.certificate));
+    return { outcome: { kind: 'agent', host, agent: r }, host: h };
   } catch (err) {
     return hostProblem(s, err, C.AgentInstalled);
   }
@@ -229,8 +232,11 @@ export function setProvisioned(s: Step): StepResult {
 /** HostHealthy from the agent's reports, on this machine and on its Node. */
 export async function health(s: Step): Promise<StepResult> {
   const host = s.host!.metadata.name;
-  const r = await s.d.agent?.sync(s.m, host, s.owner?.status?.nodeRef?.name);
-  return r?.changed ? { outcome: { kind: 'health', host, condition: r.condition } } : none;
+  const renewed = s.d.agent?.unrecorded(s.host!);
+  const h = renewed ? await writeHost(s, s.host!, (x) => life.agentCertified(x, renewed)) : s.host!;
+  const r = await s.d.agent?.sync(s.m, objectKey(h), s.owner?.status?.nodeRef?.name);
+  const changed = r?.changed ? { outcome: { kind: 'health', host, condition: r.condition } as const } : none;
+  return renewed ? { ...changed, host: h } : changed;
 }
 
 /** Delete: stop following a bootstrap, reset the host, then release it or quarantine it. */
@@ -244,7 +250,7 @@ export async function reset(s: Step): Promise<StepResult> {
     s.signal,
   );
   if (s.signal.aborted) return none;
-  s.d.agent?.forget(held.metadata.name);
+  s.d.agent?.forget(objectKey(held));
   const h = await writeHost(s, held, (x) => {
     life.resetDone(x, r);
     if (r.clean) life.released(x);

@@ -9,7 +9,13 @@ import {
   type CertificateAuthority,
   type IssuedCertificate,
 } from '../pki/certificate.ts';
-import { hostCommonNamePrefix, hostOfSubject, needsRotation } from '../../common/agent-protocol.ts';
+import {
+  claimOfSubject,
+  claimUnitPrefix,
+  hostCommonNamePrefix,
+  hostOfSubject,
+  needsRotation,
+} from '../../common/agent-protocol.ts';
 
 export { needsRotation };
 
@@ -71,19 +77,47 @@ export async function loadOrCreateAgentCa(
   return { ca, data: { 'ca.crt': ca.certPem, 'ca.key': ca.keyPem }, created: true };
 }
 
-/** A client certificate for the agent on one host: CN=host:<hostName>, clientAuth only, short-lived. */
+/**
+ * Who an agent is: one host (<namespace>/<name> and its UID) for one claim (the UID of the
+ * machine holding it). Host UIDs are unique cluster-wide and a new claim has a new machine UID, so
+ * a certificate of a deleted host, of another namespace's host of the same name, or of a former
+ * claim of the same host names nothing the provider would accept.
+ */
+export interface AgentIdentity {
+  host: string;
+  hostUid: string;
+  machineUid: string;
+}
+
+const dns1123 = /^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/;
+const uid = /^[-a-zA-Z0-9]{1,64}$/;
+
+/**
+ * A client certificate for the agent of one host and claim: CN=host:<namespace>/<name>,
+ * OU=claim:<host UID>/<machine UID>, clientAuth only, short-lived. With publicKeyPem (a renewal) the
+ * agent's own key is certified and keyPem is empty.
+ */
 export function issueAgentCertificate(
   ca: CertificateAuthority,
-  hostName: string,
+  id: AgentIdentity,
   validityMs: number = defaultAgentCertValidityMs,
+  publicKeyPem?: string,
 ): Promise<IssuedCertificate> {
-  if (!/^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/.test(hostName) || hostName.length > 253)
-    throw new Error(`not a host name: ${JSON.stringify(hostName)}`);
+  const [ns, name, ...rest] = id.host.split('/');
+  if (!ns || !name || rest.length || !dns1123.test(ns) || !dns1123.test(name) || name.length > 253)
+    throw new Error(`not a host as <namespace>/<name>: ${JSON.stringify(id.host)}`);
+  if (!uid.test(id.hostUid) || !uid.test(id.machineUid))
+    throw new Error(`not UIDs: ${JSON.stringify([id.hostUid, id.machineUid])}`);
   return issueCertificate({
-    subject: { commonName: `${hostCommonNamePrefix}${hostName}`, organizations: ['capbm:agents'] },
+    subject: {
+      commonName: `${hostCommonNamePrefix}${id.host}`,
+      organizations: ['capbm:agents'],
+      organizationalUnits: [`${claimUnitPrefix}${id.hostUid}/${id.machineUid}`],
+    },
     usage: ['client'],
     ca,
     validityMs,
+    ...(publicKeyPem ? { publicKeyPem } : {}),
   });
 }
 
@@ -102,10 +136,13 @@ export function issueHealthServerCertificate(
   });
 }
 
-/** The host named by an agent certificate, or undefined. */
-export function hostOfCertificate(certPem: string): string | undefined {
+/** The identity an agent certificate names, or undefined. */
+export function identityOfCertificate(certPem: string): AgentIdentity | undefined {
   try {
-    return hostOfSubject(new X509Certificate(certPem).subject);
+    const subject = new X509Certificate(certPem).subject;
+    const host = hostOfSubject(subject);
+    const claim = claimOfSubject(subject);
+    return host && claim ? { host, ...claim } : undefined;
   } catch {
     return undefined;
   }

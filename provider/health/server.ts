@@ -4,7 +4,7 @@
 // clock (stale reports) and what this host sent before (replays). Every answer carries the
 // provider's time, from which the agent measures its clock skew. Bad input is answered and
 // counted, never thrown: one broken agent cannot stop the others.
-import { X509Certificate } from 'node:crypto';
+import { createPublicKey, verify, X509Certificate } from 'node:crypto';
 import { createServer, type Server } from 'node:https';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -13,11 +13,19 @@ import PQueue from 'p-queue';
 import type { Logger } from '../../common/log.ts';
 import { counter } from '../runtime/metrics.ts';
 import type { CertificateAuthority } from '../pki/certificate.ts';
-import { hostOfSubject, renewPath, reportPath, type Report } from '../../common/agent-protocol.ts';
+import {
+  claimOfSubject,
+  hostOfSubject,
+  renewPath,
+  renewProof,
+  reportPath,
+  type RejectReason,
+  type Report,
+} from '../../common/agent-protocol.ts';
 import { parseReport, Rejection, ReplayGuard } from './report.ts';
 
 export { parseReport, ReplayGuard };
-import { issueAgentCertificate, defaultAgentCertValidityMs } from './pki.ts';
+import { issueAgentCertificate, defaultAgentCertValidityMs, type AgentIdentity } from './pki.ts';
 
 const reports = counter('capbm_agent_reports_total', 'Agent reports by result (accepted, rejected) and reason', [
   'result',
@@ -29,9 +37,19 @@ const renewals = counter('capbm_agent_renewals_total', 'Agent certificate renewa
 ]);
 const tlsRejected = counter('capbm_agent_tls_rejections_total', 'Agent connections refused during the TLS handshake');
 
+/** The identity a client certificate presents, with the certificate's serial and start. */
+export interface Presented extends AgentIdentity {
+  serial: string;
+  notBefore: number;
+}
+
+/** Why a presented identity may not report or renew; undefined: it may. */
+export type Refusal = { status: number; reason: RejectReason; message: string } | undefined;
+
 export interface ReportContext {
   /** The host named by the client certificate (and by the report). */
   host: string;
+  presented: Presented;
   /** performance.now() when the request's headers arrived. */
   receivedAt: number;
   certificate: X509Certificate;
@@ -48,8 +66,15 @@ export interface HealthServerOptions {
   serverCert: { certPem: string; keyPem: string };
   /** Called for every accepted report; the agent gets 200 once it resolves, 500 if it throws. */
   onReport: (report: Report, ctx: ReportContext) => void | Promise<void>;
-  /** Whether a host may report and renew (e.g. it is claimed and provisioned). Default: every host. */
-  knownHost?: (host: string) => boolean;
+  /**
+   * Whether the identity may report (with the machine the report names) or renew: the host exists
+   * with that UID, is provisioned for that claim, and this is its newest certificate. Default: all.
+   */
+  authorize?: (p: Presented, machine?: { namespace: string; name: string }) => Refusal;
+  /** Called with every certificate a renewal issued (the newest of its host from then on). */
+  onRenewed?: (p: Presented) => void;
+  /** A host renews at most once in this time. Default 10 min. */
+  renewMinIntervalMs?: number;
   /** The clock. Default Date.now. */
   now?: () => number;
   /** A report whose timestamp is further than this from now is rejected (Stale, FromFuture). Default 120 s. */
@@ -64,6 +89,10 @@ export interface HealthServerOptions {
   renewAfterFraction?: number;
   /** Pending TCP connections the kernel queues (capped by net.core.somaxconn). Default 4096. */
   backlog?: number;
+  /** Connections held at once (each agent keeps one); more are closed at once. Default 50000. */
+  maxConnections?: number;
+  /** A TLS handshake not done in this time is cut. Default 10 s. */
+  handshakeTimeoutMs?: number;
   /** Idle keep-alive connections are closed after this. Default 15 s. */
   keepAliveTimeoutMs?: number;
   log?: Logger;
@@ -103,11 +132,40 @@ function readBody(req: IncomingMessage, max: number): Promise<string> {
   });
 }
 
+/** A renewal request's fields, or a Rejection. */
+function parseRenewal(text: string): { host: string; publicKeyPem: string; proof: string } {
+  let v: { host?: unknown; publicKeyPem?: unknown; proof?: unknown };
+  try {
+    v = JSON.parse(text) as typeof v;
+  } catch {
+    throw new Rejection(400, 'Malformed', 'the body is not JSON');
+  }
+  if (typeof v?.host !== 'string' || typeof v.publicKeyPem !== 'string' || typeof v.proof !== 'string')
+    throw new Rejection(400, 'Malformed', 'a renewal names its host and sends its public key and proof');
+  return { host: v.host, publicKeyPem: v.publicKeyPem, proof: v.proof };
+}
+
+/** The agent holds the key it wants certified: an RSA key of 2048 bits or more that signed the proof. */
+function checkProof(r: { host: string; publicKeyPem: string; proof: string }, serial: string): void {
+  let key;
+  try {
+    key = createPublicKey(r.publicKeyPem);
+  } catch {
+    throw new Rejection(400, 'Malformed', 'publicKeyPem is not a PEM public key');
+  }
+  if (key.asymmetricKeyType !== 'rsa' || (key.asymmetricKeyDetails?.modulusLength ?? 0) < 2048)
+    throw new Rejection(400, 'Malformed', 'the public key must be RSA of at least 2048 bits');
+  const ok = verify('sha256', Buffer.from(renewProof(r.host, serial)), key, Buffer.from(r.proof, 'base64'));
+  if (!ok) throw new Rejection(403, 'Forbidden', 'the proof is not signed by the key to be certified');
+}
+
 class Handler {
   readonly o: HealthServerOptions;
   readonly now: () => number;
   readonly guard: ReplayGuard;
   readonly issuing = new PQueue({ concurrency: 2 });
+  /** When each host last renewed (bounded like the replay guard). */
+  readonly renewedAt = new Map<string, number>();
 
   constructor(o: HealthServerOptions) {
     this.o = o;
@@ -125,8 +183,8 @@ class Handler {
     res.end(payload);
   }
 
-  /** The host the client certificate names, if the certificate is still valid and the host known. */
-  identify(req: IncomingMessage): { host: string; certificate: X509Certificate } {
+  /** The identity the client certificate presents, if the certificate is still valid and names one. */
+  identify(req: IncomingMessage): { presented: Presented; certificate: X509Certificate } {
     const socket = req.socket as TLSSocket;
     const certificate = socket.authorized ? socket.getPeerX509Certificate() : undefined;
     if (!certificate) throw new Rejection(401, 'Forbidden', 'no verified client certificate');
@@ -134,17 +192,29 @@ class Handler {
     if (Date.parse(certificate.validTo) <= this.now())
       throw new Rejection(401, 'CertificateExpired', 'the client certificate has expired');
     const host = hostOfSubject(certificate.subject);
-    if (!host) throw new Rejection(403, 'Forbidden', 'the client certificate names no host');
-    if (this.o.knownHost && !this.o.knownHost(host))
-      throw new Rejection(403, 'UnknownHost', `host ${host} is not one the provider manages`);
-    return { host, certificate };
+    const claim = claimOfSubject(certificate.subject);
+    if (!host || !claim) throw new Rejection(403, 'Forbidden', 'the client certificate names no host and claim');
+    const presented = {
+      host,
+      ...claim,
+      serial: certificate.serialNumber.toLowerCase(),
+      notBefore: Date.parse(certificate.validFrom),
+    };
+    return { presented, certificate };
+  }
+
+  authorize(p: Presented, machine?: { namespace: string; name: string }): void {
+    const refusal = this.o.authorize?.(p, machine);
+    if (refusal) throw new Rejection(refusal.status, refusal.reason, refusal.message);
   }
 
   async report(req: IncomingMessage, res: ServerResponse, receivedAt: number): Promise<void> {
-    const { host, certificate } = this.identify(req);
+    const { presented, certificate } = this.identify(req);
+    const host = presented.host;
     const report = parseReport(await readBody(req, this.o.maxBodyBytes ?? 64 * 1024));
     if (report.host !== host)
       throw new Rejection(403, 'Forbidden', `the certificate is for host ${host}, the report names another host`);
+    this.authorize(presented, report.machine);
     const age = this.now() - report.timestamp;
     const maxSkew = this.o.maxSkewMs ?? 120_000;
     if (age > maxSkew) throw new Rejection(409, 'Stale', `the report is ${Math.round(age / 1000)} s old`);
@@ -152,7 +222,7 @@ class Handler {
     if (!this.guard.admit(host, report.seq, report.nonce))
       throw new Rejection(409, 'Replay', 'this report (sequence number or nonce) was seen before');
     try {
-      await this.o.onReport(report, { host, receivedAt, certificate });
+      await this.o.onReport(report, { host, presented, receivedAt, certificate });
     } catch (err) {
       this.o.log?.error('report handler failed', { host, error: err as Error });
       throw new Rejection(500, 'Internal', 'the provider could not process the report');
@@ -161,28 +231,40 @@ class Handler {
     this.send(res, 200, { accepted: true });
   }
 
-  async renew(req: IncomingMessage, res: ServerResponse): Promise<void> {
-    const { host, certificate } = this.identify(req);
-    const body = await readBody(req, 4096);
-    let named: unknown;
-    try {
-      named = (JSON.parse(body) as { host?: unknown }).host;
-    } catch {
-      throw new Rejection(400, 'Malformed', 'the body is not JSON');
-    }
-    if (named !== host) throw new Rejection(403, 'Forbidden', `the certificate is for host ${host}`);
-    if (!this.o.ca.keyPem) throw new Rejection(404, 'NotFound', 'this provider does not renew certificates');
+  /** A renewal is due past a fraction of the certificate's life, and at most once per interval per host. */
+  due(host: string, certificate: X509Certificate): void {
     const from = Date.parse(certificate.validFrom);
     const to = Date.parse(certificate.validTo);
     if (this.now() < from + (to - from) * (this.o.renewAfterFraction ?? 0.5))
       throw new Rejection(409, 'TooEarly', 'the certificate is not yet due for renewal');
+    const last = this.renewedAt.get(host);
+    if (last !== undefined && this.now() - last < (this.o.renewMinIntervalMs ?? 10 * 60_000))
+      throw new Rejection(429, 'TooEarly', 'this host renewed a moment ago; try again later');
+  }
+
+  async renew(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const { presented, certificate } = this.identify(req);
+    const host = presented.host;
+    const body = parseRenewal(await readBody(req, 8192));
+    if (body.host !== host) throw new Rejection(403, 'Forbidden', `the certificate is for host ${host}`);
+    this.authorize(presented);
+    if (!this.o.ca.keyPem) throw new Rejection(404, 'NotFound', 'this provider does not renew certificates');
+    this.due(host, certificate);
+    checkProof(body, presented.serial);
+    this.renewedAt.set(host, this.now());
+    if (this.renewedAt.size > (this.o.maxHosts ?? 100_000)) this.renewedAt.delete(this.renewedAt.keys().next().value!);
     const ca = { certPem: this.o.ca.certPem, keyPem: this.o.ca.keyPem, publicKeyPem: this.o.ca.publicKeyPem ?? '' };
-    const issued = await this.issuing.add(() =>
-      issueAgentCertificate(ca, host, this.o.renewValidityMs ?? defaultAgentCertValidityMs),
-    );
+    const validity = this.o.renewValidityMs ?? defaultAgentCertValidityMs;
+    const issued = await this.issuing.add(() => issueAgentCertificate(ca, presented, validity, body.publicKeyPem));
+    const cert = new X509Certificate(issued.certPem);
+    this.o.onRenewed?.({
+      ...presented,
+      serial: cert.serialNumber.toLowerCase(),
+      notBefore: Date.parse(cert.validFrom),
+    });
     renewals.inc({ result: 'renewed', reason: '' });
     this.o.log?.info('agent certificate renewed', { host });
-    this.send(res, 200, { certPem: issued.certPem, keyPem: issued.keyPem });
+    this.send(res, 200, { certPem: issued.certPem });
   }
 
   handle(req: IncomingMessage, res: ServerResponse): void {
@@ -217,6 +299,7 @@ export async function startHealthServer(o: HealthServerOptions): Promise<HealthS
       requestCert: true,
       rejectUnauthorized: true,
       minVersion: 'TLSv1.2',
+      handshakeTimeout: o.handshakeTimeoutMs ?? 10_000,
       keepAliveTimeout: o.keepAliveTimeoutMs ?? 15_000,
       headersTimeout: 10_000,
       requestTimeout: 15_000,
@@ -224,6 +307,8 @@ export async function startHealthServer(o: HealthServerOptions): Promise<HealthS
     (req, res) => h.handle(req, res),
   );
   server.on('tlsClientError', () => tlsRejected.inc());
+  // A flood of connections (or of half-done handshakes) is bounded: memory and file descriptors stay.
+  server.maxConnections = o.maxConnections ?? 50_000;
   const host = o.host ?? '0.0.0.0';
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);

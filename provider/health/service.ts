@@ -7,12 +7,13 @@
 // per object). A sweep wakes machines whose agent fell silent, so HostHealthy turns Unknown
 // (ReportsStopped). Reports must reach the leader: one replica, or a Service routed to the leader;
 // a standby that receives a report keeps it, but only the leader writes.
+import { X509Certificate } from 'node:crypto';
 import { KubeConfig } from '@kubernetes/client-node';
 import type { Logger } from '../../common/log.ts';
 import type { Report } from '../../common/agent-protocol.ts';
 import type { BareMetalHost } from '../api/host.ts';
 import type { BareMetalMachine } from '../api/machine.ts';
-import type { AgentInstall, NodeAgent } from './node-agent.ts';
+import type { AgentCertificate, AgentInstall, NodeAgent } from './node-agent.ts';
 import { createSecret, readSecret } from '../kube/secrets.ts';
 import { getCondition, type ConditionInput } from '../runtime/conditions.ts';
 import type { Informer } from '../runtime/informer.ts';
@@ -23,11 +24,10 @@ import { hostHealthyCondition, HostHealthyCondition } from './condition.ts';
 import { installAgent, removeAgentScript } from './install.ts';
 import { setNodeCondition } from './node.ts';
 import { issueAgentCertificate, issueHealthServerCertificate, loadOrCreateAgentCa } from './pki.ts';
-import { startHealthServer, type HealthServer } from './server.ts';
+import { startHealthServer, type HealthServer, type Presented, type Refusal } from './server.ts';
+import { objectKey } from '../kube/kinds.ts';
 
 const ClusterNameLabel = 'cluster.x-k8s.io/cluster-name';
-/** The index of the host informer by host name (controllers/index.ts builds it). */
-export const HostNameIndex = 'name';
 
 export interface AgentOptions {
   /** Where the endpoint listens, e.g. 0.0.0.0:9443. */
@@ -41,6 +41,8 @@ export interface AgentOptions {
   unknownAfterMs: number;
   /** Built-in checks to turn off (e.g. kubelet where no kubelet runs). */
   disabledChecks: string[];
+  /** Connections the endpoint holds at once (health/server.ts); default 50000. */
+  maxConnections?: number;
   /** The built agent bundle (health/bundle.ts); default dist/agent/capbm-agent.mjs. */
   bundlePath?: string;
 }
@@ -48,7 +50,7 @@ export interface AgentOptions {
 export interface AgentDeps {
   kc: KubeConfig;
   log: Logger;
-  /** Hosts, with the HostNameIndex index; machines: who holds a host, and their HostHealthy. */
+  /** Hosts; machines: who holds a host, and their HostHealthy. */
   hosts: Informer<BareMetalHost>;
   machines: Informer<BareMetalMachine>;
   /** Where the keys of machines whose HostHealthy should be written again are sent. */
@@ -88,6 +90,8 @@ export class AgentService implements NodeAgent {
   readonly #started = Date.now();
   readonly #installed = new Map<string, number>();
   readonly #onNode = new Map<string, string>();
+  /** Certificates issued by this process, newer than the hosts' status.agentCertificate for a moment. */
+  readonly #issued = new Map<string, AgentCertificate>();
   readonly #workloads = new Map<string, { version: string; kc: KubeConfig }>();
   #sweep: NodeJS.Timeout | undefined;
 
@@ -98,22 +102,56 @@ export class AgentService implements NodeAgent {
     this.#log = d.log.with({ component: 'agent-endpoint' });
   }
 
-  /** The host of that name that a machine holds, and the holder's key. */
-  #holder(name: string): { host: BareMetalHost; key: string } | undefined {
-    const host = this.#d.hosts.byIndex(HostNameIndex, name).find((h) => h.spec.consumerRef);
+  /** The host (<namespace>/<name>) if a machine holds it, and the holder's key. */
+  #holder(key: string): { host: BareMetalHost; key: string } | undefined {
+    const [ns = '', name = ''] = key.split('/');
+    const host = this.#d.hosts.get(ns, name);
     const c = host?.spec.consumerRef;
     return host && c ? { host, key: `${c.namespace}/${c.name}` } : undefined;
   }
 
   /** Wakes the machine holding the host. */
-  #wakeHolder(name: string): void {
-    const h = this.#holder(name);
+  #wakeHolder(key: string): void {
+    const h = this.#holder(key);
     if (h) this.#d.wake.send(h.key);
   }
 
-  /** Only a claimed, provisioned host may report. */
-  knownHost(name: string): boolean {
-    return this.#holder(name)?.host.status?.phase === 'Provisioned';
+  /** The host's newest certificate: issued here since, or recorded on the host. */
+  #newest(h: BareMetalHost): AgentCertificate | undefined {
+    const mine = this.#issued.get(objectKey(h));
+    const recorded = h.status?.agentCertificate;
+    if (!mine || !recorded) return mine ?? recorded;
+    return Date.parse(mine.notBefore) >= Date.parse(recorded.notBefore) ? mine : recorded;
+  }
+
+  /**
+   * Who may report and renew: the agent of a host that exists with the certificate's UID, is
+   * provisioned for the claim the certificate names (a former tenant's certificate names an older
+   * machine), with the newest certificate issued for it; a report names that claim's machine.
+   */
+  authorize(p: Presented, machine?: { namespace: string; name: string }): Refusal {
+    const h = this.#holder(p.host)?.host;
+    if (!h || h.metadata.uid !== p.hostUid)
+      return { status: 403, reason: 'UnknownHost', message: `host ${p.host} is not one the provider manages` };
+    const c = h.spec.consumerRef!;
+    if (c.uid !== p.machineUid || h.status?.phase !== 'Provisioned')
+      return {
+        status: 403,
+        reason: 'Revoked',
+        message: `the certificate was issued for an earlier claim of host ${p.host}, which was reset since`,
+      };
+    const newest = this.#newest(h);
+    if (newest && newest.serial !== p.serial)
+      return { status: 403, reason: 'Superseded', message: 'a newer certificate was issued for this host' };
+    if (machine && (machine.namespace !== c.namespace || machine.name !== c.name))
+      return { status: 403, reason: 'Forbidden', message: `host ${p.host} is held by another machine` };
+    return undefined;
+  }
+
+  /** A certificate issued since the host's status.agentCertificate was written. */
+  unrecorded(h: BareMetalHost): AgentCertificate | undefined {
+    const n = this.#newest(h);
+    return n && n.serial !== h.status?.agentCertificate?.serial ? n : undefined;
   }
 
   /** Hosts whose HostHealthy would change by time alone (silence). */
@@ -123,10 +161,10 @@ export class AgentService implements NodeAgent {
       .filter((h) => h.status?.phase === 'Provisioned' && h.spec.consumerRef)
       .filter((h) => {
         const m = this.#d.machines.get(h.spec.consumerRef!.namespace, h.spec.consumerRef!.name);
-        const cond = this.condition(h.metadata.name);
+        const cond = this.condition(objectKey(h));
         return m !== undefined && cond !== undefined && hostHealthyChanged(m, cond);
       })
-      .map((h) => h.metadata.name);
+      .map((h) => objectKey(h));
   }
 
   async start(): Promise<void> {
@@ -141,7 +179,12 @@ export class AgentService implements NodeAgent {
       port: this.o.bindPort,
       ca: this.#ca,
       serverCert,
-      knownHost: (h) => this.knownHost(h),
+      authorize: (p, machine) => this.authorize(p, machine),
+      ...(this.o.maxConnections ? { maxConnections: this.o.maxConnections } : {}),
+      onRenewed: (p) => {
+        this.#issued.set(p.host, { serial: p.serial, notBefore: new Date(p.notBefore).toISOString() });
+        this.#wakeHolder(p.host); // the machine records it on the host
+      },
       log: this.#log,
       onReport: (report) => this.#onReport(report),
     });
@@ -181,12 +224,23 @@ export class AgentService implements NodeAgent {
     return hostHealthyCondition(s?.report, s?.at, now, this.o.unknownAfterMs);
   }
 
-  /** Installs (or refreshes) the agent with a fresh client certificate naming the host. */
-  async install(conn: SshSession, m: BareMetalMachine, h: BareMetalHost): Promise<void> {
+  /**
+   * Installs (or refreshes) the agent with a fresh client certificate naming the host and this
+   * claim; from then on it is the host's newest (older ones are refused).
+   */
+  async install(conn: SshSession, m: BareMetalMachine, h: BareMetalHost): Promise<AgentCertificate> {
     if (!this.#ca) throw new Error('the agent endpoint is not started');
-    const identity = await issueAgentCertificate(this.#ca, h.metadata.name);
+    const key = objectKey(h);
+    const identity = await issueAgentCertificate(this.#ca, {
+      host: key,
+      hostUid: h.metadata.uid ?? '',
+      machineUid: h.spec.consumerRef?.uid ?? '',
+    });
+    const x509 = new X509Certificate(identity.certPem);
+    const certificate = { serial: x509.serialNumber.toLowerCase(), notBefore: new Date(x509.validFrom).toISOString() };
+    this.#issued.set(key, certificate);
     const out = await installAgent(conn, {
-      hostName: h.metadata.name,
+      hostName: key,
       machine: { namespace: m.metadata.namespace, name: m.metadata.name },
       reportUrl: this.o.reportUrl,
       intervalSeconds: this.o.intervalSeconds,
@@ -196,9 +250,10 @@ export class AgentService implements NodeAgent {
       caPem: this.#ca.certPem,
       ...(this.o.bundlePath ? { bundlePath: this.o.bundlePath } : {}),
     });
-    this.#installed.set(h.metadata.name, Date.now());
-    this.#seen.delete(h.metadata.name);
-    this.#log.info('agent installed', { host: h.metadata.name, mode: out.mode, bytes: out.bytes });
+    this.#installed.set(key, Date.now());
+    this.#seen.delete(key);
+    this.#log.info('agent installed', { host: key, mode: out.mode, bytes: out.bytes });
+    return certificate;
   }
 
   /**
@@ -207,8 +262,7 @@ export class AgentService implements NodeAgent {
    */
   async installResult(conn: SshSession, m: BareMetalMachine, h: BareMetalHost): Promise<AgentInstall> {
     try {
-      await this.install(conn, m, h);
-      return { installed: true };
+      return { installed: true, certificate: await this.install(conn, m, h) };
     } catch (err) {
       if (err instanceof SshError) throw err;
       return { installed: false, message: (err as Error).message };
@@ -220,6 +274,7 @@ export class AgentService implements NodeAgent {
   }
 
   forget(host: string): void {
+    this.#issued.delete(host);
     this.#seen.delete(host);
     this.#installed.delete(host);
     this.#onNode.delete(host);

@@ -96,11 +96,23 @@ export function expandPool(addresses: readonly string[], exclude: readonly strin
   return out;
 }
 
-/** A DNS-safe, deterministic BareMetalHost name for an address of a pool. */
+/** The longest pool name whose host names stay within 253 characters (an IPv6 suffix is 40). */
+export const MAX_POOL_NAME = 253 - 40;
+
+/**
+ * A DNS-safe, deterministic BareMetalHost name for an address of a pool, unique by construction:
+ * IPv4 ends in four decimal groups of 1-3 digits (`rack1-10-0-0-12`), IPv6 in eight groups of
+ * exactly four hex digits (`rack1-0012-0000-...`), so the name can be read back into one (pool,
+ * address) pair: pool `rack1-10-0-0` with `12::` is `rack1-10-0-0-0012-0000-...`, never
+ * `rack1-10-0-0-12`. Pool names longer than MAX_POOL_NAME are refused by the pool controller.
+ */
 export function hostName(pool: string, address: string): string {
-  const a = address.toLowerCase().replaceAll(/[.:]/g, '-');
-  const name = `${pool}-${a}`.replace(/^-+|-+$/g, '');
-  return name.length <= 253 ? name : name.slice(0, 253).replace(/-+$/, '');
+  const ip = ipaddr.parse(address);
+  const suffix =
+    ip.kind() === 'ipv4'
+      ? ip.toByteArray().join('-')
+      : (ip as ipaddr.IPv6).parts.map((p) => p.toString(16).padStart(4, '0')).join('-');
+  return `${pool}-${suffix}`;
 }
 
 /** Addresses in both lists (pool overlap), at most `limit`. */

@@ -123,8 +123,14 @@ export function resetDone(h: BareMetalHost, r: ResetOutcome, now = new Date()): 
  */
 export function released(h: BareMetalHost): void {
   phase(h, 'Available');
+  if (h.status) delete h.status.agentCertificate;
   deleteCondition(h, HostConditions.PreflightPassed);
   deleteCondition(h, HostConditions.Reachable);
+}
+
+/** The node agent's newest certificate: the only one that may report and renew from now on. */
+export function agentCertified(h: BareMetalHost, c: { serial: string; notBefore: string }): void {
+  h.status = { ...h.status, agentCertificate: { serial: c.serial, notBefore: c.notBefore } };
 }
 
 /** What the host controller does with a host nobody holds. */

@@ -7,13 +7,13 @@ import { API_VERSION } from '../api/common.ts';
 import type { BareMetalHost } from '../api/host.ts';
 import type { BareMetalHostPool } from '../api/pool.ts';
 import { BareMetalHostPools, BareMetalHosts, collectionPath, InvalidName, objectPath } from '../kube/kinds.ts';
-import { readSecret } from '../kube/secrets.ts';
+import { readSecret, SecretForbidden } from '../kube/secrets.ts';
 import { ApiError, raw } from '../kube/raw.ts';
 import { setCondition, type ConditionInput } from '../runtime/conditions.ts';
 import { EventRecorder } from '../runtime/events.ts';
 import { Writer } from '../runtime/writer.ts';
 import { POOL_LABEL, isAvailable } from './claim.ts';
-import { expandPool, hostName } from './expand.ts';
+import { expandPool, hostName, MAX_POOL_NAME } from './expand.ts';
 import { heldElsewhere, heldMessage, type PoolAddresses } from './overlap.ts';
 
 export interface PoolResult {
@@ -104,9 +104,12 @@ async function credentials(kc: KubeConfig, pool: BareMetalHostPool): Promise<Con
   for (const name of refs) {
     const s = await readSecret(kc, ns, name).catch((err: unknown) => {
       if (err instanceof InvalidName) return null;
+      if (err instanceof SecretForbidden) return err;
       throw err;
     });
     const what = `Secret ${ns}/${name}`;
+    if (s instanceof SecretForbidden)
+      return { type: 'CredentialsReady', status: 'False', reason: 'SecretForbidden', message: s.message };
     if (!s)
       return {
         type: 'CredentialsReady',
@@ -201,9 +204,17 @@ async function desiredAddresses(
   recorder: EventRecorder,
 ): Promise<string[] | string> {
   try {
+    if (pool.metadata.name.length > MAX_POOL_NAME)
+      throw Object.assign(
+        new Error(
+          `the pool's name is ${pool.metadata.name.length} characters; its host names add up to 40 more and must stay within 253: give the pool a name of at most ${MAX_POOL_NAME} characters`,
+        ),
+        { name: 'PoolNameTooLong' },
+      );
     return expandPool(pool.spec.addresses, pool.spec.exclude ?? []);
   } catch (err) {
-    const reason = (err as Error).name === 'PoolTooLarge' ? 'PoolTooLarge' : 'InvalidAddresses';
+    const name = (err as Error).name;
+    const reason = name === 'PoolTooLarge' || name === 'PoolNameTooLong' ? name : 'InvalidAddresses';
     const message = (err as Error).message;
     await writeStatus(kc, pool, {}, [{ type: 'Ready', status: 'False', reason, message }]);
     recorder.event(pool, 'Warning', reason, message);

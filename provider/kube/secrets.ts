@@ -17,7 +17,23 @@ interface SecretObject {
   data?: Record<string, string>;
 }
 
-/** The Secret's decoded data, or undefined when it does not exist. Other API errors are thrown. */
+/**
+ * The provider may not read Secrets of this namespace: it was not granted (manifests/rbac/role.yaml
+ * capbm-manager-secrets is bound per team namespace). A configuration problem, said on the object.
+ */
+export class SecretForbidden extends Error {
+  override name = 'SecretForbidden';
+  constructor(namespace: string, name: string) {
+    super(
+      `the provider may not read Secret ${namespace}/${name}: namespace ${namespace} has not granted it; bind ClusterRole capbm-manager-secrets there (kubectl create rolebinding capbm-manager-secrets -n ${namespace} --clusterrole=capbm-manager-secrets --serviceaccount=<manager namespace>:capbm-manager)`,
+    );
+  }
+}
+
+/**
+ * The Secret's decoded data, or undefined when it does not exist; SecretForbidden when the
+ * namespace has not granted the provider its Secrets. Other API errors are thrown.
+ */
 export async function readSecret(kc: KubeConfig, namespace: string, name: string): Promise<SecretData | undefined> {
   try {
     const s = await raw<SecretObject>(kc, 'GET', objectPath(Secrets, namespace, name));
@@ -30,6 +46,7 @@ export async function readSecret(kc: KubeConfig, namespace: string, name: string
     };
   } catch (err) {
     if (err instanceof ApiError && err.code === 404) return undefined;
+    if (err instanceof ApiError && err.code === 403) throw new SecretForbidden(namespace, name);
     throw err;
   }
 }

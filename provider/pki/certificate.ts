@@ -24,6 +24,7 @@ export interface IssuedCertificate extends KeyPair {
 export interface Subject {
   commonName: string;
   organizations?: string[];
+  organizationalUnits?: string[];
 }
 
 export interface CertificateOptions {
@@ -37,6 +38,11 @@ export interface CertificateOptions {
   /** Signer; omitted for a self-signed CA. */
   ca?: CertificateAuthority;
   isCA?: boolean;
+  /**
+   * The subject's public key (RSA, SPKI PEM), when the subject keeps its private key (a CSR): the
+   * result's keyPem is then empty. Default: a new key pair is made.
+   */
+  publicKeyPem?: string;
 }
 
 const day = 24 * 60 * 60 * 1000;
@@ -55,6 +61,7 @@ function subjectAttrs(s: Subject): forge.pki.CertificateField[] {
   return [
     { name: 'commonName', value: s.commonName },
     ...(s.organizations ?? []).map((o) => ({ name: 'organizationName', value: o })),
+    ...(s.organizationalUnits ?? []).map((o) => ({ name: 'organizationalUnitName', value: o })),
   ];
 }
 
@@ -64,9 +71,16 @@ function randomSerial(): string {
   return b.toString('hex');
 }
 
+/** The subject's keys: the public key it brought (keyPem empty), or a new pair. */
+async function subjectKeys(opts: CertificateOptions): Promise<KeyPair> {
+  if (!opts.publicKeyPem) return newRsaKeyPair();
+  if (!opts.ca) throw new Error('a self-signed certificate needs its own key pair');
+  return { keyPem: '', publicKeyPem: opts.publicKeyPem };
+}
+
 /** Issues a certificate (self-signed when no CA is given). */
 export async function issueCertificate(opts: CertificateOptions): Promise<IssuedCertificate> {
-  const keys = await newRsaKeyPair();
+  const keys = await subjectKeys(opts);
   const cert = forge.pki.createCertificate();
   cert.publicKey = forge.pki.publicKeyFromPem(keys.publicKeyPem);
   cert.serialNumber = randomSerial();

@@ -30,6 +30,8 @@ export interface ManagerFlags {
   agentIntervalMs: number;
   agentUnknownAfterMs: number;
   agentDisabledChecks: string[];
+  /** Connections the agents' endpoint holds at once; more are refused. */
+  agentMaxConnections: number;
 }
 
 export const WatchFilterLabel = 'cluster.x-k8s.io/watch-filter';
@@ -39,7 +41,8 @@ export const defaultFlags: ManagerFlags = {
   sshMaxConnections: 256,
   sshMaxPerHost: 4,
   bootstrapProgressIntervalMs: 5_000,
-  metricsBindAddress: ':8080',
+  // Local only by default: /metrics is not authenticated (scrape through a sidecar, or bind wider on purpose).
+  metricsBindAddress: '127.0.0.1:8080',
   healthProbeBindAddress: ':9440',
   leaderElect: false,
   leaderElectionId: 'capbm-controller-leader-election',
@@ -51,6 +54,7 @@ export const defaultFlags: ManagerFlags = {
   agentIntervalMs: 30_000,
   agentUnknownAfterMs: 180_000,
   agentDisabledChecks: [],
+  agentMaxConnections: 50_000,
 };
 
 export class FlagError extends Error {
@@ -69,7 +73,8 @@ export const usage = `capbm manager flags:
   --ssh-max-connections N               SSH connections in total (default 256)
   --ssh-max-per-host N                  SSH sessions per host (default 4)
   --bootstrap-progress-interval DUR     write a running bootstrap's step at most this often (default 5s)
-  --metrics-bind-address ADDR           Prometheus /metrics (default :8080, 0 disables)
+  --metrics-bind-address ADDR           Prometheus /metrics, unauthenticated (default 127.0.0.1:8080; :8080 for
+                                        every interface, behind a NetworkPolicy; 0 disables)
   --health-probe-bind-address ADDR      /healthz and /readyz (default :9440, 0 disables)
   --leader-elect[=true|false]           elect a leader among replicas (default false)
   --leader-election-namespace NS        namespace of the Lease (default: --namespace or the pod's)
@@ -81,7 +86,8 @@ export const usage = `capbm manager flags:
   --agent-ca-secret NAME                Secret with the agent CA, in the manager's namespace (default capbm-agent-ca)
   --agent-interval DUR                  how often agents report (default 30s)
   --agent-unknown-after DUR             HostHealthy turns Unknown after this much silence (default 3m)
-  --agent-disabled-checks a,b           built-in agent checks to turn off (e.g. kubelet,container-runtime)`;
+  --agent-disabled-checks a,b           built-in agent checks to turn off (e.g. kubelet,container-runtime)
+  --agent-max-connections N             connections the agents' endpoint holds at once (default 50000)`;
 
 function positiveInt(flag: string, v: string): number {
   const n = Number(v);
@@ -140,6 +146,7 @@ const valued: Record<string, Setter> = {
   '--agent-interval': (f, v, flag) => (f.agentIntervalMs = parseDuration(flag, v)),
   '--agent-unknown-after': (f, v, flag) => (f.agentUnknownAfterMs = parseDuration(flag, v)),
   '--agent-disabled-checks': (f, v) => (f.agentDisabledChecks = v.split(',').filter(Boolean)),
+  '--agent-max-connections': (f, v) => (f.agentMaxConnections = positiveInt('--agent-max-connections', v)),
 };
 
 /** Parses argv (without node and script). Accepts --flag value and --flag=value. Throws FlagError. */

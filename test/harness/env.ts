@@ -216,9 +216,24 @@ export async function startEnv(o: EnvOptions): Promise<Env> {
   }
 }
 
+/**
+ * A team namespace as onboarding makes it: the namespace, and the RoleBinding that lets the
+ * provider read its Secrets (manifests/rbac/role.yaml: no Secret is readable cluster-wide).
+ */
+export async function onboardNamespace(kc: KubeConfig, ns: string): Promise<void> {
+  await ensure(kc, '/api/v1/namespaces', { apiVersion: 'v1', kind: 'Namespace', metadata: { name: ns } });
+  await ensure(kc, `/apis/rbac.authorization.k8s.io/v1/namespaces/${ns}/rolebindings`, {
+    apiVersion: 'rbac.authorization.k8s.io/v1',
+    kind: 'RoleBinding',
+    metadata: { name: 'capbm-manager-secrets', namespace: ns },
+    roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'ClusterRole', name: 'capbm-manager-secrets' },
+    subjects: [{ kind: 'ServiceAccount', name: 'capbm-manager', namespace: PROVIDER_NAMESPACE }],
+  });
+}
+
 /** The SSH Secret and a pool of the given hosts, host keys pinned as an operator would pin them. */
 export async function createPool(env: Env, ns: string, name: string, hosts: LabHost[], extra: object = {}) {
-  await ensure(env.cp.kc, '/api/v1/namespaces', { apiVersion: 'v1', kind: 'Namespace', metadata: { name: ns } });
+  await onboardNamespace(env.cp.kc, ns);
   await ensure(env.cp.kc, `/api/v1/namespaces/${ns}/secrets`, {
     apiVersion: 'v1',
     kind: 'Secret',

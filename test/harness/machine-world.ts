@@ -212,13 +212,17 @@ function fakeAgent(): NodeAgent & { installs: string[] } {
     installs,
     installResult: (_c: unknown, _m: BareMetalMachine, h: BareMetalHost) => {
       installs.push(h.metadata.name);
-      return Promise.resolve({ installed: true as const });
+      return Promise.resolve({
+        installed: true as const,
+        certificate: { serial: '01', notBefore: new Date().toISOString() },
+      });
     },
     sync: () =>
       Promise.resolve({
         condition: { type: 'HostHealthy', status: true as const, reason: 'HostHealthy', message: '' },
         changed: true,
       }),
+    unrecorded: () => undefined,
     removeScript: () => 'echo agent-removed',
     forget: () => {},
   };

@@ -25,7 +25,9 @@ test('replicas creating the agent CA at once all use the one stored CA', async (
   const storedCa = new X509Certificate(caPem);
   for (const ca of cas) {
     t.is(ca.certPem, caPem);
-    const leaf = new X509Certificate((await issueAgentCertificate(ca, 'host-a')).certPem);
+    const leaf = new X509Certificate(
+      (await issueAgentCertificate(ca, { host: 'ns/host-a', hostUid: 'u1', machineUid: 'u2' })).certPem,
+    );
     t.true(leaf.verify(storedCa.publicKey), 'the certificate verifies against the stored CA');
   }
   // A later start reads it, never replaces it.

@@ -53,7 +53,7 @@ test('the bundled agent reports, the condition follows a failing check, renews, 
   });
   // Not-before is backdated 5 minutes: a certificate valid for 30 more seconds is already past
   // 2/3 of its life, and the agent renews it at once.
-  const id = await issueAgentCertificate(ca, 'host-1', 30_000);
+  const id = await issueAgentCertificate(ca, { host: 'default/host-1', hostUid: 'u1', machineUid: 'u2' }, 30_000);
   const root = join(dir, 'root');
   mkdirSync(join(root, 'proc'), { recursive: true });
   const pki = join(dir, 'pki');
@@ -66,7 +66,7 @@ test('the bundled agent reports, the condition follows a failing check, renews, 
   writeFileSync(
     config,
     JSON.stringify({
-      host: 'host-1',
+      host: 'default/host-1',
       machine: { namespace: 'default', name: 'm-1' },
       reportUrl: srv.url,
       intervalSeconds: 1,
@@ -84,7 +84,7 @@ test('the bundled agent reports, the condition follows a failing check, renews, 
   t.teardown(() => t.log(stderr.trim().split('\n').slice(-5).join('\n')));
 
   await until('a healthy report', () => condition().status === 'True');
-  t.like(last!.report, { host: 'host-1', machine: { namespace: 'default', name: 'm-1' } });
+  t.like(last!.report, { host: 'default/host-1', machine: { namespace: 'default', name: 'm-1' } });
   t.deepEqual(
     last!.report.checks.map((c) => c.name),
     ['disk', 'memory', 'clock', 'certificates', 'systemd-units', 'user:not-sick'],

@@ -25,11 +25,11 @@ test('start, restart, self-heal and removal without systemd', async (t) => {
   w('remove.sh', removeScript());
   // The agent has no provider to reach: it runs and retries, which is all this test needs.
   const { ca } = await loadOrCreateAgentCa(undefined);
-  const id = await issueAgentCertificate(ca, 'h');
+  const id = await issueAgentCertificate(ca, { host: 'ns/h', hostUid: 'u1', machineUid: 'u2' });
   w('agent.crt', id.certPem);
   w('agent.key', id.keyPem);
   w('ca.crt', ca.certPem);
-  w('agent.json', JSON.stringify({ host: 'h', reportUrl: 'https://127.0.0.1:9', intervalSeconds: 60 }));
+  w('agent.json', JSON.stringify({ host: 'ns/h', reportUrl: 'https://127.0.0.1:9', intervalSeconds: 60 }));
   const count = `n=0; for p in /proc/[0-9]*; do [ "$(tr '\\0' '\\n' < $p/cmdline 2>/dev/null | head -n 1)" = ${hostPaths.runtime} ] && n=$((n+1)); done; echo $n`;
   const driver = `set -eu
 mount -t tmpfs tmpfs /opt && mount -t tmpfs tmpfs /run && mount -t tmpfs tmpfs /var/log

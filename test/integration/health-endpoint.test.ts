@@ -2,11 +2,12 @@
 // 127.0.0.1: mutual TLS with the agent CA, one host per certificate, no stale or replayed
 // reports, and bad bodies answered without harm to the next request.
 import test from 'ava';
-import { randomBytes } from 'node:crypto';
+import { createSign, generateKeyPairSync, randomBytes } from 'node:crypto';
 import { Agent, request } from 'node:https';
+import { connect, type Socket } from 'node:net';
 import { createCertificateAuthority, type CertificateAuthority } from '../../provider/pki/certificate.ts';
 import {
-  hostOfCertificate,
+  identityOfCertificate,
   issueAgentCertificate,
   issueHealthServerCertificate,
   loadOrCreateAgentCa,
@@ -14,12 +15,30 @@ import {
 } from '../../provider/health/pki.ts';
 import { startHealthServer, type HealthServer, type ReportContext } from '../../provider/health/server.ts';
 import { registry } from '../../provider/runtime/metrics.ts';
-import type { Report } from '../../common/agent-protocol.ts';
+import { renewProof, type Report } from '../../common/agent-protocol.ts';
+import { X509Certificate } from 'node:crypto';
 
 interface Id {
   certPem: string;
   keyPem: string;
 }
+
+const ident = (host: string) => ({ host, hostUid: `uid-${host.split('/')[1]}`, machineUid: 'machine-1' });
+
+/** A renewal as the agent makes it: a new key pair, and the proof signed with it. */
+function renewal(id: Id, host: string, signer?: string) {
+  const keys = generateKeyPairSync('rsa', {
+    modulusLength: 2048,
+    publicKeyEncoding: { type: 'spki', format: 'pem' },
+    privateKeyEncoding: { type: 'pkcs8', format: 'pem' },
+  });
+  const serial = new X509Certificate(id.certPem).serialNumber;
+  const proof = createSign('sha256')
+    .update(renewProof(host, serial))
+    .sign(signer ?? keys.privateKey, 'base64');
+  return { body: JSON.stringify({ host, publicKeyPem: keys.publicKey, proof }), keyPem: keys.privateKey };
+}
+const renewedHosts: string[] = [];
 
 let ca: CertificateAuthority;
 let srv: HealthServer;
@@ -32,11 +51,11 @@ test.before(async () => {
   const foreignCa = await createCertificateAuthority('someone-else');
   const serverCert = await issueHealthServerCertificate(ca, { ipAddresses: ['127.0.0.1'] });
   ids = {
-    a: await issueAgentCertificate(ca, 'host-a'),
-    b: await issueAgentCertificate(ca, 'host-b'),
-    expired: await issueAgentCertificate(ca, 'host-a', -60_000),
-    foreign: await issueAgentCertificate(foreignCa, 'host-a'),
-    short: await issueAgentCertificate(ca, 'host-a', 60_000),
+    a: await issueAgentCertificate(ca, ident('ns/host-a')),
+    b: await issueAgentCertificate(ca, ident('ns/host-b')),
+    expired: await issueAgentCertificate(ca, ident('ns/host-a'), -60_000),
+    foreign: await issueAgentCertificate(foreignCa, ident('ns/host-a')),
+    short: await issueAgentCertificate(ca, ident('ns/host-a'), 60_000),
   };
   srv = await startHealthServer({
     host: '127.0.0.1',
@@ -46,7 +65,9 @@ test.before(async () => {
     maxSkewMs: 60_000,
     maxBodyBytes: 16 * 1024,
     now: () => Date.now() + providerClock,
-    knownHost: (h) => h !== 'host-gone',
+    authorize: (p) =>
+      p.host === 'ns/host-gone' ? { status: 403, reason: 'UnknownHost', message: 'not managed' } : undefined,
+    onRenewed: (p) => void renewedHosts.push(p.host),
     onReport: (report, ctx) => {
       received.push({ report, ctx });
     },
@@ -111,32 +132,32 @@ async function rejected(reason: string): Promise<number> {
 
 test.serial('a good report is accepted, handed to onReport, and answered with the provider time', async (t) => {
   const before = received.length;
-  const r = report('host-a');
+  const r = report('ns/host-a');
   const a = await send(ids.a, r);
   t.is(a.status, 200);
   t.true(a.body.accepted);
   t.true(Math.abs(a.body.time - Date.now()) < 5000);
   t.is(received.length, before + 1);
   t.deepEqual(received.at(-1)!.report, r);
-  t.is(received.at(-1)!.ctx.host, 'host-a');
+  t.is(received.at(-1)!.ctx.host, 'ns/host-a');
 });
 
 test.serial("a report signed with another host's certificate is rejected", async (t) => {
   const before = received.length;
-  const a = await send(ids.b, report('host-a'));
+  const a = await send(ids.b, report('ns/host-a'));
   t.is(a.status, 403);
   t.like(a.body, { accepted: false, reason: 'Forbidden' });
   t.is(received.length, before);
 });
 
 test.serial('an expired certificate and a certificate from an unknown CA fail the TLS handshake', async (t) => {
-  await t.throwsAsync(send(ids.expired, report('host-a')));
-  await t.throwsAsync(send(ids.foreign, report('host-a')));
-  t.is((await send(ids.a, report('host-a'))).status, 200);
+  await t.throwsAsync(send(ids.expired, report('ns/host-a')));
+  await t.throwsAsync(send(ids.foreign, report('ns/host-a')));
+  t.is((await send(ids.a, report('ns/host-a'))).status, 200);
 });
 
 test.serial('a replayed report is rejected: the same one again, or an older sequence number', async (t) => {
-  const r = report('host-a');
+  const r = report('ns/host-a');
   t.is((await send(ids.a, r)).status, 200);
   const again = await send(ids.a, r);
   t.is(again.status, 409);
@@ -145,16 +166,16 @@ test.serial('a replayed report is rejected: the same one again, or an older sequ
   t.is(older.body.reason, 'Replay');
   t.is(await rejected('Replay'), 2);
   // Other hosts keep their own sequence.
-  t.is((await send(ids.b, report('host-b', { seq: 1 }))).status, 200);
+  t.is((await send(ids.b, report('ns/host-b', { seq: 1 }))).status, 200);
 });
 
 test.serial('a stale report (or one from the future) is rejected, with the provider time to correct by', async (t) => {
-  const stale = await send(ids.a, report('host-a', { timestamp: Date.now() - 5 * 60_000 }));
+  const stale = await send(ids.a, report('ns/host-a', { timestamp: Date.now() - 5 * 60_000 }));
   t.is(stale.status, 409);
   t.is(stale.body.reason, 'Stale');
   t.true(Math.abs(stale.body.time - Date.now()) < 5000);
   providerClock = -5 * 60_000; // the provider is behind: this host looks ahead
-  t.is((await send(ids.a, report('host-a'))).body.reason, 'FromFuture');
+  t.is((await send(ids.a, report('ns/host-a'))).body.reason, 'FromFuture');
   providerClock = 0;
 });
 
@@ -164,44 +185,61 @@ test.serial('malformed JSON and an oversized body are rejected; the server keeps
   const bad = await send(ids.a, '{"host": "host-a", ', keep);
   t.is(bad.status, 400);
   t.is(bad.body.reason, 'Malformed');
-  const notAReport = await send(ids.a, JSON.stringify({ ...report('host-a'), checks: 'all fine' }), keep);
+  const notAReport = await send(ids.a, JSON.stringify({ ...report('ns/host-a'), checks: 'all fine' }), keep);
   t.is(notAReport.body.reason, 'Malformed');
   // The same connection still carries the next report.
-  t.is((await send(ids.a, report('host-a'), keep)).status, 200);
-  const huge = await send(ids.a, JSON.stringify(report('host-a', { agentVersion: 'x'.repeat(64 * 1024) })));
+  t.is((await send(ids.a, report('ns/host-a'), keep)).status, 200);
+  const huge = await send(ids.a, JSON.stringify(report('ns/host-a', { agentVersion: 'x'.repeat(64 * 1024) })));
   t.is(huge.status, 413);
   t.is(huge.body.reason, 'TooLarge');
-  t.is((await send(ids.a, report('host-a'))).status, 200);
+  t.is((await send(ids.a, report('ns/host-a'))).status, 200);
   // Streamed without a length: cut off at the limit (the client may see 413 or the closed socket).
   const streamed = await post(ids.a, '/v1/report', 'x'.repeat(256 * 1024), false, true).catch((e: Error) => e);
   t.true(streamed instanceof Error || streamed.status === 413);
   t.true((await rejected('TooLarge')) >= 1);
-  t.is((await send(ids.a, report('host-a'))).status, 200);
+  t.is((await send(ids.a, report('ns/host-a'))).status, 200);
   t.is((await post(ids.a, '/v1/nothing', '{}')).status, 404);
 });
 
 test.serial('a host the provider no longer manages may not report', async (t) => {
-  const gone = await issueAgentCertificate(ca, 'host-gone');
-  const a = await send(gone, report('host-gone'));
+  const gone = await issueAgentCertificate(ca, ident('ns/host-gone'));
+  const a = await send(gone, report('ns/host-gone'));
   t.is(a.status, 403);
   t.is(a.body.reason, 'UnknownHost');
 });
 
-test.serial('renewal: refused while the certificate is young, then a fresh one for the same host', async (t) => {
-  const early = await post(ids.a, '/v1/renew', JSON.stringify({ host: 'host-a' }));
-  t.is(early.status, 409);
-  t.is(early.body.reason, 'TooEarly');
-  t.is((await post(ids.short, '/v1/renew', JSON.stringify({ host: 'host-b' }))).status, 403);
-  // The short certificate (60 s, not-before backdated 5 min) is past half its life at once, and
-  // still valid on a slow, loaded machine.
-  t.true(needsRotation(ids.short.certPem, Date.now()));
-  const renewed = await post(ids.short, '/v1/renew', JSON.stringify({ host: 'host-a' }));
-  t.is(renewed.status, 200);
-  t.is(hostOfCertificate(renewed.body.certPem), 'host-a');
-  t.regex(renewed.body.keyPem, /PRIVATE KEY/);
-  t.false(needsRotation(renewed.body.certPem, Date.now()));
-  t.is((await send({ certPem: renewed.body.certPem, keyPem: renewed.body.keyPem }, report('host-a'))).status, 200);
-});
+test.serial(
+  'renewal: refused while young, without proof of the key, then the agent key certified; once per interval',
+  async (t) => {
+    const early = await post(ids.a, '/v1/renew', renewal(ids.a, 'ns/host-a').body);
+    t.is(early.status, 409);
+    t.is(early.body.reason, 'TooEarly');
+    t.is((await post(ids.short, '/v1/renew', renewal(ids.short, 'ns/host-b').body)).status, 403);
+    // The short certificate (60 s, not-before backdated 5 min) is past half its life at once, and
+    // still valid on a slow, loaded machine.
+    t.true(needsRotation(ids.short.certPem, Date.now()));
+    const old = await post(ids.short, '/v1/renew', JSON.stringify({ host: 'ns/host-a' }));
+    t.is(old.body.reason, 'Malformed', 'a renewal without a public key (an old agent) is refused');
+    // The proof signed by a key other than the one to certify: refused.
+    const other = generateKeyPairSync('rsa', { modulusLength: 2048 }).privateKey.export({
+      type: 'pkcs8',
+      format: 'pem',
+    });
+    const forged = await post(ids.short, '/v1/renew', renewal(ids.short, 'ns/host-a', other.toString()).body);
+    t.is(forged.status, 403);
+    const r = renewal(ids.short, 'ns/host-a');
+    const renewed = await post(ids.short, '/v1/renew', r.body);
+    t.is(renewed.status, 200);
+    t.deepEqual(identityOfCertificate(renewed.body.certPem), ident('ns/host-a'), 'the same host and claim');
+    t.is(renewed.body.keyPem, undefined, 'the key never travels: the agent keeps it');
+    t.deepEqual(renewedHosts, ['ns/host-a']);
+    t.false(needsRotation(renewed.body.certPem, Date.now()));
+    t.is((await send({ certPem: renewed.body.certPem, keyPem: r.keyPem }, report('ns/host-a'))).status, 200);
+    // A second renewal of the host at once is refused (rate limit), whatever certificate asks.
+    const again = await post(ids.short, '/v1/renew', renewal(ids.short, 'ns/host-a').body);
+    t.is(again.status, 429);
+  },
+);
 
 test('the agent CA round-trips through its Secret data and refuses broken data', async (t) => {
   const created = await loadOrCreateAgentCa(undefined);
@@ -214,4 +252,27 @@ test('the agent CA round-trips through its Secret data and refuses broken data',
     name: 'AgentCaInvalid',
   });
   await t.throwsAsync(loadOrCreateAgentCa({ 'ca.crt': created.data['ca.crt'] }), { name: 'AgentCaInvalid' });
+});
+
+test('connections are capped, and a handshake that never comes is cut', async (t) => {
+  const small = await startHealthServer({
+    host: '127.0.0.1',
+    port: 0,
+    ca,
+    serverCert: await issueHealthServerCertificate(ca, { ipAddresses: ['127.0.0.1'] }),
+    maxConnections: 2,
+    handshakeTimeoutMs: 300,
+    onReport: () => {},
+  });
+  t.teardown(() => small.close());
+  const closed = (s: Socket) => new Promise<number>((r) => s.once('close', () => r(Date.now())));
+  const open = () => connect(small.port, '127.0.0.1');
+  const [s1, s2] = [open(), open()];
+  await Promise.all([s1, s2].map((s) => new Promise((r) => s.once('connect', r))));
+  const s3 = open();
+  const start = Date.now();
+  // The third is over the cap: closed at once. The two silent ones: cut after the handshake timeout.
+  const ends = await Promise.all([closed(s3), closed(s1), closed(s2)]);
+  t.true(ends.every((e) => e - start < 10_000));
+  t.true(ends[0] - start < ends[1] - start || ends[0] - start < 300);
 });

@@ -5,10 +5,30 @@ import test from 'ava';
 import { reconcilePool } from '../../provider/hosts/pool.ts';
 import { claimHost } from '../../provider/hosts/claim.ts';
 import { API_VERSION } from '../../provider/api/common.ts';
-import { BareMetalHostPools, BareMetalHosts, collectionPath, objectPath } from '../../provider/kube/kinds.ts';
+import {
+  BareMetalHostPools,
+  BareMetalHosts,
+  BareMetalMachines,
+  collectionPath,
+  objectPath,
+} from '../../provider/kube/kinds.ts';
 import { ApiError, raw } from '../../provider/kube/raw.ts';
 import { installCapiCrds, installProviderCrds, startControlPlane, type ControlPlane } from '../harness/controlplane.ts';
 import { clusterLabel, cond, Team, until, world, workerData } from '../harness/machine-world.ts';
+import { AgentService } from '../../provider/health/service.ts';
+import { createInformer } from '../../provider/runtime/informer.ts';
+import { Channel } from '../../provider/runtime/source.ts';
+import { createLogger } from '../../common/log.ts';
+import { waitFor } from '../harness/process.ts';
+import { FakeSsh } from '../harness/fake-ssh.ts';
+import { reconcileHost } from '../../provider/controllers/host.ts';
+import { EventRecorder } from '../../provider/runtime/events.ts';
+import type { Informer } from '../../provider/runtime/informer.ts';
+import { onboardNamespace, providerIdentity } from '../harness/env.ts';
+import { KubeConfig } from '@kubernetes/client-node';
+import type { BareMetalHostPool } from '../../provider/api/pool.ts';
+import type { BareMetalHost } from '../../provider/api/host.ts';
+import type { BareMetalMachine } from '../../provider/api/machine.ts';
 
 let cp: ControlPlane;
 let a: Team;
@@ -223,3 +243,122 @@ test.serial(
     );
   },
 );
+
+test.serial('an agent certificate speaks for one host, one claim, and only while it is the newest', async (t) => {
+  const hosts = createInformer<BareMetalHost>(cp.kc, BareMetalHosts, { log: createLogger({ level: 'error' }) });
+  const machines = createInformer<BareMetalMachine>(cp.kc, BareMetalMachines, {
+    log: createLogger({ level: 'error' }),
+  });
+  hosts.start();
+  machines.start();
+  t.teardown(() => Promise.all([hosts.stop(), machines.stop()]));
+  await Promise.all([hosts.waitForSync(), machines.waitForSync()]);
+  const service = new AgentService(
+    { kc: cp.kc, log: createLogger({ level: 'error' }), hosts, machines, wake: new Channel() },
+    {
+      bindHost: '127.0.0.1',
+      bindPort: 0,
+      reportUrl: 'https://127.0.0.1:1',
+      caSecret: { namespace: 'default', name: 'unused' },
+      intervalSeconds: 10,
+      unknownAfterMs: 60_000,
+      disabledChecks: [],
+    },
+  );
+  // Team B's host, provisioned for its machine b-1 (as the reconciler leaves it).
+  const name = 'rack-198-51-100-2';
+  const path = objectPath(BareMetalHosts, 'team-b', name);
+  const hold = async (machineUid: string, serial: string) => {
+    await raw(cp.kc, 'PATCH', path, {
+      spec: { consumerRef: { kind: 'BareMetalMachine', namespace: 'team-b', name: 'b-1', uid: machineUid } },
+    });
+    await raw(cp.kc, 'PATCH', `${path}/status`, {
+      status: { phase: 'Provisioned', agentCertificate: { serial, notBefore: new Date().toISOString() } },
+    });
+    await waitFor(
+      'the host in the cache',
+      () => Promise.resolve(hosts.get('team-b', name)?.status?.agentCertificate?.serial === serial || undefined),
+      10_000,
+    );
+  };
+  await hold('uid-b-1', 'aa01');
+  const uid = (await b.host(name)).metadata.uid!;
+  const presented = { host: `team-b/${name}`, hostUid: uid, machineUid: 'uid-b-1', serial: 'aa01', notBefore: 0 };
+  t.is(service.authorize(presented, { namespace: 'team-b', name: 'b-1' }), undefined, 'its own agent reports');
+
+  // Team A's host of the same name (names are per namespace): its certificate names team-a and
+  // its own UID, and never speaks for team B's host.
+  await raw(cp.kc, 'POST', collectionPath(BareMetalHosts, 'team-a'), {
+    apiVersion: API_VERSION,
+    kind: 'BareMetalHost',
+    metadata: { name, namespace: 'team-a' },
+    spec: { address: '203.0.113.9', poolRef: { name: 'rack' } },
+  });
+  const aUid = (await a.host(name)).metadata.uid!;
+  t.is(service.authorize({ ...presented, hostUid: aUid })?.reason, 'UnknownHost');
+  t.is(service.authorize({ ...presented, host: `team-a/${name}`, hostUid: aUid })?.reason, 'UnknownHost');
+  // A report naming another machine than the host's holder: refused.
+  t.is(service.authorize(presented, { namespace: 'team-a', name: 'b-1' })?.reason, 'Forbidden');
+  // A renewal or reinstall made a newer certificate: the older one no longer counts.
+  t.is(service.authorize({ ...presented, serial: 'aa00' })?.reason, 'Superseded');
+  // The host was reset and claimed again (a new machine UID): the former tenant's agent is out.
+  await hold('uid-b-2', 'bb01');
+  t.is(service.authorize({ ...presented, serial: 'bb01' })?.reason, 'Revoked');
+  t.is(service.authorize({ ...presented, machineUid: 'uid-b-2', serial: 'bb01' }), undefined);
+  // Released (no holder): nobody's certificate counts.
+  await raw(cp.kc, 'PATCH', path, { spec: { consumerRef: null } });
+  await waitFor(
+    'the release in the cache',
+    () => Promise.resolve(!hosts.get('team-b', name)?.spec.consumerRef || undefined),
+    10_000,
+  );
+  t.is(service.authorize({ ...presented, machineUid: 'uid-b-2', serial: 'bb01' })?.reason, 'UnknownHost');
+});
+
+test.serial(
+  'the provider reads no Secret of a namespace that did not grant it, and says how to grant it',
+  async (t) => {
+    // The shipped RBAC (manifests/rbac/role.yaml) as the provider's ServiceAccount holds it.
+    const kc = new KubeConfig();
+    kc.loadFromFile(await providerIdentity(cp));
+    const c = new Team(cp, 'team-c');
+    await c.namespace();
+    await c.pool('rack', ['192.0.2.1']);
+    await reconcilePool(kc, 'team-c', 'rack');
+    const pool = await raw<BareMetalHostPool>(cp.kc, 'GET', objectPath(BareMetalHostPools, 'team-c', 'rack'));
+    const creds = cond(pool, 'CredentialsReady');
+    t.is(creds?.reason, 'SecretForbidden');
+    t.regex(creds?.message ?? '', /kubectl create rolebinding capbm-manager-secrets -n team-c/);
+    // Onboarded (the RoleBinding): now it reads them.
+    await onboardNamespace(cp.kc, 'team-c');
+    await reconcilePool(kc, 'team-c', 'rack');
+    const after = await raw<BareMetalHostPool>(cp.kc, 'GET', objectPath(BareMetalHostPools, 'team-c', 'rack'));
+    t.not(cond(after, 'CredentialsReady')?.reason, 'SecretForbidden');
+  },
+);
+
+test.serial('a reset decided on a stale copy of a host does not run: a claim made since wins', async (t) => {
+  const name = 'rack-198-51-100-3';
+  const path = objectPath(BareMetalHosts, 'team-b', name);
+  // An interrupted reset: Deprovisioning, nobody holds it; the host controller would reset it.
+  await raw(cp.kc, 'PATCH', `${path}/status`, { status: { phase: 'Deprovisioning' } });
+  const stale = await b.host(name);
+  // Meanwhile (the cache has not seen it yet) the host was released and claimed by a machine.
+  await raw(cp.kc, 'PATCH', path, {
+    spec: { consumerRef: { kind: 'BareMetalMachine', namespace: 'team-b', name: 'b-9', uid: 'uid-b-9' } },
+  });
+  const ssh = new FakeSsh();
+  const reconcile = reconcileHost({
+    kc: cp.kc,
+    recorder: new EventRecorder(cp.kc, { minIntervalMs: 0 }),
+    ssh,
+    hosts: { get: () => stale } as unknown as Informer<BareMetalHost>,
+    pools: { get: () => undefined } as unknown as Informer<BareMetalHostPool>,
+  });
+  const log = createLogger({ level: 'error' });
+  await reconcile({ key: `team-b/${name}`, namespace: 'team-b', name }, { log, signal: new AbortController().signal });
+  t.is(ssh.connections, 0, 'nothing ran on the host');
+  const now = await b.host(name);
+  t.is(now.spec.consumerRef?.name, 'b-9');
+  t.is(now.status?.phase, 'Deprovisioning', 'the decision was not written either');
+});

@@ -18,5 +18,5 @@ test('manager.yaml: the container args parse as manager flags', (t) => {
   const f = parseFlags(args);
   t.true(f.leaderElect);
   t.is(f.agentReportUrl, '');
-  t.is(f.metricsBindAddress, ':8080');
+  t.is(f.metricsBindAddress, '127.0.0.1:8080', 'metrics are not authenticated: local only');
 });

@@ -1,4 +1,5 @@
 import test from 'ava';
+import ipaddr from 'ipaddr.js';
 import fc from 'fast-check';
 import { BadAddress, PoolTooLarge, expandPool, hostName } from '../../../provider/hosts/expand.ts';
 
@@ -26,8 +27,30 @@ test('bad entries and oversized pools are refused before anything is listed', (t
 
 test('host names are DNS-safe and distinct per address', (t) => {
   t.is(hostName('rack1', '10.0.0.5'), 'rack1-10-0-0-5');
-  t.is(hostName('rack1', 'fd00::5'), 'rack1-fd00--5');
+  t.is(hostName('rack1', 'fd00::5'), 'rack1-fd00-0000-0000-0000-0000-0000-0000-0005');
   t.regex(hostName('p', 'fd00::'), /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/);
+  // The review's collision: pool rack1 + 10.0.0.12 and pool rack1-10-0-0 + 12:: had one name.
+  t.not(hostName('rack1', '10.0.0.12'), hostName('rack1-10-0-0', '12::'));
+});
+
+test('property: host names are unique by construction (no two (pool, address) pairs share one)', (t) => {
+  const label = fc.stringMatching(/^[a-z0-9]([-a-z0-9]{0,10}[a-z0-9])?$/);
+  const v4 = fc.ipV4();
+  const v6 = fc.ipV6();
+  const pair = fc.tuple(label, fc.oneof(v4, v6));
+  fc.assert(
+    fc.property(pair, pair, ([p1, a1], [p2, a2]) => {
+      const same = p1 === p2 && ipaddr.parse(a1).toNormalizedString() === ipaddr.parse(a2).toNormalizedString();
+      return same === (hostName(p1, a1) === hostName(p2, a2));
+    }),
+    { numRuns: 2000 },
+  );
+  // Built to collide: a pool name that ends like an address.
+  for (const [p, a] of [
+    ['a-1-2', '3.4.5.6'],
+    ['a-1-2-3-4', '5.6.7.8'],
+  ] as const)
+    t.not(hostName(p, a), hostName('a', '1.2.3.4'));
 });
 
 test('property: a range expands to exactly its size, without duplicates, minus exclusions', (t) => {

@@ -9,7 +9,7 @@ import {
   watchFilterSelector,
 } from '../../../provider/runtime/flags.ts';
 
-test('defaults match CAPI providers (metrics :8080, probes :9440, no leader election)', (t) => {
+test('defaults: metrics on 127.0.0.1:8080 (unauthenticated, so local), probes :9440, no leader election', (t) => {
   t.deepEqual(parseFlags([]), defaultFlags);
 });
 
