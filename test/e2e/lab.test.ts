@@ -3,7 +3,7 @@
 // nothing behind: no process, port, folder or lab host.
 import test from 'ava';
 import { execa } from 'execa';
-import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { controlPlaneDir, repoRoot } from '../harness/paths.ts';
@@ -30,8 +30,18 @@ test('the lab comes up with a working cluster and goes down without leftovers', 
   const labDir = join(mkdtempSync(join(tmpdir(), 'capbm-lab-test-')), 'lab');
   const env = { CAPBM_LAB_DIR: labDir };
 
-  // Down even when an assertion fails on the way: a failed test leaves nothing running either.
-  t.teardown(() => execa('node', [join(repoRoot, 'hack', 'lab.ts'), 'down'], { env, cwd: repoRoot, reject: false }));
+  // Down even when an assertion fails on the way: a failed test leaves nothing running either, but
+  // its management plane's logs are kept first (.cache/logs/lab-test-*), since down removes them.
+  t.teardown(async () => {
+    const logs = join(labDir, 'controlplane');
+    if (!t.passed && existsSync(logs)) {
+      const to = join(repoRoot, '.cache', 'logs', `lab-test-${new Date().toISOString().replace(/[:.]/g, '-')}`);
+      mkdirSync(to, { recursive: true });
+      for (const f of readdirSync(logs).filter((x) => x.endsWith('.log'))) copyFileSync(join(logs, f), join(to, f));
+      process.stderr.write(`lab test failed: its logs are in ${to}\n`);
+    }
+    await execa('node', [join(repoRoot, 'hack', 'lab.ts'), 'down'], { env, cwd: repoRoot, reject: false });
+  });
   const upRun = await execa('node', [join(repoRoot, 'hack', 'lab.ts'), 'up'], { env, cwd: repoRoot });
   t.regex(upRun.stdout, /Kubeconfig: /);
   // The sample cluster came up whole: Cluster API says so, every Node is Ready, the sample
