@@ -214,7 +214,8 @@ test.serial('a host powered off mid-bootstrap: a clear condition, no hang; on de
     'the host to be quarantined',
     async () => {
       const x = await hostOfPool('solo1');
-      return x.spec.quarantine ? x : undefined;
+      // spec first (it decides), then the status catches up: they are two writes.
+      return x.spec.quarantine && x.status?.phase === 'Quarantined' ? x : undefined;
     },
     120_000,
     500,
