@@ -1,4 +1,3 @@
-#!/usr/bin/env node
 // capbm render --bootstrap-data FILE [--meta-data FILE] [--state-dir DIR]
 // Prints the script CAPBM would run on a host for this bootstrap data, without running anything,
 // so a person can read it before trusting the provider. Warnings go to stderr.
@@ -6,7 +5,7 @@ import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { parse as parseYaml } from 'yaml';
 import { BootstrapDataError } from './errors.ts';
-import type { MetaData } from './metadata.ts';
+import { readMetaData, type MetaData } from './metadata.ts';
 import { render } from './render.ts';
 
 const usage = 'usage: capbm render --bootstrap-data FILE [--meta-data FILE] [--state-dir DIR]';
@@ -24,6 +23,7 @@ function readText(file: string, what: string): string {
   }
 }
 
+/** The meta data templates see: a NoCloud meta-data file read as cloud-init reads it, or defaults. */
 function metaData(file: string | undefined): MetaData {
   const defaults: MetaData = {
     instance_id: 'capbm-render',
@@ -35,8 +35,10 @@ function metaData(file: string | undefined): MetaData {
   if (!file) return defaults;
   const doc = parseYaml(readText(file, 'meta data')) as unknown;
   if (!doc || typeof doc !== 'object' || Array.isArray(doc))
-    fail(`${file}: meta data must be a mapping such as "instance_id: m1"`);
-  return { ...defaults, ...(doc as Record<string, string>) };
+    fail(`${file}: meta data must be a mapping such as "instance-id: m1" (a NoCloud meta-data file)`);
+  const { meta, warnings } = readMetaData(doc as Record<string, unknown>, defaults);
+  for (const w of warnings) process.stderr.write(`capbm: warning: ${file}: ${w}\n`);
+  return meta;
 }
 
 function main(argv: string[]): void {

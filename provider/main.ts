@@ -10,6 +10,7 @@ import {
   parseFlags,
   usage,
   watchFilterSelector,
+  leaderElectionIdOf,
   type ManagerFlags,
 } from './runtime/flags.ts';
 import { loadKubeConfig, startManager } from './runtime/manager.ts';
@@ -69,7 +70,10 @@ export async function main(argv: readonly string[]): Promise<number> {
     log,
   });
   await provider.agent?.start();
-  const manager = await startManager({ ...flags, kc, log }, provider.controllers);
+  const manager = await startManager(
+    { ...flags, leaderElectionId: leaderElectionIdOf(flags), kc, log },
+    provider.controllers,
+  );
   log.info('manager started', {
     metricsPort: manager.metricsPort,
     healthPort: manager.healthPort,

@@ -63,8 +63,17 @@ try {
         sum(`rest_client_requests_total{method="${m}"`, mgmt),
       ]),
     );
+    // Writes by resource (kind/subresource): where the writes per machine go.
+    const byResource: Record<string, number> = {};
+    for (const l of text.split('\n')) {
+      const m = /^rest_client_requests_total\{(.*)\} (\S+)$/.exec(l);
+      if (!m || !m[1]!.includes(mgmt) || /method="(GET|WATCH)"/.test(m[1]!)) continue;
+      const r = /resource="([^"]*)"/.exec(m[1]!)?.[1] ?? '?';
+      byResource[r] = (byResource[r] ?? 0) + Number(m[2]);
+    }
     return {
       byMethod,
+      byResource,
       api: sum('rest_client_requests_total{', mgmt),
       workload: sum('rest_client_requests_total{') - sum('rest_client_requests_total{', mgmt),
       ssh: sum('capbm_ssh_operations_total{'),
@@ -147,6 +156,12 @@ try {
         .map((m) => `${m} ${fmt((after.byMethod[m]! - before.byMethod[m]!) / n)}`)
         .join(', ')}`,
       writesLine(before, after),
+      `  by resource: ${Object.entries(after.byResource)
+        .map(([r, v]) => [r, (v - (before.byResource[r] ?? 0)) / n] as const)
+        .filter(([, v]) => v >= 0.05)
+        .sort((x, y) => y[1] - x[1])
+        .map(([r, v]) => `${r} ${fmt(v)}`)
+        .join(', ')}`,
       `SSH connections per machine:      ${fmt((after.ssh - before.ssh) / n)}`,
       `SSH floor, same run:              ${fmt(floor, 2)} s for ${n} new connections + 1 command (${fmt((n / floor) * 1, 0)}/s)`,
       '',

@@ -61,7 +61,7 @@ export class BootstrapRuns {
   constructor(o: { wake: (key: string) => void; log: Logger; progressEveryMs?: number }) {
     this.#wake = o.wake;
     this.#log = o.log;
-    this.#everyMs = o.progressEveryMs ?? 5000;
+    this.#everyMs = o.progressEveryMs ?? 30_000;
   }
 
   /** The run for a machine (by uid), if this process has one. */

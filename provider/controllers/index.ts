@@ -136,7 +136,8 @@ export function buildProvider(o: ProviderOptions): Provider {
     transform: slim(['paused', 'controlPlaneRef', 'infrastructureRef'], ['initialization']),
   });
   const hosts = inf<BareMetalHost>(BareMetalHosts, {
-    ...base,
+    // Sharded (--watch-filter): only this shard's hosts (pools label their hosts with their shard).
+    ...filtered,
     indexers: {
       [ConsumerIndex]: byConsumer,
       [AddressIndex]: (h) => [h.spec.address],
@@ -179,7 +180,7 @@ export function buildProvider(o: ProviderOptions): Provider {
     runs: new BootstrapRuns({
       wake: (key) => wake.send(key),
       log,
-      progressEveryMs: o.bootstrapProgressIntervalMs ?? 5_000,
+      progressEveryMs: o.bootstrapProgressIntervalMs ?? 30_000,
     }),
     fresh: { machines: new Fresher<BareMetalMachine>(), hosts: new Fresher<BareMetalHost>() },
   };
@@ -237,6 +238,8 @@ export function buildProvider(o: ProviderOptions): Provider {
           return p ? [`${h.metadata.namespace}/${p}`] : [];
         },
         updatePredicate: hostCountsChanged,
+        // The counts are a summary: a burst of claims or provisions becomes one status write.
+        delayMs: 5_000,
       },
     ],
     reconcile: async (req) => {

@@ -86,6 +86,9 @@ function transition(m: BareMetalMachine, type: string, status: ConditionInput['s
 
 function waiting(m: BareMetalMachine, reason: WaitReason, message: string): void {
   if (reason === 'Paused') return; // only Paused changes (set with the facts)
+  // CAPI sets the owner within moments of creating the machine: nothing worth a write (as CAPI's
+  // own providers do, which return without touching the object until the owner is set).
+  if (reason === 'WaitingForOwnerMachine') return;
   if (!m.status?.hostRef) {
     cond(m, { type: C.HostClaimed, status: false, reason, message });
     setPhase(m, 'Pending');

@@ -140,12 +140,25 @@ export class AgentService implements NodeAgent {
         reason: 'Revoked',
         message: `the certificate was issued for an earlier claim of host ${p.host}, which was reset since`,
       };
-    const newest = this.#newest(h);
-    if (newest && newest.serial !== p.serial)
+    if (!this.#isNewest(h, p))
       return { status: 403, reason: 'Superseded', message: 'a newer certificate was issued for this host' };
     if (machine && (machine.namespace !== c.namespace || machine.name !== c.name))
       return { status: 403, reason: 'Forbidden', message: `host ${p.host} is held by another machine` };
     return undefined;
+  }
+
+  /**
+   * Whether the presented certificate is the host's newest. One newer than any this process knows
+   * (renewed by a former leader, or before a restart) is ours too (CA-signed, this claim): it
+   * becomes the newest and is recorded on the host next.
+   */
+  #isNewest(h: BareMetalHost, p: Presented): boolean {
+    const newest = this.#newest(h);
+    if (!newest || newest.serial === p.serial) return true;
+    if (p.notBefore <= Date.parse(newest.notBefore)) return false;
+    this.#issued.set(p.host, { serial: p.serial, notBefore: new Date(p.notBefore).toISOString() });
+    this.#wakeHolder(p.host);
+    return true;
   }
 
   /** A certificate issued since the host's status.agentCertificate was written. */

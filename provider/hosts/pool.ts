@@ -12,6 +12,7 @@ import { ApiError, raw } from '../kube/raw.ts';
 import { setCondition, type ConditionInput } from '../runtime/conditions.ts';
 import { EventRecorder } from '../runtime/events.ts';
 import { Writer } from '../runtime/writer.ts';
+import { WatchFilterLabel } from '../runtime/flags.ts';
 import { POOL_LABEL, isAvailable } from './claim.ts';
 import { expandPool, hostName, MAX_POOL_NAME } from './expand.ts';
 import { heldElsewhere, heldMessage, type PoolAddresses } from './overlap.ts';
@@ -43,6 +44,23 @@ async function writeStatus(
   await w.save();
 }
 
+/**
+ * The pool's watch-filter label (its shard), which its hosts carry too: a manager sharded with
+ * --watch-filter caches only its own hosts.
+ */
+function shardOf(pool: BareMetalHostPool): Record<string, string> {
+  const v = pool.metadata.labels?.[WatchFilterLabel];
+  return v ? { [WatchFilterLabel]: v } : {};
+}
+
+/** Moves a host of this pool into the pool's shard (the pool's label changed, or predates sharding). */
+function shardHost(kc: KubeConfig, pool: BareMetalHostPool, name: string): Promise<unknown> {
+  const v = pool.metadata.labels?.[WatchFilterLabel] ?? null;
+  return raw(kc, 'PATCH', objectPath(BareMetalHosts, pool.metadata.namespace, name), {
+    metadata: { labels: { [WatchFilterLabel]: v } },
+  });
+}
+
 function hostObject(pool: BareMetalHostPool, address: string): BareMetalHost {
   return {
     apiVersion: API_VERSION,
@@ -50,7 +68,7 @@ function hostObject(pool: BareMetalHostPool, address: string): BareMetalHost {
     metadata: {
       name: hostName(pool.metadata.name, address),
       namespace: pool.metadata.namespace,
-      labels: { ...(pool.spec.hostLabels ?? {}), [POOL_LABEL]: pool.metadata.name },
+      labels: { ...(pool.spec.hostLabels ?? {}), [POOL_LABEL]: pool.metadata.name, ...shardOf(pool) },
       ownerReferences: [
         {
           apiVersion: API_VERSION,
@@ -159,6 +177,8 @@ function addMissing(kc: KubeConfig, { pool, desired, existing, q, result }: Plan
   for (const address of desired) {
     const h = byAddress.get(address);
     if (h?.spec.retire) void q.add(() => raw(kc, 'PATCH', hostPath(h), { spec: { retire: null } }));
+    if (h && (h.metadata.labels?.[WatchFilterLabel] ?? null) !== (pool.metadata.labels?.[WatchFilterLabel] ?? null))
+      void q.add(() => shardHost(kc, pool, h.metadata.name));
     if (h) continue;
     void q.add(async () => {
       const made = await raw(
@@ -168,9 +188,12 @@ function addMissing(kc: KubeConfig, { pool, desired, existing, q, result }: Plan
         hostObject(pool, address),
       ).then(
         () => true,
-        (err: unknown) => {
+        async (err: unknown) => {
           if (!(err instanceof ApiError && err.code === 409)) throw err;
-          return false; // created meanwhile (a cache that lags): counted with the existing ones next time
+          // It exists: created meanwhile (a cache that lags), or outside this shard's cache (made
+          // before the pool was sharded): it joins the pool's shard and is counted next time.
+          await shardHost(kc, pool, hostName(pool.metadata.name, address));
+          return false;
         },
       );
       if (made) result.created++;

@@ -10,7 +10,19 @@ export const apiRequests = counter('rest_client_requests_total', 'Requests to th
   'method',
   'code',
   'host',
+  'resource',
 ]);
+
+/**
+ * The resource a request path names, with its subresource: "baremetalmachines/status", "leases",
+ * "events". Bounded (kinds, not names), so the metric says where writes go without a label per object.
+ */
+export function resourceOf(path: string): string {
+  const parts = path.split('?')[0]!.split('/').filter(Boolean);
+  let rest = parts[0] === 'api' ? parts.slice(2) : parts.slice(3);
+  if (rest[0] === 'namespaces' && rest.length > 2) rest = rest.slice(2);
+  return rest[2] ? `${rest[0]}/${rest[2]}` : (rest[0] ?? '');
+}
 
 /** The message of a Kubernetes Status body, or the body itself. */
 function statusMessage(body: string): string {
@@ -86,7 +98,12 @@ async function once<T>(kc: KubeConfig, { method, path, body, contentType }: Requ
   if (payload !== undefined) opts.headers = { ...opts.headers, 'Content-Type': contentType };
   return new Promise<T>((resolve, reject) => {
     const req = request(new URL(path, server), opts, (res) => {
-      apiRequests.inc({ method, code: String(res.statusCode ?? 0), host: new URL(server).host });
+      apiRequests.inc({
+        method,
+        code: String(res.statusCode ?? 0),
+        host: new URL(server).host,
+        resource: resourceOf(path),
+      });
       const chunks: Buffer[] = [];
       res.on('data', (c: Buffer) => chunks.push(c));
       res.on('end', () => {

@@ -42,6 +42,11 @@ export interface Watch<T extends KubeObject = KubeObject> {
   mapToKeys?: (obj: T) => string[];
   /** Skip updates that change nothing we care about, e.g. only status or resourceVersion. */
   updatePredicate?: (oldObj: T, newObj: T) => boolean;
+  /**
+   * Queue the keys this long after the event (the earliest deadline of a burst wins): many events
+   * for one primary, e.g. a pool's hosts claimed in a burst, become one reconcile.
+   */
+  delayMs?: number;
 }
 
 export interface ControllerOptions {
@@ -103,13 +108,13 @@ export class Controller {
 
   #wire<T extends KubeObject>(w: Watch<T>): void {
     const keys = (o: T) => (w.mapToKeys ? w.mapToKeys(o) : [objectKey(o)]);
-    const add = (o: T) => keys(o).forEach((k) => k && this.queue.add(k));
+    const add = (o: T) => keys(o).forEach((k) => k && this.queue.addAfter(k, w.delayMs ?? 0));
     w.informer.addEventHandler({
       add,
       update: (a, b) => {
         if (w.updatePredicate && !w.updatePredicate(a, b)) return;
         // An owner change can move the object to another primary: enqueue the old one too.
-        if (w.mapToKeys) keys(a).forEach((k) => k && this.queue.add(k));
+        if (w.mapToKeys) keys(a).forEach((k) => k && this.queue.addAfter(k, w.delayMs ?? 0));
         add(b);
       },
       delete: add,

@@ -40,7 +40,7 @@ export const defaultFlags: ManagerFlags = {
   concurrency: {},
   sshMaxConnections: 256,
   sshMaxPerHost: 4,
-  bootstrapProgressIntervalMs: 5_000,
+  bootstrapProgressIntervalMs: 30_000,
   // Local only by default: /metrics is not authenticated (scrape through a sidecar, or bind wider on purpose).
   metricsBindAddress: '127.0.0.1:8080',
   healthProbeBindAddress: ':9440',
@@ -72,13 +72,14 @@ export const usage = `capbm manager flags:
   --workers-<controller> N              the same, one controller at a time
   --ssh-max-connections N               SSH connections in total (default 256)
   --ssh-max-per-host N                  SSH sessions per host (default 4)
-  --bootstrap-progress-interval DUR     write a running bootstrap's step at most this often (default 5s)
+  --bootstrap-progress-interval DUR     write a running bootstrap's step at most this often (default 30s)
   --metrics-bind-address ADDR           Prometheus /metrics, unauthenticated (default 127.0.0.1:8080; :8080 for
                                         every interface, behind a NetworkPolicy; 0 disables)
   --health-probe-bind-address ADDR      /healthz and /readyz (default :9440, 0 disables)
   --leader-elect[=true|false]           elect a leader among replicas (default false)
   --leader-election-namespace NS        namespace of the Lease (default: --namespace or the pod's)
-  --leader-election-id NAME             name of the Lease (default ${defaultFlags.leaderElectionId})
+  --leader-election-id NAME             name of the Lease (default ${defaultFlags.leaderElectionId},
+                                        -<filter> appended with --watch-filter: one leader per shard)
   --leader-elect-lease-duration DUR     e.g. 15s; --leader-elect-renew-deadline 10s; --leader-elect-retry-period 2s
   --agent-report-url URL                where node agents report (https://HOST:PORT as hosts reach the
                                         manager); the agent is installed on hosts only when set
@@ -179,6 +180,19 @@ export function parseFlags(argv: readonly string[]): ManagerFlags {
 /** The label selector that restricts informers to this replica's shard, or undefined. */
 export const watchFilterSelector = (f: Pick<ManagerFlags, 'watchFilter'>): string | undefined =>
   f.watchFilter ? `${WatchFilterLabel}=${f.watchFilter}` : undefined;
+
+/**
+ * The leader Lease's name: one per shard, so managers of different shards each lead their own
+ * (an explicit --leader-election-id wins).
+ */
+export function leaderElectionIdOf(f: Pick<ManagerFlags, 'watchFilter' | 'leaderElectionId'>): string {
+  if (!f.watchFilter || f.leaderElectionId !== defaultFlags.leaderElectionId) return f.leaderElectionId;
+  const shard = f.watchFilter
+    .toLowerCase()
+    .replace(/[^a-z0-9.-]/g, '-')
+    .replace(/^[-.]+|[-.]+$/g, '');
+  return `${f.leaderElectionId}-${shard}`.slice(0, 253);
+}
 
 /** "host:port" or ":port" -> listen arguments; undefined when disabled ("0" or ""). */
 export function parseBindAddress(v: string): { host: string; port: number } | undefined {

@@ -5,7 +5,7 @@
 import type { KubeConfig } from '@kubernetes/client-node';
 import { request, type RequestOptions } from 'node:https';
 import { createInterface } from 'node:readline';
-import { ApiError, apiRequests } from '../kube/raw.ts';
+import { ApiError, apiRequests, resourceOf } from '../kube/raw.ts';
 import type { KubeObject } from '../kube/kinds.ts';
 
 export type WatchEventType = 'ADDED' | 'MODIFIED' | 'DELETED' | 'BOOKMARK' | 'ERROR';
@@ -58,7 +58,12 @@ export async function startWatch(
       else resolve();
     };
     const req = request(url, { ...opts, signal: controller.signal }, (res) => {
-      apiRequests.inc({ method: 'WATCH', code: String(res.statusCode ?? 0) });
+      apiRequests.inc({
+        method: 'WATCH',
+        code: String(res.statusCode ?? 0),
+        host: url.host,
+        resource: resourceOf(url.pathname),
+      });
       const status = res.statusCode ?? 0;
       if (status !== 200) {
         const chunks: Buffer[] = [];

@@ -300,8 +300,14 @@ test.serial('an agent certificate speaks for one host, one claim, and only while
   // A report naming another machine than the host's holder: refused.
   t.is(service.authorize(presented, { namespace: 'team-a', name: 'b-1' })?.reason, 'Forbidden');
   // A renewal or reinstall made a newer certificate: the older one no longer counts.
-  t.is(service.authorize({ ...presented, serial: 'aa00' })?.reason, 'Superseded');
+  const recorded = Date.parse((await b.host(name)).status!.agentCertificate!.notBefore);
+  t.is(service.authorize({ ...presented, serial: 'aa00', notBefore: recorded - 1000 })?.reason, 'Superseded');
+  // One newer than the recorded one (renewed before a restart, or by another replica) is the newest now.
+  t.is(service.authorize({ ...presented, serial: 'aa02', notBefore: recorded + 1000 }), undefined);
+  t.is(service.unrecorded(hosts.get('team-b', name)!)?.serial, 'aa02', 'and is recorded on the host next');
+  t.is(service.authorize(presented)?.reason, 'Superseded', 'the one before it no longer counts');
   // The host was reset and claimed again (a new machine UID): the former tenant's agent is out.
+  service.forget(`team-b/${name}`); // as the reset does
   await hold('uid-b-2', 'bb01');
   t.is(service.authorize({ ...presented, serial: 'bb01' })?.reason, 'Revoked');
   t.is(service.authorize({ ...presented, machineUid: 'uid-b-2', serial: 'bb01' }), undefined);

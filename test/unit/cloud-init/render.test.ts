@@ -233,6 +233,28 @@ test('CLI: prints the script, and says what is wrong with bad input', async (t) 
   chmodSync(dir, 0o755);
 });
 
+test("capbm command: the launcher runs on the machine's own Node too, and reads NoCloud meta-data as cloud-init does", async (t) => {
+  const dir = root();
+  const data = join(dir, 'data');
+  writeFileSync(
+    data,
+    '## template: jinja\n#cloud-config\nruncmd: ["echo {{ ds.meta_data.local_hostname }} {{ v1.instance_id }} {{ ds.meta_data.instance_id }}"]\n',
+  );
+  const md = join(dir, 'md');
+  writeFileSync(md, 'instance-id: i-42\nlocal-hostname: node-42\nlocal_hostnme: typo\nrack: r7\n');
+  // /usr/bin/node is the machine's default Node (20 on Debian 12), which cannot run .ts files itself.
+  const system = existsSync('/usr/bin/node') ? '/usr/bin/node' : process.execPath;
+  const r = await execa(system, ['bin/capbm.js', 'render', '--bootstrap-data', data, '--meta-data', md]);
+  t.regex(r.stdout, /echo node-42 i-42 i-42/);
+  t.regex(
+    r.stderr,
+    /meta data key "local_hostnme" is not one cloud-init or CAPBM knows; did you mean "local-hostname"\?/,
+  );
+  t.regex(r.stderr, /meta data key "rack" is not one .*ds\.meta_data\.rack/);
+  t.notRegex(r.stderr, /key "instance-id"|key "local-hostname"/);
+  chmodSync(dir, 0o755);
+});
+
 test('YAML 1.1 as PyYAML reads it: ".", "-.", y and n are strings; yes/off are booleans (found by the property test)', (t) => {
   const cfg = parseBootstrapData(
     '#cloud-config\nwrite_files:\n- {path: /a, content: .}\n- {path: /b, content: -.}\n- {path: /c, content: 1.5}\n- {path: /d, content: n}\n- {path: /e, content: Y}\n- {path: /f, content: yes}\n- {path: /g, content: off}\n- {path: /h, content: 0:0}\n- {path: /i, content: 0_}\n',
