@@ -107,6 +107,13 @@ export function claimOfSubject(subject: string): { hostUid: string; machineUid: 
   return hostUid && machineUid && rest.length === 0 ? { hostUid, machineUid } : undefined;
 }
 
+/** The host and claim a client certificate's subject names, or undefined when it lacks either. */
+export function identityOfSubject(subject: string): { host: string; hostUid: string; machineUid: string } | undefined {
+  const host = hostOfSubject(subject);
+  const claim = claimOfSubject(subject);
+  return host && claim ? { host, ...claim } : undefined;
+}
+
 function field(subject: string, prefix: string): string | undefined {
   for (const part of subject.split('\n')) if (part.startsWith(prefix)) return part.slice(prefix.length) || undefined;
   return undefined;

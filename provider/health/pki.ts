@@ -10,10 +10,9 @@ import {
   type IssuedCertificate,
 } from '../pki/certificate.ts';
 import {
-  claimOfSubject,
   claimUnitPrefix,
   hostCommonNamePrefix,
-  hostOfSubject,
+  identityOfSubject,
   needsRotation,
 } from '../../common/agent-protocol.ts';
 
@@ -139,10 +138,7 @@ export function issueHealthServerCertificate(
 /** The identity an agent certificate names, or undefined. */
 export function identityOfCertificate(certPem: string): AgentIdentity | undefined {
   try {
-    const subject = new X509Certificate(certPem).subject;
-    const host = hostOfSubject(subject);
-    const claim = claimOfSubject(subject);
-    return host && claim ? { host, ...claim } : undefined;
+    return identityOfSubject(new X509Certificate(certPem).subject);
   } catch {
     return undefined;
   }

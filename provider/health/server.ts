@@ -14,8 +14,7 @@ import type { Logger } from '../../common/log.ts';
 import { counter } from '../runtime/metrics.ts';
 import type { CertificateAuthority } from '../pki/certificate.ts';
 import {
-  claimOfSubject,
-  hostOfSubject,
+  identityOfSubject,
   renewPath,
   renewProof,
   reportPath,
@@ -191,12 +190,10 @@ class Handler {
     // The handshake checked validity, but a resumed TLS session skips it: check again.
     if (Date.parse(certificate.validTo) <= this.now())
       throw new Rejection(401, 'CertificateExpired', 'the client certificate has expired');
-    const host = hostOfSubject(certificate.subject);
-    const claim = claimOfSubject(certificate.subject);
-    if (!host || !claim) throw new Rejection(403, 'Forbidden', 'the client certificate names no host and claim');
+    const id = identityOfSubject(certificate.subject);
+    if (!id) throw new Rejection(403, 'Forbidden', 'the client certificate names no host and claim');
     const presented = {
-      host,
-      ...claim,
+      ...id,
       serial: certificate.serialNumber.toLowerCase(),
       notBefore: Date.parse(certificate.validFrom),
     };

@@ -61,35 +61,22 @@ const refused = async (p: Promise<unknown>) => {
   }
 };
 
+/** Team A creates pool "sneaky" with the given ssh settings. */
+const postPool = (ssh: { secretRef: { name: string }; user: string }) =>
+  raw(cp.kc, 'POST', collectionPath(BareMetalHostPools, 'team-a'), {
+    apiVersion: API_VERSION,
+    kind: 'BareMetalHostPool',
+    metadata: { name: 'sneaky', namespace: 'team-a' },
+    spec: { addresses: ['203.0.113.1'], ssh, hostKeyPolicy: { type: 'TrustOnFirstUse' } },
+  });
+
 test.serial('a Secret reference cannot leave the namespace: names are refused by the API and in code', async (t) => {
   // The pool's SSH Secret as a path into team B's namespace: the CRD refuses it.
-  const err = await refused(
-    raw(cp.kc, 'POST', collectionPath(BareMetalHostPools, 'team-a'), {
-      apiVersion: API_VERSION,
-      kind: 'BareMetalHostPool',
-      metadata: { name: 'sneaky', namespace: 'team-a' },
-      spec: {
-        addresses: ['203.0.113.1'],
-        ssh: { secretRef: { name: '../../team-b/secrets/x' }, user: 'root' },
-        hostKeyPolicy: { type: 'TrustOnFirstUse' },
-      },
-    }),
-  );
+  const err = await refused(postPool({ secretRef: { name: '../../team-b/secrets/x' }, user: 'root' }));
   t.is(err?.code, 422);
   t.regex(err?.message ?? '', /secretRef\.name/);
   // A bad SSH user name is refused too (it goes into sudoers and paths on the host).
-  const user = await refused(
-    raw(cp.kc, 'POST', collectionPath(BareMetalHostPools, 'team-a'), {
-      apiVersion: API_VERSION,
-      kind: 'BareMetalHostPool',
-      metadata: { name: 'sneaky', namespace: 'team-a' },
-      spec: {
-        addresses: ['203.0.113.1'],
-        ssh: { secretRef: { name: 'k' }, user: 'root; rm -rf /' },
-        hostKeyPolicy: { type: 'TrustOnFirstUse' },
-      },
-    }),
-  );
+  const user = await refused(postPool({ secretRef: { name: 'k' }, user: 'root; rm -rf /' }));
   t.is(user?.code, 422);
 
   // A Machine of team A naming team B's bootstrap Secret by a path: refused, said on A's machine.
