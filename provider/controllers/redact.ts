@@ -15,10 +15,12 @@ const base64Pem = /LS0tLS1CRUdJT[A-Za-z0-9+/=]*/g;
 
 export function redactLine(line: string): string {
   if (/PRIVATE KEY/.test(line)) return '[a line with key material, removed]';
-  return line
+  const clean = line
     .replace(credentialField, '$1$2[redacted]')
     .replace(base64Pem, '[base64 key material]')
     .replace(token, '[token]')
-    .replace(hex64, '[key]')
-    .slice(0, 300);
+    .replace(hex64, '[key]');
+  // A long error line says what failed at its start and why at its end ("connect: connection
+  // refused"): keep both, at most 300 characters.
+  return clean.length <= 300 ? clean : `${clean.slice(0, 180)} … ${clean.slice(-117)}`;
 }

@@ -545,9 +545,38 @@ export function waitForClusterAvailable(
   );
   // A timeout says why, in the provider's words: the conditions of its machines that are not True.
   return waited.catch(async (err: Error) => {
-    const why = await machineProblems(env, ns, name).catch(() => '');
-    throw new Error(why ? `${err.message}\n${why}` : err.message);
+    const why = await Promise.all([
+      capiProblems(env, ns, name).catch(() => ''),
+      machineProblems(env, ns, name).catch(() => ''),
+    ]);
+    const text = why.filter(Boolean).join('\n');
+    throw new Error(text ? `${err.message}\n${text}` : err.message);
   });
+}
+
+/** Cluster API's own words: the Cluster's and each Machine's conditions that are not True. */
+async function capiProblems(env: Env, ns: string, name: string): Promise<string> {
+  type Obj = { metadata: { name: string }; status?: { phase?: string; conditions?: Condition[] } };
+  const capi = `/apis/cluster.x-k8s.io/v1beta2/namespaces/${ns}`;
+  const [cluster, machines] = await Promise.all([
+    raw<Obj>(env.cp.kc, 'GET', `${capi}/clusters/${name}`),
+    raw<{ items: Obj[] }>(
+      env.cp.kc,
+      'GET',
+      `${capi}/machines?labelSelector=${encodeURIComponent(`cluster.x-k8s.io/cluster-name=${name}`)}`,
+    ),
+  ]);
+  const notTrue = (o: Obj) =>
+    (o.status?.conditions ?? [])
+      .filter((c) => c.status !== 'True' && c.type !== 'Paused' && !c.type.endsWith('Deleting'))
+      .map((c) => `${c.type}=${c.status} ${c.reason ?? ''}: ${c.message ?? ''}`)
+      .join('; ') || 'every condition True';
+  return [cluster, ...machines.items]
+    .map(
+      (o) =>
+        `  ${o === cluster ? 'Cluster' : 'Machine'} ${o.metadata.name} (${o.status?.phase ?? 'no phase'}): ${notTrue(o)}`,
+    )
+    .join('\n');
 }
 
 /** Each BareMetalMachine of the cluster with its conditions that are not True (reason: message). */
@@ -562,7 +591,7 @@ async function machineProblems(env: Env, ns: string, name: string): Promise<stri
   return list.items
     .map((m) => {
       const bad = (m.status?.conditions ?? []).filter((c) => c.status !== 'True' && c.type !== 'Paused');
-      return `  ${m.metadata.name} (${m.status?.phase ?? 'no phase'}): ${bad.map((c) => `${c.type}=${c.status} ${c.reason ?? ''}: ${c.message ?? ''}`).join('; ') || 'every condition True'}`;
+      return `  BareMetalMachine ${m.metadata.name} (${m.status?.phase ?? 'no phase'}): ${bad.map((c) => `${c.type}=${c.status} ${c.reason ?? ''}: ${c.message ?? ''}`).join('; ') || 'every condition True'}`;
     })
     .join('\n');
 }

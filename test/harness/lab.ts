@@ -122,6 +122,7 @@ export function reserveSlot(persistent: boolean): number {
 }
 
 export async function ensureBridge(): Promise<void> {
+  raiseSharedLimits();
   const links = await sh('ip', ['-o', 'link', 'show']);
   if (!links.includes(` ${BRIDGE}:`)) {
     await execa('ip', ['link', 'add', BRIDGE, 'type', 'bridge'], { reject: false });
@@ -132,6 +133,35 @@ export async function ensureBridge(): Promise<void> {
   for (const m of links.matchAll(/^\d+: (cbh\d+)@[^:]*:.*$/gm)) {
     if (!m[0].includes(` master ${BRIDGE} `))
       await execa('ip', ['link', 'set', m[1]!, 'master', BRIDGE], { reject: false });
+  }
+}
+
+/**
+ * Kernel limits every lab host shares with this machine. inotify instances are counted per user
+ * across all namespaces, and every lab host is a whole server running as root: systemd, journald,
+ * logind, dbus, containerd, the kubelet (cAdvisor, its certificate watchers) and each control-plane
+ * pod take some. With 20 hosts of several test runs up, the usual 128 or 1024 runs out and a
+ * kubelet starts without cAdvisor ("inotify_init: too many open files"): kubeadm init fails, or its
+ * Node never turns Ready. kind asks its users to raise the same limits.
+ */
+export const SHARED_LIMITS: Record<string, number> = {
+  'fs/inotify/max_user_instances': 8192,
+  'fs/inotify/max_user_watches': 1048576,
+};
+
+function raiseSharedLimits(): void {
+  for (const [key, want] of Object.entries(SHARED_LIMITS)) {
+    const file = `/proc/sys/${key}`;
+    const now = Number(readFileSync(file, 'utf8').trim());
+    if (now >= want) continue;
+    try {
+      writeFileSync(file, `${want}\n`);
+    } catch (err) {
+      throw new Error(
+        `lab hosts need ${key.replaceAll('/', '.')} >= ${want} (it is ${now}) and this process could not raise it: ${(err as Error).message}\n  fix: sudo sysctl -w ${key.replaceAll('/', '.')}=${want}`,
+        { cause: err },
+      );
+    }
   }
 }
 

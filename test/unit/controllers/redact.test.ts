@@ -45,4 +45,7 @@ test('ordinary lines pass unchanged, cut to a readable length', (t) => {
   const plain = '[preflight] Running pre-flight checks: kubelet 1.36.3, containerd 1.7.24';
   t.is(redactLine(plain), plain);
   t.is(redactLine('x'.repeat(1000)).length, 300);
+  const long = `error: ${'a'.repeat(400)} dial tcp 10.0.0.1:6443: connect: connection refused`;
+  t.true(redactLine(long).startsWith('error: '));
+  t.true(redactLine(long).endsWith('connect: connection refused'));
 });
