@@ -80,8 +80,9 @@ async function startController({ cp, dir, name, args, o }: ControllerSpec): Prom
       '--log-encoding=json',
       ...args,
     ],
-    // controller-runtime reads KUBECONFIG; RUNTIME_NAMESPACE is where a controller in a cluster runs.
-    env: { KUBECONFIG: cp.kubeconfigPath, RUNTIME_NAMESPACE: 'flux-system' },
+    // controller-runtime reads KUBECONFIG; RUNTIME_NAMESPACE is where a controller in a cluster runs;
+    // scratch files (a chart being built, a release's chart download) stay in the folder, not /tmp.
+    env: { KUBECONFIG: cp.kubeconfigPath, RUNTIME_NAMESPACE: 'flux-system', TMPDIR: join(dir, 'tmp') },
     logFile: join(dir, `${name}.log`),
     ...(o.persistent ? { persistent: true } : {}),
   });
@@ -112,7 +113,7 @@ export function residentMiB(pid: number): number {
 export async function startFlux(cp: ControlPlane, o: FluxOptions = {}): Promise<Flux> {
   const log = o.log ?? (() => {});
   const dir = o.dir ?? join(cp.dir, 'flux');
-  mkdirSync(join(dir, 'storage'), { recursive: true });
+  for (const d of ['storage', 'tmp']) mkdirSync(join(dir, d), { recursive: true });
   const helm = bin('helm');
   const processes: ManagedProcess[] = [];
   const stop = async () => {

@@ -8,6 +8,8 @@ import { spawn } from 'node:child_process';
 import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { freePort, GiveUp, startProcess, tail, waitFor, type ManagedProcess } from './process.ts';
 
 export interface GitServerOptions {
   /** The folder holding the bare repositories (GIT_PROJECT_ROOT). Created if missing. */
@@ -117,7 +119,15 @@ function serveGit(req: IncomingMessage, res: ServerResponse, root: string): void
   req.pipe(cgi.stdin);
 }
 
-/** Starts the server; resolves once it listens. */
+/** Creates an empty bare repository <root>/<name>.git (default branch main) that accepts pushes over HTTP. */
+export async function createBareRepo(root: string, name: string): Promise<string> {
+  const dir = join(root, `${name}.git`);
+  await git(root, ['init', '--quiet', '--bare', '--initial-branch=main', dir]);
+  await git(dir, ['config', 'http.receivepack', 'true']);
+  return dir;
+}
+
+/** Starts the server in this Node process; resolves once it listens. */
 export async function startGitServer(o: GitServerOptions): Promise<GitServer> {
   mkdirSync(o.root, { recursive: true });
   const host = o.host ?? '127.0.0.1';
@@ -133,12 +143,7 @@ export async function startGitServer(o: GitServerOptions): Promise<GitServer> {
     root: o.root,
     url,
     repoUrl: (name) => `${url}/${name}.git`,
-    createRepo: async (name) => {
-      const dir = join(o.root, `${name}.git`);
-      await git(o.root, ['init', '--quiet', '--bare', '--initial-branch=main', dir]);
-      await git(dir, ['config', 'http.receivepack', 'true']);
-      return dir;
-    },
+    createRepo: (name) => createBareRepo(o.root, name),
     stop: () =>
       new Promise<void>((resolve) => {
         server.closeAllConnections();
@@ -178,4 +183,48 @@ export async function cloneRepo(url: string, dir: string): Promise<WorkTree> {
       return git(dir, ['rev-parse', 'HEAD']);
     },
   };
+}
+
+/**
+ * The same server as a process of its own (`node test/harness/git-server.ts ROOT HOST PORT`), for
+ * the lab: with `persistent` it outlives the Node process that started it, like the lab's others.
+ */
+export async function startGitServerProcess(
+  o: GitServerOptions & { logFile: string; persistent?: boolean },
+): Promise<GitServer & { process: ManagedProcess }> {
+  mkdirSync(o.root, { recursive: true });
+  const host = o.host ?? '127.0.0.1';
+  const port = o.port ?? (await freePort(host));
+  const url = `http://${host}:${port}`;
+  const proc = startProcess({
+    name: 'git-server',
+    command: process.execPath,
+    args: [fileURLToPath(import.meta.url), o.root, host, String(port)],
+    logFile: o.logFile,
+    ...(o.persistent ? { persistent: true } : {}),
+  });
+  await waitFor(
+    `the Git server on ${url}`,
+    async () => {
+      if (!proc.running()) throw new GiveUp(`the Git server exited:\n${tail(proc.logFile)}`);
+      return (await fetch(url).catch(() => undefined)) ? true : undefined;
+    },
+    30_000,
+    100,
+  );
+  return {
+    root: o.root,
+    url,
+    repoUrl: (name) => `${url}/${name}.git`,
+    createRepo: (name) => createBareRepo(o.root, name),
+    process: proc,
+    stop: () => proc.stop(),
+  };
+}
+
+if (process.argv[1] === fileURLToPath(import.meta.url)) {
+  const [root, host, port] = process.argv.slice(2);
+  if (!root) throw new Error('usage: node test/harness/git-server.ts ROOT [HOST] [PORT]');
+  const server = await startGitServer({ root, ...(host ? { host } : {}), ...(port ? { port: Number(port) } : {}) });
+  console.log(`serving the Git repositories in ${root} at ${server.url}`);
 }

@@ -16,7 +16,7 @@ import {
   type Flux,
   type FluxRef,
 } from '../harness/flux.ts';
-import { cloneRepo, startGitServer, type GitServer, type WorkTree } from '../harness/git-server.ts';
+import { cloneRepo, startGitServerProcess, type GitServer, type WorkTree } from '../harness/git-server.ts';
 import { waitFor } from '../harness/process.ts';
 
 const ns = 'gitops';
@@ -46,7 +46,7 @@ const configMap = (name: string) => `apiVersion: v1\nkind: ConfigMap\nmetadata:\
 test.before(async () => {
   cp = await startControlPlane();
   flux = await startFlux(cp);
-  gitServer = await startGitServer({ root: join(cp.dir, 'git') });
+  gitServer = await startGitServerProcess({ root: join(cp.dir, 'git'), logFile: join(cp.dir, 'git-server.log') });
   await gitServer.createRepo('platform');
   repo = await cloneRepo(gitServer.repoUrl('platform'), join(cp.dir, 'work', 'platform'));
   for (const [path, content] of Object.entries(chart)) repo.write(path, content);
