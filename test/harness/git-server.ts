@@ -106,15 +106,17 @@ function serveGit(req: IncomingMessage, res: ServerResponse, root: string): void
     started = true;
     res.write(head.subarray(end));
   });
-  cgi.on('close', (code) => {
-    if (!started) res.writeHead(500, { 'content-type': 'text/plain' });
-    if (code !== 0 && !started) res.write(`git http-backend failed (exit ${code}): ${stderr}`);
-    res.end();
-  });
-  cgi.on('error', (err) => {
+  // A failure before the CGI head: a 500 with git's words ('error' and 'close' may both come).
+  const fail = (why: string) => {
+    if (res.writableEnded) return;
     if (!res.headersSent) res.writeHead(500, { 'content-type': 'text/plain' });
-    res.end(`could not run git http-backend: ${err.message}`);
+    res.end(why);
+  };
+  cgi.on('close', (code) => {
+    if (started) res.end();
+    else fail(`git http-backend failed (exit ${code}): ${stderr}`);
   });
+  cgi.on('error', (err) => fail(`could not run git http-backend: ${err.message}`));
   cgi.stdin.on('error', () => {}); // the backend may exit before reading the whole request
   req.pipe(cgi.stdin);
 }
