@@ -267,7 +267,8 @@ export function substitute(text: string, vars: Record<string, string>): string {
   });
 }
 
-const plurals: Record<string, string> = {
+/** The URL plurals of the kinds a cluster template holds. */
+export const plurals: Record<string, string> = {
   Cluster: 'clusters',
   BareMetalCluster: 'baremetalclusters',
   BareMetalMachineTemplate: 'baremetalmachinetemplates',

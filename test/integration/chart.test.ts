@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import { parse } from 'yaml';
 import { raw } from '../../provider/kube/raw.ts';
 import { installCapiCrds, installProviderCrds, startControlPlane, type ControlPlane } from '../harness/controlplane.ts';
-import { labClusterObjects, type LabClusterObject } from '../harness/env.ts';
+import { labClusterObjects, plurals, type LabClusterObject } from '../harness/env.ts';
 import { chartDir, helmBinary, renderChart, type Rendered } from '../harness/helm.ts';
 
 const ci = join(chartDir, 'ci');
@@ -23,16 +23,6 @@ const badFiles = readdirSync(join(ci, 'bad'))
   .filter((f) => f.endsWith('.yaml'))
   .sort();
 const NS = 'team-a';
-
-export const plurals: Record<string, string> = {
-  Cluster: 'clusters',
-  BareMetalCluster: 'baremetalclusters',
-  BareMetalMachineTemplate: 'baremetalmachinetemplates',
-  KubeadmControlPlane: 'kubeadmcontrolplanes',
-  KubeadmConfigTemplate: 'kubeadmconfigtemplates',
-  MachineDeployment: 'machinedeployments',
-  MachineHealthCheck: 'machinehealthchecks',
-};
 
 let cp: ControlPlane;
 test.before(async () => {
