@@ -13,7 +13,12 @@ import { parse } from 'yaml';
 import { raw } from '../../provider/kube/raw.ts';
 import { installCapiCrds, installProviderCrds, startControlPlane, type ControlPlane } from '../harness/controlplane.ts';
 import { labClusterObjects, plurals, type LabClusterObject } from '../harness/env.ts';
-import { chartDir, helmBinary, renderChart, type Rendered } from '../harness/helm.ts';
+import { chartDir, helm, helmBinary, renderChart, type Rendered } from '../harness/helm.ts';
+import { createLogger } from '../../common/log.ts';
+import { TemplateGcLabel, templateGcControllers } from '../../provider/controllers/template-gc.ts';
+import { EventRecorder } from '../../provider/runtime/events.ts';
+import { startManager } from '../../provider/runtime/manager.ts';
+import { waitFor } from '../harness/process.ts';
 
 const ci = join(chartDir, 'ci');
 const goodFiles = readdirSync(ci)
@@ -234,4 +239,87 @@ test('ci/lab.yaml makes the cluster the lab makes from cluster-template.yaml (sa
   }
   const cluster = chart.find((o) => o.kind === 'Cluster')!;
   t.is(cluster.metadata.labels?.cni, 'kube-router', "the lab's ClusterResourceSet selects it");
+});
+
+/** The labelled templates in a namespace, as "Kind/name". */
+async function templatesOnServer(ns: string): Promise<string[]> {
+  const sel = encodeURIComponent(`${TemplateGcLabel}=true`);
+  const lists = await Promise.all(
+    [
+      [
+        'BareMetalMachineTemplate',
+        `/apis/infrastructure.cluster.x-k8s.io/v1alpha1/namespaces/${ns}/baremetalmachinetemplates`,
+      ],
+      ['KubeadmConfigTemplate', `/apis/bootstrap.cluster.x-k8s.io/v1beta2/namespaces/${ns}/kubeadmconfigtemplates`],
+    ].map(async ([kind, path]) => {
+      const l = await raw<{ items: Array<{ metadata: { name: string } }> }>(
+        cp.kc,
+        'GET',
+        `${path}?labelSelector=${sel}`,
+      );
+      return l.items.map((i) => key(kind!, i.metadata.name));
+    }),
+  );
+  return lists.flat().sort();
+}
+
+test('helm install, then upgrade through every numbered values file on the API server: Helm keeps the old templates, the collector removes them', async (t) => {
+  const ns = 'team-b';
+  await raw(cp.kc, 'POST', '/api/v1/namespaces', { apiVersion: 'v1', kind: 'Namespace', metadata: { name: ns } });
+  const files = goodFiles.filter((f) => /^\d/.test(f));
+  const every = new Set<string>();
+  let last: Rendered[] = [];
+  for (const f of files) {
+    const r = await helm([
+      'upgrade',
+      '--install',
+      'demo',
+      chartDir,
+      '-n',
+      ns,
+      '-f',
+      join(ci, f),
+      '--kubeconfig',
+      cp.kubeconfigPath,
+    ]);
+    t.is(r.exitCode, 0, `helm upgrade --install with ci/${f}: ${r.stderr}`);
+    if (f === files[0]) {
+      t.regex(r.stdout, /kubectl get secret demo-kubeconfig -n team-b/, 'NOTES say where the kubeconfig is');
+      t.regex(r.stdout, /clusterctl describe cluster demo -n team-b/);
+    }
+    last = (await renderChart(join(ci, f), { namespace: ns })).objects;
+    for (const o of last.filter((x) => TEMPLATE_KINDS.includes(x.kind))) every.add(key(o.kind, o.metadata.name));
+  }
+  t.deepEqual(
+    await templatesOnServer(ns),
+    [...every].sort(),
+    'Helm deleted no template (helm.sh/resource-policy: keep)',
+  );
+  const wanted = last
+    .filter((o) => TEMPLATE_KINDS.includes(o.kind))
+    .map((o) => key(o.kind, o.metadata.name))
+    .sort();
+  t.true(wanted.length < every.size, 'the upgrades replaced templates');
+  const log = createLogger();
+  const gc = await startManager(
+    { kc: cp.kc, signals: [], metricsBindAddress: '0', healthProbeBindAddress: '0', leaderElect: false, log },
+    templateGcControllers({
+      kc: cp.kc,
+      log,
+      recorder: new EventRecorder(cp.kc, { log }),
+      namespace: ns,
+      graceMs: 1000,
+    }),
+  );
+  t.teardown(() => gc.stop());
+  const final = await waitFor(
+    'the collector to leave only the templates of the last release',
+    async () => {
+      const have = await templatesOnServer(ns);
+      return isDeepStrictEqual(have, wanted) ? have : undefined;
+    },
+    60_000,
+    500,
+  );
+  t.deepEqual(final, wanted);
 });
