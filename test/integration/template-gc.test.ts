@@ -50,7 +50,7 @@ async function configTemplate(name: string, cluster = 'demo') {
     apiVersion: 'bootstrap.cluster.x-k8s.io/v1beta2',
     kind: 'KubeadmConfigTemplate',
     metadata: { name, labels: labels(cluster) },
-    spec: { template: { spec: {} } },
+    spec: { template: { spec: { preKubeadmCommands: ['true'] } } },
   });
 }
 
@@ -99,7 +99,7 @@ test.serial('setup: a cluster mid-rollout, an orphan, an unlabelled template, th
     apiVersion: 'cluster.x-k8s.io/v1beta2',
     kind: 'Cluster',
     metadata: { name: 'demo' },
-    spec: {},
+    spec: { clusterNetwork: { serviceDomain: 'cluster.local' } },
   });
   for (const n of ['cp', 'md-new', 'md-old', 'orphan', 'shared']) await machineTemplate(n);
   await machineTemplate('unlabelled', { gc: false });
@@ -125,7 +125,7 @@ test.serial('setup: a cluster mid-rollout, an orphan, an unlabelled template, th
           },
         },
       },
-      kubeadmConfigSpec: {},
+      kubeadmConfigSpec: { preKubeadmCommands: ['true'] },
     },
   });
   const log = createLogger();
