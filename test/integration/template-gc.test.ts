@@ -1,6 +1,7 @@
 // The template garbage collector against the real API server and the genuine CAPI CRDs: labelled
 // machine templates go once no MachineDeployment, MachineSet or KubeadmControlPlane of their
 // namespace references them, or once their Cluster is gone; referenced and unlabelled ones stay.
+// The collector runs as the provider does: under its ServiceAccount and manifests/rbac.
 import test from 'ava';
 import { createLogger } from '../../common/log.ts';
 import { TemplateGcLabel, templateGcControllers } from '../../provider/controllers/template-gc.ts';
@@ -9,6 +10,8 @@ import { EventRecorder } from '../../provider/runtime/events.ts';
 import { startManager, type Manager } from '../../provider/runtime/manager.ts';
 import { installCapiCrds, installProviderCrds, startControlPlane, type ControlPlane } from '../harness/controlplane.ts';
 import { waitFor } from '../harness/process.ts';
+import { providerIdentity } from '../harness/env.ts';
+import { loadKubeConfig } from '../../provider/runtime/manager.ts';
 
 const NS = 'gc-a';
 const OTHER_NS = 'gc-b';
@@ -128,10 +131,12 @@ test.serial('setup: a cluster mid-rollout, an orphan, an unlabelled template, th
       kubeadmConfigSpec: { preKubeadmCommands: ['true'] },
     },
   });
+  // Under the provider's own ServiceAccount, with the ClusterRole of manifests/rbac.
+  const kc = loadKubeConfig(await providerIdentity(cp));
   const log = createLogger();
   manager = await startManager(
-    { kc: cp.kc, signals: [], metricsBindAddress: '0', healthProbeBindAddress: '0', leaderElect: false, log },
-    templateGcControllers({ kc: cp.kc, log, recorder: new EventRecorder(cp.kc, { log }), graceMs: 1500 }),
+    { kc, signals: [], metricsBindAddress: '0', healthProbeBindAddress: '0', leaderElect: false, log },
+    templateGcControllers({ kc, log, recorder: new EventRecorder(kc, { log }), graceMs: 1500 }),
   );
   t.pass();
 });
