@@ -75,7 +75,9 @@ test('the tests use the real helm CLI', async (t) => {
 });
 
 for (const file of goodFiles) {
-  test(`ci/${file}: renders, every reference resolves, the API server accepts every object (dry run)`, async (t) => {
+  test(`ci/${file}: lints, renders, every reference resolves, the API server accepts every object (dry run)`, async (t) => {
+    const lint = await helm(['lint', '--strict', chartDir, '--values', join(ci, file)]);
+    t.is(lint.exitCode, 0, `helm lint --strict: ${lint.stdout}${lint.stderr}`);
     const objects = await render(file);
     const names = new Set(objects.map((o) => key(o.kind, o.metadata.name)));
     for (const r of references(objects)) t.true(names.has(r.to), `${r.from} references ${r.to}, which is not rendered`);
