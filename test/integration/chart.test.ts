@@ -68,10 +68,13 @@ function references(objects: Rendered[]): Array<{ from: string; to: string }> {
   return out;
 }
 
-test('the tests use the real helm CLI', async (t) => {
+// Serial tests run first: helm is installed from its Go module here when it is missing (minutes).
+test.serial('the tests use the real helm CLI', async (t) => {
+  t.timeout(30 * 60_000);
   const bin = await helmBinary();
   t.log(`helm: ${bin}`);
-  t.truthy(bin);
+  const v = await helm(['version', '--short']);
+  t.is(v.exitCode, 0, v.stderr);
 });
 
 for (const file of goodFiles) {
