@@ -3,8 +3,8 @@
 // every file under ci/bad/ is refused with the message its first lines expect; each values file
 // followed by the next is a valid rollout (a template's name changes exactly when its spec does,
 // and what references it follows); the lab's values make what the lab's clusterctl template makes;
-// and a real install and upgrade through every file, with the template garbage collector running,
-// ends with exactly the templates the last release references.
+// and a real install and upgrade through the numbered files keeps every template (Helm), after which
+// the template garbage collector leaves exactly those of the last release, and none after uninstall.
 import test from 'ava';
 import { isDeepStrictEqual } from 'node:util';
 import { readdirSync, readFileSync } from 'node:fs';
@@ -268,7 +268,7 @@ async function templatesOnServer(ns: string): Promise<string[]> {
   return lists.flat().sort();
 }
 
-test('helm install, then upgrade through every numbered values file on the API server: Helm keeps the old templates, the collector removes them', async (t) => {
+test('helm install, then upgrade through every numbered values file on the API server: Helm keeps the old templates, the collector removes them, and the rest after uninstall', async (t) => {
   const ns = 'team-b';
   await raw(cp.kc, 'POST', '/api/v1/namespaces', { apiVersion: 'v1', kind: 'Namespace', metadata: { name: ns } });
   const files = goodFiles.filter((f) => /^\d/.test(f));
@@ -327,4 +327,14 @@ test('helm install, then upgrade through every numbered values file on the API s
     500,
   );
   t.deepEqual(final, wanted);
+  // helm uninstall leaves the kept templates; once the Cluster is gone the collector takes them.
+  const un = await helm(['uninstall', 'demo', '-n', ns, '--kubeconfig', cp.kubeconfigPath]);
+  t.is(un.exitCode, 0, un.stderr);
+  await waitFor(
+    'the collector to remove the templates of the uninstalled cluster',
+    async () => ((await templatesOnServer(ns)).length === 0 ? true : undefined),
+    60_000,
+    500,
+  );
+  t.pass();
 });
