@@ -5,6 +5,10 @@
 import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import { parseAllDocuments, parseDocument, type Document } from 'yaml';
+import type { KubeConfig } from '@kubernetes/client-node';
+import { ApiError, apply, raw } from '../../provider/kube/raw.ts';
+import { fluxPath, waitForFluxReady, type FluxKind } from './flux.ts';
+import { cloneRepo, type GitServer } from './git-server.ts';
 import { repoRoot } from './paths.ts';
 
 export const exampleRepoDir = join(repoRoot, 'examples', 'clusters-repo');
@@ -121,4 +125,70 @@ export function siteFiles(site: ClustersRepoSite): Map<string, string> {
   for (const c of Object.keys(site.clusters))
     if (!out.has(`clusters/${c}.yaml`)) throw new Error(`the example has no cluster ${c} (clusters/${c}.yaml)`);
   return out;
+}
+
+/** The objects of the YAML files under `folder`/ of a set of repository files. */
+export function objectsUnder(files: Map<string, string>, folder: string): RepoObject[] {
+  return [...files]
+    .filter(([p]) => p.startsWith(`${folder}/`) && p.endsWith('.yaml'))
+    .flatMap(([, text]) => parseAllDocuments(text).map((d) => d.toJS() as RepoObject | null))
+    .filter((o): o is RepoObject => o !== null);
+}
+
+/**
+ * The repository holding CAPBM's chart (GitRepository capbm-charts): `charts/` of this checkout,
+ * committed to a new repository `name` on the Git server. Resolves with the commit.
+ */
+export async function publishCharts(git: GitServer, workDir: string, name = 'capbm-charts'): Promise<string> {
+  await git.createRepo(name);
+  const work = await cloneRepo(git.repoUrl(name), join(workDir, name));
+  for (const [p, content] of filesOf(join(repoRoot, 'charts'))) work.write(join('charts', p), content);
+  return work.commitAndPush('charts from the CAPBM checkout');
+}
+
+/**
+ * What the platform team does out of band before Flux (examples/clusters-repo/README.md, bootstrap
+ * step 2): each team's namespace and its pools' SSH Secrets (the key is never in Git).
+ */
+export async function createPoolSecrets(kc: KubeConfig, files: Map<string, string>, privateKey: string) {
+  for (const pool of objectsUnder(files, 'teams').filter((o) => o.kind === 'BareMetalHostPool')) {
+    const ns = pool.metadata.namespace!;
+    await raw(kc, 'POST', '/api/v1/namespaces', { apiVersion: 'v1', kind: 'Namespace', metadata: { name: ns } }).catch(
+      (err: unknown) => {
+        if (!(err instanceof ApiError && err.code === 409)) throw err;
+      },
+    );
+    await raw(kc, 'POST', `/api/v1/namespaces/${ns}/secrets`, {
+      apiVersion: 'v1',
+      kind: 'Secret',
+      type: 'kubernetes.io/ssh-auth',
+      metadata: { name: pool.spec!.ssh.secretRef.name, namespace: ns },
+      stringData: { 'ssh-privatekey': privateKey },
+    });
+  }
+}
+
+/**
+ * Bootstrap step 3: `kubectl apply --server-side -f flux/` (and the flux-system namespace); from
+ * then on Flux applies flux/ itself. Resolves once the repository's Kustomizations are Ready at `revision`.
+ */
+export async function bootstrapFlux(kc: KubeConfig, files: Map<string, string>, revision: string): Promise<void> {
+  await raw(kc, 'POST', '/api/v1/namespaces', {
+    apiVersion: 'v1',
+    kind: 'Namespace',
+    metadata: { name: 'flux-system' },
+  }).catch((err: unknown) => {
+    if (!(err instanceof ApiError && err.code === 409)) throw err;
+  });
+  const objs = objectsUnder(files, 'flux');
+  for (const o of objs) {
+    const path = fluxPath(o.kind as FluxKind, o.metadata.namespace!, o.metadata.name);
+    await apply(kc, path, o, 'kubectl');
+  }
+  for (const o of objs.filter((x) => x.kind === 'GitRepository' || x.kind === 'Kustomization')) {
+    const ref = { kind: o.kind as FluxKind, namespace: o.metadata.namespace!, name: o.metadata.name };
+    // The chart's repository has commits of its own: only the clusters repository's are waited for.
+    const mine = o.kind === 'Kustomization' || o.metadata.name === 'clusters';
+    await waitForFluxReady(kc, ref, { ...(mine ? { revision } : {}), timeoutMs: 180_000 });
+  }
 }

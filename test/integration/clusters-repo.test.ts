@@ -125,7 +125,7 @@ function valuesFiles(hr: RepoObject, files: Map<string, string>, dir: string): s
 /** Renders every cluster of a set of repository files with the real helm and dry-runs what it makes. */
 async function renderClusters(t: import('ava').ExecutionContext, files: Map<string, string>): Promise<number> {
   const releases = [...files]
-    .filter(([f]) => f.startsWith('clusters/'))
+    .filter(([f]) => f.startsWith('clusters/') && f.endsWith('.yaml'))
     .map(([f, text]) => ({ file: f, hr: parse(text) as RepoObject }));
   const pools = [...files]
     .filter(([f]) => f.endsWith('pool.yaml'))
