@@ -1,12 +1,14 @@
 // The lab: a local management plane (etcd, kube-apiserver, kube-controller-manager, Cluster API
 // core, CABPK and KubeadmControlPlane), the lab's air-gapped registry and control-plane load
 // balancer, lab hosts (whole servers: systemd, OpenSSH, containerd, kubelet), the CAPBM provider
-// under its own ServiceAccount, a sample pool, SSH Secret and cluster (cluster-template.yaml: one
-// control plane, a MachineDeployment of two workers, the kube-router CNI), made by the real
-// kubeadm; then the sample application, answering across nodes. It keeps running after this
-// command exits, until `hack/lab down`.
+// under its own ServiceAccount, and a sample cluster (one control plane, a MachineDeployment of two
+// workers, the kube-router CNI) made by the real kubeadm; then the sample application, answering
+// across nodes. It keeps running after this command exits, until `hack/lab down`.
+// By default the cluster is GitOps-made (lab-gitops.ts): Flux and a Git server serving the clusters
+// repository (examples/clusters-repo/), the pool from Git, cluster team-a/alpha from a commit.
+// `up --no-gitops`: the pool, SSH Secret and cluster lab/demo (cluster-template.yaml) by kubectl apply.
 // State lives in .cache/lab/: the management plane's folder (certs, logs, kubeconfig), the
-// registry's, the workload cluster's kubeconfig and state.json.
+// registry's, Flux's and the Git server's, the workload cluster's kubeconfig and state.json.
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { execa } from 'execa';
@@ -21,7 +23,8 @@ import {
 import { hostMemory, stopPersistentHosts } from '../test/harness/lab.ts';
 import { crossNodeHttp, deployHello, nodes, waitForCoreDns } from '../test/harness/workload.ts';
 import { controlPlaneDir, repoRoot } from '../test/harness/paths.ts';
-import { alive, stopPid } from '../test/harness/process.ts';
+import { alive, stopPid, type ManagedProcess } from '../test/harness/process.ts';
+import { gitopsStatus, gitopsUsage, LAB_CLUSTER, LAB_TEAM, startLabGitOps } from './lab-gitops.ts';
 
 // CAPBM_LAB_DIR: another lab folder (tests use their own, so a developer's lab is left alone).
 const labDir = process.env.CAPBM_LAB_DIR ?? join(repoRoot, '.cache', 'lab');
@@ -30,8 +33,6 @@ const cpDir = join(labDir, 'controlplane');
 const ownDir = join(labDir, 'lab');
 const workloadKubeconfigPath = join(labDir, 'workload.kubeconfig');
 const hostCount = Number(process.env.CAPBM_LAB_HOSTS ?? 5);
-const namespace = 'lab';
-const clusterName = 'demo';
 
 interface LabState {
   kubeconfig: string;
@@ -39,7 +40,13 @@ interface LabState {
   workloadKubeconfig?: string;
   processes: Array<{ name: string; pid: number; log: string }>;
   hosts?: Array<{ slot: number; name: string; address: string }>;
+  /** The sample cluster. */
+  cluster?: { namespace: string; name: string };
+  /** Where the GitOps repositories are served (absent with --no-gitops). */
+  gitops?: { clustersRepo: string; chartsRepo: string };
 }
+
+const recorded = (ps: ManagedProcess[]) => ps.map((p) => ({ name: p.name, pid: p.pid, log: p.logFile }));
 
 const say = (m: string) => process.stderr.write(`==> ${m}\n`);
 const info = (m: string) => process.stderr.write(`    ${m}\n`);
@@ -50,7 +57,7 @@ function readState(): LabState | undefined {
 
 const kubectl = () => join(controlPlaneDir(), 'bin', 'kubectl');
 
-async function up(): Promise<void> {
+async function up(gitops: boolean): Promise<void> {
   const state = readState();
   if (state?.processes.every((p) => alive(p.pid))) {
     say('the lab is already up');
@@ -71,27 +78,42 @@ async function up(): Promise<void> {
     log: (m) => say(m),
   });
   const provider = env.startProvider();
+  const { namespace, name: clusterName } = gitops
+    ? { namespace: LAB_TEAM, name: LAB_CLUSTER }
+    : { namespace: 'lab', name: 'demo' };
   const next: LabState = {
     kubeconfig: env.cp.kubeconfigPath,
     server: env.cp.server,
-    processes: [...env.cp.processes, env.registry.process, provider].map((p) => ({
-      name: p.name,
-      pid: p.pid,
-      log: p.logFile,
-    })),
+    processes: recorded([...env.cp.processes, env.registry.process, provider]),
     hosts: env.hosts.map((h) => ({ slot: h.slot, name: h.name, address: h.address })),
+    cluster: { namespace, name: clusterName },
   };
   writeFileSync(stateFile, JSON.stringify(next, null, 2));
   info(`hosts up in ${Math.round((Date.now() - t0) / 1000)} s`);
   for (const h of env.hosts)
     info(`host ${h.name}  ${h.address}  Kubernetes ${h.kubernetesVersion}  host key ${h.hostKeyFingerprint}`);
-  say(`creating pool "rack" (${env.hosts.length} hosts, keys pinned) and its SSH Secret in namespace ${namespace}`);
-  await createPool(env, namespace, 'rack', env.hosts);
-  say(
-    `creating cluster ${namespace}/${clusterName} from manifests/templates/cluster-template.yaml (1 control plane, 2 workers, endpoint ${env.lb.address}:6443)`,
-  );
   const tCluster = Date.now();
-  await applyClusterTemplate(env, { namespace, name: clusterName, pool: 'rack', controlPlane: 1, workers: 2 });
+  if (gitops) {
+    const g = await startLabGitOps(env, {
+      dir: ownDir,
+      workers: 2,
+      log: say,
+      started: (ps) => {
+        next.processes.push(...recorded(ps));
+        writeFileSync(stateFile, JSON.stringify(next, null, 2));
+      },
+    });
+    next.gitops = { clustersRepo: g.clustersRepo, chartsRepo: g.chartsRepo };
+    writeFileSync(stateFile, JSON.stringify(next, null, 2));
+    say(`HelmRelease ${namespace}/${clusterName} applied the chart; Cluster API makes the machines`);
+  } else {
+    say(`creating pool "rack" (${env.hosts.length} hosts, keys pinned) and its SSH Secret in namespace ${namespace}`);
+    await createPool(env, namespace, 'rack', env.hosts);
+    say(
+      `creating cluster ${namespace}/${clusterName} from manifests/templates/cluster-template.yaml (1 control plane, 2 workers, endpoint ${env.lb.address}:6443)`,
+    );
+    await applyClusterTemplate(env, { namespace, name: clusterName, pool: 'rack', controlPlane: 1, workers: 2 });
+  }
   let last = '';
   const line = (h: ClusterHealth) =>
     [
@@ -140,6 +162,7 @@ async function up(): Promise<void> {
 }
 
 function printUsage(state: LabState): void {
+  const { namespace, name } = state.cluster ?? { namespace: 'lab', name: 'demo' };
   process.stdout.write(
     [
       '',
@@ -151,13 +174,14 @@ function printUsage(state: LabState): void {
       `  ${kubectl()} get clusters,machines,baremetalmachines,baremetalhosts -A`,
       `  ${kubectl()} get events -n ${namespace} --sort-by=.lastTimestamp`,
       '  (or: hack/lab kubectl get baremetalhostpools -A)',
-      `The workload cluster ${namespace}/${clusterName}:`,
+      `The workload cluster ${namespace}/${name}:`,
       '  hack/lab kubectl --workload get nodes -o wide',
       '  hack/lab kubectl --workload get pods -A -o wide',
       '  hack/lab shell <host address>   (a root shell on a lab host)',
+      ...(state.gitops ? ['', ...gitopsUsage(state.gitops.clustersRepo)] : []),
       `Provider log: ${state.processes.find((p) => p.name === 'capbm-manager')?.log ?? ''}`,
       '',
-      `Logs: ${cpDir}/*.log`,
+      `Logs: ${cpDir}/*.log${state.gitops ? `, ${ownDir}/flux/*.log, ${ownDir}/git-server.log` : ''}`,
       'Stop everything: hack/lab down',
       '',
     ].join('\n'),
@@ -189,11 +213,35 @@ function status(): void {
   printUsage(state);
 }
 
-const [cmd = 'up'] = process.argv.slice(2);
-const commands: Record<string, () => Promise<void> | void> = { up, down, status };
+/** `hack/lab gitops`: Flux's view of the clusters repository, and the clusters it made. */
+async function gitops(): Promise<void> {
+  const state = readState();
+  if (!state?.gitops) {
+    say(state ? 'the lab runs without GitOps (it was started with --no-gitops)' : 'the lab is down (run: hack/lab)');
+    process.exitCode = 1;
+    return;
+  }
+  if (flags[0] === 'url') {
+    process.stdout.write(`${state.gitops.clustersRepo}\n`);
+    return;
+  }
+  process.stdout.write(`${await gitopsStatus(kubectl(), state.kubeconfig)}\n\n`);
+  process.stdout.write(`${gitopsUsage(state.gitops.clustersRepo).join('\n')}\n`);
+}
+
+const [cmd = 'up', ...flags] = process.argv.slice(2);
+const commands: Record<string, () => Promise<void> | void> = {
+  up: () => up(!flags.includes('--no-gitops')),
+  down,
+  status,
+  gitops,
+};
 const run = commands[cmd];
-if (!run) {
-  process.stderr.write(`error: unknown lab command '${cmd}'\n  usage: hack/lab [up|down|status]\n`);
+const allowed: Record<string, string[]> = { up: ['--no-gitops'], gitops: ['url'] };
+if (!run || flags.some((f) => !allowed[cmd]?.includes(f))) {
+  process.stderr.write(
+    `error: unknown lab command '${[cmd, ...flags].join(' ')}'\n  usage: hack/lab [up [--no-gitops]|down|status|gitops [url]]\n`,
+  );
   process.exit(2);
 }
 try {

@@ -36,6 +36,9 @@ function agentOptions(flags: ManagerFlags): AgentOptions | undefined {
   };
 }
 
+const templateGcOf = (flags: ManagerFlags) =>
+  flags.templateGc ? { templateGc: { graceMs: flags.templateGcGraceMs } } : {};
+
 function flagsOrUsage(argv: readonly string[]): ManagerFlags | undefined {
   try {
     return parseFlags(argv);
@@ -67,6 +70,7 @@ export async function main(argv: readonly string[]): Promise<number> {
     sshMaxPerHost: flags.sshMaxPerHost,
     addressLocks: ownNamespace(flags),
     bootstrapProgressIntervalMs: flags.bootstrapProgressIntervalMs,
+    ...templateGcOf(flags),
     log,
   });
   await provider.agent?.start();

@@ -33,6 +33,7 @@ import { machineToCluster, reconcileCluster } from './cluster.ts';
 import { reconcileHost } from './host.ts';
 import { Fresher } from '../runtime/writer.ts';
 import { byConsumer, ConsumerIndex, hostToMachines, reconcileMachine, type MachineDeps } from './machine.ts';
+import { templateGcControllers } from './template-gc.ts';
 
 export interface ProviderOptions {
   kc: KubeConfig;
@@ -48,6 +49,8 @@ export interface ProviderOptions {
   bootstrapProgressIntervalMs?: number;
   /** The node agent endpoint; without it no agent is installed. */
   agent?: AgentOptions;
+  /** Delete labelled machine templates no rollout needs (template-gc.ts); undefined: off. */
+  templateGc?: { graceMs: number };
   log?: Logger;
 }
 
@@ -274,7 +277,25 @@ export function buildProvider(o: ProviderOptions): Provider {
       ...(agent ? { agentRemoval: agent.removeScript() } : {}),
     }),
   });
-  return { controllers: [machineCtl, clusterCtl, poolCtl, hostCtl], recorder, ssh, ...(agent ? { agent } : {}) };
+  const gc = gcControllers(o, { kc, recorder, log, clusters });
+  const controllers = [machineCtl, clusterCtl, poolCtl, hostCtl, ...gc];
+  return { controllers, recorder, ssh, ...(agent ? { agent } : {}) };
+}
+
+/** The template garbage collector's controllers, when it is on. */
+function gcControllers(
+  o: ProviderOptions,
+  d: { kc: KubeConfig; recorder: EventRecorder; log: Logger; clusters: Informer<CapiCluster> },
+): Controller[] {
+  if (!o.templateGc) return [];
+  const { clusters, ...rest } = d;
+  return templateGcControllers({
+    ...rest,
+    ...(o.namespace ? { namespace: o.namespace } : {}),
+    // A sharded manager's Cluster cache misses other shards' Clusters: the collector keeps its own.
+    ...(o.labelSelector ? { labelSelector: o.labelSelector } : { clusters }),
+    graceMs: o.templateGc.graceMs,
+  });
 }
 
 /** capbm_hosts{phase}: hosts by phase, computed from the cache when scraped. */

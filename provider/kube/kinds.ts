@@ -98,6 +98,22 @@ const capi = (kind: string, plural: string): ResourceKind => ({
 });
 export const Machines = capi('Machine', 'machines');
 export const Clusters = capi('Cluster', 'clusters');
+export const MachineDeployments = capi('MachineDeployment', 'machinedeployments');
+export const MachineSets = capi('MachineSet', 'machinesets');
+export const KubeadmControlPlanes: ResourceKind = {
+  group: 'controlplane.cluster.x-k8s.io',
+  version: 'v1beta2',
+  kind: 'KubeadmControlPlane',
+  plural: 'kubeadmcontrolplanes',
+  namespaced: true,
+};
+export const KubeadmConfigTemplates: ResourceKind = {
+  group: 'bootstrap.cluster.x-k8s.io',
+  version: 'v1beta2',
+  kind: 'KubeadmConfigTemplate',
+  plural: 'kubeadmconfigtemplates',
+  namespaced: true,
+};
 
 /** One of our kinds, from the CRD table. */
 function ours(kind: string): ResourceKind {

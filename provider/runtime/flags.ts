@@ -32,6 +32,10 @@ export interface ManagerFlags {
   agentDisabledChecks: string[];
   /** Connections the agents' endpoint holds at once; more are refused. */
   agentMaxConnections: number;
+  /** Delete labelled machine templates no rollout uses (controllers/template-gc.ts). */
+  templateGc: boolean;
+  /** How long a template must be unused (and exist) before it is deleted. */
+  templateGcGraceMs: number;
 }
 
 export const WatchFilterLabel = 'cluster.x-k8s.io/watch-filter';
@@ -55,6 +59,8 @@ export const defaultFlags: ManagerFlags = {
   agentUnknownAfterMs: 180_000,
   agentDisabledChecks: [],
   agentMaxConnections: 50_000,
+  templateGc: true,
+  templateGcGraceMs: 5 * 60_000,
 };
 
 export class FlagError extends Error {
@@ -88,7 +94,11 @@ export const usage = `capbm manager flags:
   --agent-interval DUR                  how often agents report (default 30s)
   --agent-unknown-after DUR             HostHealthy turns Unknown after this much silence (default 3m)
   --agent-disabled-checks a,b           built-in agent checks to turn off (e.g. kubelet,container-runtime)
-  --agent-max-connections N             connections the agents' endpoint holds at once (default 50000)`;
+  --agent-max-connections N             connections the agents' endpoint holds at once (default 50000)
+  --template-gc[=true|false]            delete machine templates labelled infrastructure.cluster.x-k8s.io/capbm-template-gc=true
+                                        once nothing references them (default true; needs the kubeadm
+                                        bootstrap and control plane CRDs)
+  --template-gc-grace DUR               how long a template must be unused before it is deleted (default 5m)`;
 
 function positiveInt(flag: string, v: string): number {
   const n = Number(v);
@@ -148,6 +158,13 @@ const valued: Record<string, Setter> = {
   '--agent-unknown-after': (f, v, flag) => (f.agentUnknownAfterMs = parseDuration(flag, v)),
   '--agent-disabled-checks': (f, v) => (f.agentDisabledChecks = v.split(',').filter(Boolean)),
   '--agent-max-connections': (f, v) => (f.agentMaxConnections = positiveInt('--agent-max-connections', v)),
+  '--template-gc-grace': (f, v, flag) => (f.templateGcGraceMs = parseDuration(flag, v)),
+};
+
+/** Flags that are true alone, or take =true / =false. */
+const booleans: Record<string, (f: ManagerFlags, v: boolean) => void> = {
+  '--leader-elect': (f, v) => (f.leaderElect = v),
+  '--template-gc': (f, v) => (f.templateGc = v),
 };
 
 /** Parses argv (without node and script). Accepts --flag value and --flag=value. Throws FlagError. */
@@ -158,8 +175,9 @@ export function parseFlags(argv: readonly string[]): ManagerFlags {
     const eq = arg.indexOf('=');
     const flag = eq > 0 ? arg.slice(0, eq) : arg;
     const inline = eq > 0 ? arg.slice(eq + 1) : undefined;
-    if (flag === '--leader-elect') {
-      f.leaderElect = parseBool(flag, inline);
+    const bool = booleans[flag];
+    if (bool) {
+      bool(f, parseBool(flag, inline));
       continue;
     }
     const workers = /^--workers-([a-z0-9-]+)$/.exec(flag);

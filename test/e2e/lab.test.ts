@@ -1,6 +1,7 @@
-// `hack/lab` brings up the whole lab (management plane, registry, load balancer, hosts, provider, a
-// sample cluster made by the real kubeadm, the sample application) and `hack/lab down` leaves
-// nothing behind: no process, port, folder or lab host.
+// `hack/lab` brings up the whole lab (management plane, registry, load balancer, hosts, provider,
+// Flux and the Git server of the clusters repository, a sample cluster made by a commit to it and the
+// real kubeadm, the sample application) and `hack/lab down` leaves nothing behind: no process, port,
+// folder or lab host.
 import test from 'ava';
 import { execa } from 'execa';
 import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync } from 'node:fs';
@@ -46,7 +47,9 @@ test('the lab comes up with a working cluster and goes down without leftovers', 
   t.regex(upRun.stdout, /Kubeconfig: /);
   // The sample cluster came up whole: Cluster API says so, every Node is Ready, the sample
   // application answered a pod on another node.
-  t.regex(upRun.stderr, /cluster lab\/demo Available, every Machine Ready/);
+  t.regex(upRun.stderr, /committed [0-9a-f]{12} "team-a: cluster alpha/, 'the cluster came from a commit');
+  t.regex(upRun.stderr, /cluster team-a\/alpha Available, every Machine Ready/);
+  t.regex(upRun.stdout, /git clone http:\/\/10\.250\.0\.1:\d+\/clusters\.git/, 'the loop is printed');
   t.regex(upRun.stderr, /a pod on \S+ asked a hello pod on \S+: "hello-/);
   t.is((upRun.stdout.match(/ Ready /g) ?? []).length, 3, upRun.stdout);
   const state = JSON.parse(readFileSync(join(labDir, 'state.json'), 'utf8')) as {
@@ -64,6 +67,10 @@ test('the lab comes up with a working cluster and goes down without leftovers', 
       'capi-controlplane',
       'registry',
       'capbm-manager',
+      'source-controller',
+      'kustomize-controller',
+      'helm-controller',
+      'git-server',
     ],
   );
   t.true(state.processes.every((p) => alive(p.pid)));
@@ -75,6 +82,12 @@ test('the lab comes up with a working cluster and goes down without leftovers', 
   t.regex(ns.stdout, /namespace\/kube-system/);
   const status = await execa('node', [join(repoRoot, 'hack', 'lab.ts'), 'status'], { env, cwd: repoRoot });
   t.notRegex(status.stderr, /NOT RUNNING/);
+  // Flux's view, and the clusters repository answers on the lab bridge.
+  const gitops = await execa('node', [join(repoRoot, 'hack', 'lab.ts'), 'gitops'], { env, cwd: repoRoot });
+  t.regex(gitops.stdout, /team-a\s+helmrelease\S*\/alpha\s+\S+\s+True/, gitops.stdout);
+  const url = (await execa('node', [join(repoRoot, 'hack', 'lab.ts'), 'gitops', 'url'], { env, cwd: repoRoot })).stdout;
+  const heads = await execa('git', ['ls-remote', url, 'refs/heads/main']);
+  t.regex(heads.stdout, /^[0-9a-f]{40}\trefs\/heads\/main$/);
 
   await execa('node', [join(repoRoot, 'hack', 'lab.ts'), 'down'], { env, cwd: repoRoot });
   t.false(existsSync(labDir));

@@ -267,7 +267,8 @@ export function substitute(text: string, vars: Record<string, string>): string {
   });
 }
 
-const plurals: Record<string, string> = {
+/** The URL plurals of the kinds a cluster template holds. */
+export const plurals: Record<string, string> = {
   Cluster: 'clusters',
   BareMetalCluster: 'baremetalclusters',
   BareMetalMachineTemplate: 'baremetalmachinetemplates',
@@ -290,7 +291,7 @@ export interface ClusterVars {
 }
 
 /** The template variables the lab sets, as a user of this lab would pass them to clusterctl. */
-export function labTemplateVars(env: Env, v: ClusterVars): Record<string, string> {
+export function labTemplateVars(env: Pick<Env, 'lb'>, v: ClusterVars): Record<string, string> {
   return {
     CLUSTER_NAME: v.name,
     NAMESPACE: v.namespace,
@@ -370,19 +371,36 @@ function labHostAdjustments(d: { kind: string; spec: Record<string, unknown> }):
   }
 }
 
-/** Applies manifests/templates/cluster-template.yaml, as `clusterctl generate cluster | kubectl apply` would. */
-export async function applyClusterTemplate(env: Env, v: ClusterVars): Promise<void> {
-  await installCniAddon(env, v.namespace);
+export interface LabClusterObject {
+  apiVersion: string;
+  kind: string;
+  metadata: { name: string };
+  spec: Record<string, unknown>;
+}
+
+/**
+ * The objects of manifests/templates/cluster-template.yaml as the lab makes them: the variables
+ * filled in as a user of this lab would pass them to clusterctl, plus the lab hosts' adjustments.
+ */
+export function labClusterObjects(env: Pick<Env, 'lb'>, v: ClusterVars): LabClusterObject[] {
   const text = substitute(
     readFileSync(join(repoRoot, 'manifests/templates/cluster-template.yaml'), 'utf8'),
     labTemplateVars(env, v),
   );
-  type Doc = { apiVersion: string; kind: string; metadata: { name: string }; spec: Record<string, unknown> };
-  for (const d of parseAllDocuments(text).map((x) => x.toJS() as Doc)) {
+  const docs = parseAllDocuments(text).map((x) => x.toJS() as LabClusterObject);
+  for (const d of docs) {
     if (v.workerPool && d.kind === 'BareMetalMachineTemplate' && d.metadata.name === `${v.name}-md-0`) {
       d.spec = { template: { spec: { poolRef: { name: v.workerPool } } } };
     }
     labHostAdjustments(d);
+  }
+  return docs;
+}
+
+/** Applies manifests/templates/cluster-template.yaml, as `clusterctl generate cluster | kubectl apply` would. */
+export async function applyClusterTemplate(env: Env, v: ClusterVars): Promise<void> {
+  await installCniAddon(env, v.namespace);
+  for (const d of labClusterObjects(env, v)) {
     await raw(env.cp.kc, 'POST', `/apis/${d.apiVersion}/namespaces/${v.namespace}/${plurals[d.kind]}`, d);
   }
 }

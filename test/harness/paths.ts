@@ -26,3 +26,15 @@ export function controlPlaneDir(): string {
     `k8s-${v.KUBERNETES_VERSION}_etcd-${v.ETCD_VERSION}_capi-${v.CAPI_VERSION}_b${v.CONTROLPLANE_BUILD}`,
   );
 }
+
+/** Where hack/flux puts the Flux controllers, helm and the Flux CRDs for the pinned versions. */
+export function fluxDir(): string {
+  if (process.env.CAPBM_FLUX) return process.env.CAPBM_FLUX;
+  const v = versions();
+  const cache = process.env.CAPBM_CACHE ?? join(repoRoot, '.cache');
+  return join(
+    cache,
+    'flux',
+    `source-${v.FLUX_SOURCE_VERSION}_kustomize-${v.FLUX_KUSTOMIZE_VERSION}_helm-${v.FLUX_HELM_VERSION}_helmcli-${v.HELM_VERSION}_b${v.FLUX_BUILD}`,
+  );
+}

@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { parseAllDocuments } from 'yaml';
 import { apply } from '../../provider/kube/raw.ts';
 import { installProviderCrds, startControlPlane, type ControlPlane } from '../harness/controlplane.ts';
-import { substitute } from '../harness/env.ts';
+import { plurals, substitute } from '../harness/env.ts';
 import { repoRoot } from '../harness/paths.ts';
 
 let cp: ControlPlane;
@@ -17,16 +17,6 @@ test.before(async () => {
 test.after.always(async () => {
   await cp?.stop();
 });
-
-const plurals: Record<string, string> = {
-  Cluster: 'clusters',
-  BareMetalCluster: 'baremetalclusters',
-  BareMetalMachineTemplate: 'baremetalmachinetemplates',
-  KubeadmControlPlane: 'kubeadmcontrolplanes',
-  KubeadmConfigTemplate: 'kubeadmconfigtemplates',
-  MachineDeployment: 'machinedeployments',
-  MachineHealthCheck: 'machinehealthchecks',
-};
 
 test('cluster-template.yaml: every object passes the API server schema (dry run)', async (t) => {
   const text = substitute(readFileSync(join(repoRoot, 'manifests/templates/cluster-template.yaml'), 'utf8'), {

@@ -74,3 +74,13 @@ test('durations and bind addresses', (t) => {
   t.is(parseBindAddress('0'), undefined);
   t.throws(() => parseBindAddress('localhost'));
 });
+
+test('the template garbage collector is on by default, with a 5 minute grace period', (t) => {
+  t.like(parseFlags([]), { templateGc: true, templateGcGraceMs: 300_000 });
+  t.like(parseFlags(['--template-gc=false', '--template-gc-grace=30s']), {
+    templateGc: false,
+    templateGcGraceMs: 30_000,
+  });
+  t.like(parseFlags(['--template-gc']), { templateGc: true });
+  t.throws(() => parseFlags(['--template-gc=off']), { message: /--template-gc is true or false/ });
+});
