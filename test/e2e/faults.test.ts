@@ -80,8 +80,12 @@ async function deployment(name: string, pool: string, replicas: number): Promise
     template: { metadata: { labels: Record<string, string> }; spec: { infrastructureRef: { name: string } } };
   };
   spec.replicas = replicas;
-  spec.selector.matchLabels = { 'cluster.x-k8s.io/deployment-name': name };
-  spec.template.metadata.labels = { 'cluster.x-k8s.io/deployment-name': name };
+  // With the cluster label, as CAPI's defaulting webhook would add (the harness registers no
+  // webhooks): without it the MachineDeployment and MachineSet controllers rewrite the MachineSet's
+  // selector in turn, and a scale-down may not be acted on.
+  const labels = { 'cluster.x-k8s.io/cluster-name': cluster, 'cluster.x-k8s.io/deployment-name': name };
+  spec.selector.matchLabels = labels;
+  spec.template.metadata.labels = { ...labels };
   spec.template.spec.infrastructureRef.name = name;
   await raw(env.cp.kc, 'POST', `${capi}/machinedeployments`, {
     apiVersion: 'cluster.x-k8s.io/v1beta2',
