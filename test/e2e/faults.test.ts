@@ -218,8 +218,9 @@ test.serial('a host powered off mid-bootstrap: a clear condition, no hang; on de
     'the host to be quarantined',
     async () => {
       const x = await hostOfPool('solo1');
-      // spec first (it decides), then the status catches up: they are two writes.
-      return x.spec.quarantine && x.status?.phase === 'Quarantined' ? x : undefined;
+      // spec first (it decides), then the status catches up: they are two writes (and the host
+      // controller may write the phase before the Clean condition's advice).
+      return x.spec.quarantine && x.status?.phase === 'Quarantined' && cond(x, 'Clean')?.message ? x : undefined;
     },
     120_000,
     500,
