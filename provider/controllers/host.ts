@@ -52,7 +52,7 @@ export function reconcileHost(d: HostDeps) {
 /** The phase a host nobody holds should show, written when it does not. */
 async function mark(kc: KubeConfig, h: BareMetalHost, action: Exclude<life.UnheldAction, 'reset'>): Promise<void> {
   const w = new Writer(kc, BareMetalHosts, h);
-  if (action === 'mark-quarantined') await w.update((o) => (o.status = { ...o.status, phase: 'Quarantined' }));
+  if (action === 'mark-quarantined') await w.update(life.markQuarantined);
   if (action === 'mark-available') await w.update(life.released);
 }
 

@@ -77,6 +77,17 @@ function quarantine(h: BareMetalHost, reason: QuarantineReason, message: string,
   phase(h, 'Quarantined');
 }
 
+/**
+ * The status of a host whose spec says it is quarantined. Spec and status are two writes, and the
+ * host controller may see the first before the second: whoever writes the status writes all of
+ * it, the phase and the Clean condition with what to do, so the advice is never lost to a race.
+ */
+export function markQuarantined(h: BareMetalHost): void {
+  phase(h, 'Quarantined');
+  const q = h.spec.quarantine;
+  if (q) setCondition(h, { type: HostConditions.Clean, status: false, reason: q.reason, message: q.message });
+}
+
 /** Refused by preflight (leftovers of an earlier node): quarantined, let go by its machine. */
 export function refuse(h: BareMetalHost, message: string, now = new Date()): void {
   quarantine(h, 'HostDirty', message, now);
