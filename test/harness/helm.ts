@@ -1,38 +1,23 @@
-// The real helm CLI for the chart tests: $CAPBM_HELM, or .cache/helm/bin/helm, installed there from
-// the Go module (helm.sh/helm/v4/cmd/helm at HELM_VERSION, hack/versions.env) when it is missing.
+// The real helm CLI for the chart tests: $CAPBM_HELM, or the helm hack/flux builds beside the Flux
+// controllers (one build of helm at HELM_VERSION, hack/versions.env).
 import { execa } from 'execa';
-import { existsSync, mkdirSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseAllDocuments } from 'yaml';
-import { repoRoot, versions } from './paths.ts';
+import { fluxDir, repoRoot } from './paths.ts';
 
 export const chartDir = join(repoRoot, 'charts', 'capbm-cluster');
-
-let installing: Promise<string> | undefined;
 
 /** The helm binary the tests use (and say they use). */
 export function helmBinary(): Promise<string> {
   if (process.env.CAPBM_HELM) return Promise.resolve(process.env.CAPBM_HELM);
-  const bin = join(repoRoot, '.cache', 'helm', 'bin');
-  const helm = join(bin, 'helm');
+  const helm = join(fluxDir(), 'bin', 'helm');
   if (existsSync(helm)) return Promise.resolve(helm);
-  installing ??= (async () => {
-    const version = versions().HELM_VERSION;
-    if (!version) throw new Error('HELM_VERSION is not set in hack/versions.env');
-    mkdirSync(bin, { recursive: true });
-    const r = await execa('go', ['install', '-trimpath', `helm.sh/helm/v4/cmd/helm@${version}`], {
-      env: { GOBIN: bin },
-      reject: false,
-      all: true,
-    });
-    if (r.exitCode !== 0 || !existsSync(helm)) {
-      throw new Error(
-        `installing helm ${version} failed:\n${(r.all ?? '').slice(-2000)}\n  fix: GOBIN=${bin} go install helm.sh/helm/v4/cmd/helm@${version}, or set CAPBM_HELM`,
-      );
-    }
-    return helm;
-  })();
-  return installing;
+  return Promise.reject(
+    new Error(
+      `helm is not built (${helm} is missing)\n  fix: run hack/flux build (hack/test and hack/lab do), or set CAPBM_HELM`,
+    ),
+  );
 }
 
 export interface HelmResult {

@@ -68,9 +68,8 @@ function references(objects: Rendered[]): Array<{ from: string; to: string }> {
   return out;
 }
 
-// Serial tests run first: helm is installed from its Go module here when it is missing (minutes).
+// Serial tests run first: which helm the tests use is said once.
 test.serial('the tests use the real helm CLI', async (t) => {
-  t.timeout(30 * 60_000);
   const bin = await helmBinary();
   t.log(`helm: ${bin}`);
   const v = await helm(['version', '--short']);
