@@ -11,11 +11,12 @@ import { parse, parseDocument } from 'yaml';
 import {
   bootstrapFlux,
   createPoolSecrets,
+  labImages,
   publishCharts,
   siteFiles,
   type ClustersRepoSite,
 } from '../test/harness/clusters-repo.ts';
-import { installCniAddon, type Env } from '../test/harness/env.ts';
+import type { Env } from '../test/harness/env.ts';
 import { requestReconcile, startFlux, waitForFluxReady, type FluxRef } from '../test/harness/flux.ts';
 import { cloneRepo, startGitServerProcess } from '../test/harness/git-server.ts';
 import { chartDir } from '../test/harness/helm.ts';
@@ -65,16 +66,16 @@ export async function startLabGitOps(
     chartsUrl: git.repoUrl('capbm-charts'),
     teams: { [LAB_TEAM]: env.hosts },
     clusters: { [`${LAB_TEAM}/${LAB_CLUSTER}`]: env.lb.address },
-    defaults: { kubeadm: lab.kubeadm, addons: lab.addons },
+    defaults: { kubeadm: lab.kubeadm },
+    images: labImages(),
   };
   const files = siteFiles(site);
   await git.createRepo('clusters');
   const repo = await cloneRepo(git.repoUrl('clusters'), join(o.dir, 'work', 'clusters'));
   for (const [p, content] of files) if (p !== clusterFile) repo.write(p, content);
   const seed = await repo.commitAndPush('the lab platform: Flux, team-a and its pool of the lab hosts');
-  log(`bootstrapping Flux on ${git.repoUrl('clusters')} (the SSH Secret and the CNI add-on out of band)`);
+  log(`bootstrapping Flux on ${git.repoUrl('clusters')} (the SSH Secret out of band; the pod network comes from Git)`);
   await createPoolSecrets(env.cp.kc, files, env.key.private);
-  await installCniAddon(env, LAB_TEAM);
   await bootstrapFlux(env.cp.kc, files, seed);
   const doc = parseDocument(files.get(clusterFile)!);
   doc.setIn(['spec', 'values', 'nodeGroups', 0, 'replicas'], o.workers);

@@ -15,12 +15,13 @@ import { raw } from '../../provider/kube/raw.ts';
 import {
   bootstrapFlux,
   createPoolSecrets,
+  labImages,
   publishCharts,
   siteFiles,
   type SiteHost,
 } from '../../test/harness/clusters-repo.ts';
 import { installProviderCrds, startControlPlane, type ControlPlane } from '../../test/harness/controlplane.ts';
-import { installCniAddon, startEnv, waitForRunning, type Env } from '../../test/harness/env.ts';
+import { startEnv, waitForRunning, type Env } from '../../test/harness/env.ts';
 import { fluxPath, requestReconcile, startFlux } from '../../test/harness/flux.ts';
 import { cloneRepo, startGitServerProcess } from '../../test/harness/git-server.ts';
 import { chartDir } from '../../test/harness/helm.ts';
@@ -68,7 +69,8 @@ try {
     chartsUrl: git.repoUrl('capbm-charts'),
     teams: { [TEAM]: env ? env.hosts : [noHost] },
     clusters: { [`${TEAM}/alpha`]: '192.0.2.100' },
-    defaults: { kubeadm: lab.kubeadm, addons: lab.addons },
+    defaults: { kubeadm: lab.kubeadm },
+    images: labImages(),
   });
   const alpha = files.get(`clusters/${TEAM}/alpha.yaml`)!;
   const pool = parseDocument(files.get(`teams/${TEAM}/pool.yaml`)!);
@@ -81,7 +83,6 @@ try {
   const seed = await repo.commitAndPush('the platform');
   if (env) {
     await createPoolSecrets(cp.kc, new Map([['teams/pool.yaml', pool.toString()]]), env.key.private);
-    await installCniAddon(env, TEAM);
     env.startProvider();
   } else {
     await raw(cp.kc, 'POST', '/api/v1/namespaces', { apiVersion: 'v1', kind: 'Namespace', metadata: { name: TEAM } });

@@ -3,15 +3,21 @@
 // and helm-controller, a Git server, the provider under its own ServiceAccount, lab hosts made into
 // clusters by the real kubeadm. The clusters repository is examples/clusters-repo/ as the lab serves
 // it (its URLs, hosts, host keys and endpoints set; comments kept) and the chart comes from a second
-// repository made from this checkout's charts/. Every change below is a commit pushed to it:
-//   1. two teams' HelmReleases -> each cluster made on its own team's pool only; alpha Available;
-//   2. team-b's file removed -> its cluster deleted, its host reset and Available, nothing left;
+// repository made from this checkout's charts/. Flux runs locked down (--no-cross-namespace-refs):
+// each team's HelmReleases and add-ons come from sources in the team's namespace. Every change
+// below is a commit pushed to the clusters repository:
+//   1. two teams' HelmReleases -> each cluster made on its own team's pool only, its pod network
+//      applied from Git (the add-on Kustomization on the cluster's kubeconfig); alpha Available;
+//   2. team-b's file removed while beta's API server cannot be reached -> its cluster deleted, its
+//      host reset and Available, nothing left, nothing stuck;
 //   3. replicas 1 -> 2 adds a worker; 4. 2 -> 1 removes one, its host reset and Available;
 //   5. a node label of the node group -> the worker replaced (new Machine, never changed in place),
 //      the old templates deleted after the rollout;
-//   6. invalid values -> the HelmRelease says the schema's words, the cluster is untouched; fixed;
-//   7. alpha's file removed -> deleted, hosts reset and Available, no CAPI object, no HelmRelease.
-// One cluster of one control plane and one worker goes through steps 3-7.
+//   6. a Kubernetes upgrade in two commits (control plane, then the node group), onto the team's
+//      pool of hosts of the new version -> every machine replaced, the old templates and hosts freed;
+//   7. invalid values -> the HelmRelease says the schema's words, the cluster is untouched; fixed;
+//   8. alpha's file removed -> deleted, hosts reset and Available, no CAPI object, no HelmRelease.
+// One cluster of one control plane and one worker goes through steps 3-8.
 import test, { type ExecutionContext } from 'ava';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -25,12 +31,13 @@ import { ApiError, raw } from '../../provider/kube/raw.ts';
 import {
   bootstrapFlux,
   createPoolSecrets,
+  labImages,
   publishCharts,
   siteFiles,
   type ClustersRepoSite,
 } from '../harness/clusters-repo.ts';
 import {
-  installCniAddon,
+  clusterHealth,
   machines,
   startEnv,
   waitForClusterAvailable,
@@ -49,10 +56,11 @@ import {
 } from '../harness/flux.ts';
 import { cloneRepo, startGitServerProcess, type GitServer, type WorkTree } from '../harness/git-server.ts';
 import { chartDir } from '../harness/helm.ts';
-import type { LabHost } from '../harness/lab.ts';
+import { kubernetesVersions, type LabHost } from '../harness/lab.ts';
 import { startLoadBalancer, type LoadBalancer } from '../harness/loadbalancer.ts';
 import { waitFor } from '../harness/process.ts';
 
+const { current, previous } = kubernetesVersions();
 const A = 'team-a';
 const B = 'team-b';
 const ALPHA = `clusters/${A}/alpha.yaml`;
@@ -63,14 +71,17 @@ const release = (ns: string, name: string): FluxRef => ({ kind: 'HelmRelease', n
 /** Everything Flux says of this repository, quoted when a wait times out. */
 const fluxObjects: FluxRef[] = [
   source,
-  { kind: 'GitRepository', namespace: 'flux-system', name: 'capbm-charts' },
   ks('flux'),
   ks('teams'),
   ks(`clusters-${A}`),
   ks(`clusters-${B}`),
+  { kind: 'GitRepository', namespace: A, name: 'capbm-charts' },
+  { kind: 'GitRepository', namespace: A, name: 'platform-addons' },
   release(A, 'alpha'),
-  { kind: 'HelmChart', namespace: 'flux-system', name: `${A}-alpha` },
+  { kind: 'HelmChart', namespace: A, name: `${A}-alpha` },
+  { kind: 'Kustomization', namespace: A, name: 'alpha-addon-cni' },
   release(B, 'beta'),
+  { kind: 'Kustomization', namespace: B, name: 'beta-addon-cni' },
 ];
 
 let env: Env;
@@ -78,6 +89,9 @@ let flux: Flux;
 let git: GitServer;
 let repo: WorkTree;
 let files: Map<string, string>;
+/** team-a's second pool: hosts of the new Kubernetes version, for the upgrade (step 6). */
+const NEXT_POOL = 'rack-1-next';
+let nextHosts: LabHost[] = [];
 const lbs: LoadBalancer[] = [];
 const hostsOf: Record<string, LabHost[]> = {};
 const t0 = Date.now();
@@ -112,11 +126,12 @@ async function push(message: string, kustomizations: string[]): Promise<string> 
 }
 
 /** Edits a cluster file's HelmRelease values in the work tree, comments kept. */
-function editValues(file: string, path: Array<string | number>, value: unknown): void {
+function editValues(file: string, path: Array<string | number>, value: unknown, write = true): void {
   const doc = parseDocument(files.get(file)!);
-  doc.setIn(['spec', 'values', ...path], value);
+  if (value === undefined) doc.deleteIn(['spec', 'values', ...path]);
+  else doc.setIn(['spec', 'values', ...path], value);
   files.set(file, doc.toString());
-  repo.write(file, files.get(file)!);
+  if (write) repo.write(file, files.get(file)!);
 }
 
 const ns = (n: string) => `/apis/${API_VERSION}/namespaces/${n}`;
@@ -142,6 +157,7 @@ const capiKinds: Array<[string, string]> = [
   [API_VERSION, 'baremetalclusters'],
   [API_VERSION, 'baremetalmachines'],
   [API_VERSION, 'baremetalmachinetemplates'],
+  ['kustomize.toolkit.fluxcd.io/v1', 'kustomizations'],
 ];
 async function capiObjects(n: string): Promise<string[]> {
   const lists = await Promise.all(
@@ -210,12 +226,15 @@ async function assertClusterRemoved(t: ExecutionContext, n: string, name: string
 }
 
 test.before(async () => {
-  // team-a: three hosts (control plane, worker, one free for a scale-up or a rollout); team-b: one.
-  env = await startEnv({ hosts: 4 });
-  hostsOf[A] = env.hosts.slice(0, 3);
-  hostsOf[B] = env.hosts.slice(3, 4);
+  // team-a: three hosts of the previous Kubernetes version (control plane, worker, one free for a
+  // scale-up or a rollout) and two of the current one (its upgrade); team-b: one.
+  env = await startEnv({ hosts: 3, previousVersionHosts: 3 });
+  nextHosts = env.hosts.filter((h) => h.kubernetesVersion === current).slice(0, 2);
+  hostsOf[A] = env.hosts.filter((h) => h.kubernetesVersion === previous);
+  hostsOf[B] = env.hosts.filter((h) => h.kubernetesVersion === current).slice(2, 3);
   // Each cluster's API endpoint: a load balancer in front of its own team's hosts only.
-  for (const team of [A, B]) lbs.push(await startLoadBalancer({ backends: hostsOf[team]!.map((h) => h.address) }));
+  for (const backends of [[...hostsOf[A], ...nextHosts], hostsOf[B]])
+    lbs.push(await startLoadBalancer({ backends: backends.map((h) => h.address) }));
   // The template collector's grace is 5 minutes in production; the test has no time to spare.
   env.startProvider({ args: ['--template-gc-grace=10s'] });
   flux = await startFlux(env.cp);
@@ -229,18 +248,30 @@ test.before(async () => {
     chartsUrl: git.repoUrl('capbm-charts'),
     teams: { [A]: hostsOf[A], [B]: hostsOf[B] },
     clusters: { [`${A}/alpha`]: lbs[0]!.address, [`${B}/beta`]: lbs[1]!.address },
-    defaults: { kubeadm: lab.kubeadm, addons: lab.addons },
+    defaults: { kubeadm: lab.kubeadm },
+    images: labImages(),
   };
   files = siteFiles(site);
+  // team-a's pool of the new version's hosts, as the platform team adds one by a commit.
+  const next = parseDocument(files.get(`teams/${A}/pool.yaml`)!);
+  next.setIn(['metadata', 'name'], NEXT_POOL);
+  next.setIn(['spec', 'ssh', 'secretRef', 'name'], `${NEXT_POOL}-ssh`);
+  next.setIn(['spec', 'addresses'], next.createNode(nextHosts.map((h) => h.address)));
+  next.setIn(
+    ['spec', 'hostKeyPolicy', 'pinned'],
+    next.createNode(Object.fromEntries(nextHosts.map((h) => [h.address, [h.hostKeyFingerprint]]))),
+  );
+  files.set(`teams/${A}/pool-next.yaml`, next.toString());
+  // alpha starts on the previous version (its upgrade is step 6).
+  editValues(ALPHA, ['kubernetesVersion'], previous, false);
   // The repository without clusters yet: step 1 adds them by a commit.
   await git.createRepo('clusters');
   repo = await cloneRepo(git.repoUrl('clusters'), join(env.cp.dir, 'work', 'clusters'));
   for (const [p, content] of files) if (p !== ALPHA && p !== BETA) repo.write(p, content);
   const sha = await repo.commitAndPush('the platform: Flux, teams a and b');
   // What the platform team does out of band (examples/clusters-repo/README.md, bootstrap step 2):
-  // each pool's SSH key; and the site's pod network add-on for clusters labelled cni=kube-router.
+  // each pool's SSH key. The pod network comes from Git (addons/kube-router, the add-on "cni").
   await createPoolSecrets(env.cp.kc, files, env.key.private);
-  for (const team of [A, B]) await installCniAddon(env, team);
   // Bootstrap step 3: kubectl apply --server-side -f flux/; Flux keeps it from then on.
   await withFlux(bootstrapFlux(env.cp.kc, files, sha));
 });
@@ -253,40 +284,75 @@ test.after.always(async (t) => {
   await env?.stop();
 });
 
-test.serial("1. a commit adds two teams' clusters: each made on its own team's pool only", async (t) => {
-  t.timeout(20 * 60_000);
-  repo.write(ALPHA, files.get(ALPHA)!);
-  repo.write(BETA, files.get(BETA)!);
-  const started = Date.now();
-  await push('team-a: alpha; team-b: beta', [`clusters-${A}`, `clusters-${B}`]);
-  await withFlux(
-    Promise.all([
-      waitForClusterAvailable(env, A, 'alpha', 2, 15 * 60_000),
-      waitForRunning(env, B, 'beta', 1, 15 * 60_000),
-    ]),
-  );
-  t.log(
-    `${at()}: alpha Available (1 control plane, 1 worker), beta Running, ${Math.round((Date.now() - started) / 1000)} s after the push`,
-  );
-  for (const hr of [release(A, 'alpha'), release(B, 'beta')]) await waitForFluxReady(env.cp.kc, hr);
-  for (const team of [A, B]) {
-    const where = await placement(team);
-    const own = hostsOf[team]!.map((h) => h.address);
-    t.is(where.size, team === A ? 2 : 1, `${team}'s machines`);
-    for (const [m, address] of where)
-      t.true(own.includes(address), `${team}'s ${m} runs on ${address}, one of ${team}'s hosts`);
-  }
-});
+test.serial(
+  "1. a commit adds two teams' clusters: each on its own team's pool, its pod network from Git",
+  async (t) => {
+    t.timeout(20 * 60_000);
+    repo.write(ALPHA, files.get(ALPHA)!);
+    repo.write(BETA, files.get(BETA)!);
+    const started = Date.now();
+    await push('team-a: alpha; team-b: beta', [`clusters-${A}`, `clusters-${B}`]);
+    await withFlux(
+      Promise.all([
+        waitForClusterAvailable(env, A, 'alpha', 2, 15 * 60_000),
+        waitForRunning(env, B, 'beta', 1, 15 * 60_000),
+      ]),
+    );
+    t.log(
+      `${at()}: alpha Available (1 control plane, 1 worker), beta Running, ${Math.round((Date.now() - started) / 1000)} s after the push`,
+    );
+    for (const hr of [release(A, 'alpha'), release(B, 'beta')]) await waitForFluxReady(env.cp.kc, hr);
+    // alpha's Nodes are Ready: the pod network is there. It came from Git, through the cluster's kubeconfig.
+    const addon = await withFlux(
+      waitForFluxReady(
+        env.cp.kc,
+        { kind: 'Kustomization', namespace: A, name: 'alpha-addon-cni' },
+        { timeoutMs: 300_000 },
+      ),
+    );
+    t.log(`Kustomization ${A}/alpha-addon-cni applied ${addon.status?.lastAppliedRevision ?? '?'}`);
+    const wl = (await workloadKubeconfig(env, A, 'alpha')).kc;
+    const ds = await raw<{
+      metadata: { labels?: Record<string, string> };
+      spec: { template: { spec: { containers: Array<{ image: string }> } } };
+    }>(wl, 'GET', '/apis/apps/v1/namespaces/kube-system/daemonsets/kube-router');
+    t.is(
+      ds.metadata.labels?.['kustomize.toolkit.fluxcd.io/name'],
+      'alpha-addon-cni',
+      'kube-router applied by the add-on',
+    );
+    t.regex(
+      ds.spec.template.spec.containers[0]!.image,
+      /^registry\.capbm\.lab\/kube-router:/,
+      "the site's image mirror",
+    );
+    for (const team of [A, B]) {
+      const where = await placement(team);
+      const own = hostsOf[team]!.map((h) => h.address);
+      t.is(where.size, team === A ? 2 : 1, `${team}'s machines`);
+      for (const [m, address] of where)
+        t.true(own.includes(address), `${team}'s ${m} runs on ${address}, one of ${team}'s hosts`);
+    }
+  },
+);
 
-test.serial("2. team-b's file removed: its cluster deleted, its host reset and Available, nothing left", async (t) => {
-  t.timeout(15 * 60_000);
-  repo.remove(BETA);
-  const started = Date.now();
-  await push('team-b: retire beta', [`clusters-${B}`]);
-  await assertClusterRemoved(t, B, 'beta');
-  t.log(`${at()}: beta deleted and its host Available, ${Math.round((Date.now() - started) / 1000)} s after the push`);
-  t.is((await machines(env, A, 'alpha')).length, 2, "team-a's cluster is untouched");
-});
+test.serial(
+  "2. team-b's file removed while beta's API is unreachable: deleted, host reset, nothing stuck",
+  async (t) => {
+    t.timeout(15 * 60_000);
+    // beta's endpoint goes away first: nothing of the deletion (its add-on's Kustomization, Cluster
+    // API's Machines, the HelmRelease's uninstall) may wait on the cluster answering.
+    await lbs[1]!.stop();
+    repo.remove(BETA);
+    const started = Date.now();
+    await push('team-b: retire beta', [`clusters-${B}`]);
+    await assertClusterRemoved(t, B, 'beta');
+    t.log(
+      `${at()}: beta deleted and its host Available, ${Math.round((Date.now() - started) / 1000)} s after the push`,
+    );
+    t.is((await machines(env, A, 'alpha')).length, 2, "team-a's cluster is untouched");
+  },
+);
 
 test.serial('3. replicas 1 -> 2 adds a worker', async (t) => {
   t.timeout(15 * 60_000);
@@ -434,12 +500,13 @@ test.serial(
   },
 );
 
-/** The host the replaced worker left is reset and Available again. */
+/** The host the replaced worker left is reset and Available again: one free host in team-a's first pool. */
 async function allHostsAvailableExceptClaimed(): Promise<void> {
+  const first = hostsOf[A]!.map((h) => h.address);
   await explained(
-    'the free host of team-a reset and Available',
+    "the free host of team-a's first pool reset and Available",
     async () => {
-      const hs = (await hostsIn(A)).filter((h) => !h.spec.consumerRef);
+      const hs = (await hostsIn(A)).filter((h) => first.includes(h.spec.address) && !h.spec.consumerRef);
       return hs.length === 1 && hs[0]!.status?.phase === 'Available' ? true : undefined;
     },
     300_000,
@@ -447,7 +514,88 @@ async function allHostsAvailableExceptClaimed(): Promise<void> {
 }
 
 test.serial(
-  '6. invalid values: the HelmRelease shows the schema error and the cluster is untouched; fixed by a commit',
+  `6. Kubernetes ${previous} -> ${current} in two commits: control plane, then the node group; every machine replaced`,
+  async (t) => {
+    t.timeout(30 * 60_000);
+    const before = await machineRefs();
+    const oldTemplates = await templates();
+    const seen = new Map(before);
+    const changed: string[] = [];
+    /** Records every Machine seen; a Machine whose templates change was changed in place. */
+    const track = async () => {
+      const now = await machineRefs();
+      for (const [m, refs] of now) {
+        if (seen.has(m) && !isDeepStrictEqual(seen.get(m), refs)) changed.push(m);
+        seen.set(m, refs);
+      }
+      return now;
+    };
+    const worker = [...before.keys()].find((m) => m.startsWith('alpha-md-0'))!;
+    // Commit 1: the control plane onto the new version's hosts; the node group pinned to the old version.
+    editValues(ALPHA, ['kubernetesVersion'], current);
+    editValues(ALPHA, ['controlPlane', 'hosts', 'pool'], NEXT_POOL);
+    editValues(ALPHA, ['nodeGroupDefaults', 'kubernetesVersion'], previous);
+    await push(`alpha: control plane to ${current} (node group stays on ${previous})`, [`clusters-${A}`]);
+    const cp = await explained(
+      `the control plane replaced on ${current}`,
+      async () => {
+        await track();
+        const h = await clusterHealth(env, A, 'alpha');
+        const cps = h.machines.filter((m) => !m.name.startsWith('alpha-md-0'));
+        return cps.length === 1 && cps[0]!.version === current && cps[0]!.ready && h.machines.length === 2
+          ? cps[0]!
+          : undefined;
+      },
+      15 * 60_000,
+    );
+    t.true((await machineRefs()).has(worker), 'the worker is not touched by the first commit');
+    t.log(`${at()}: control plane ${cp.name} on ${current}`);
+    // Commit 2: the node group follows, onto the new version's hosts.
+    editValues(ALPHA, ['nodeGroupDefaults', 'kubernetesVersion'], undefined);
+    editValues(ALPHA, ['nodeGroupDefaults', 'hosts', 'pool'], NEXT_POOL);
+    await push(`alpha: node group md-0 to ${current}`, [`clusters-${A}`]);
+    await explained(
+      `the worker replaced on ${current}`,
+      async () => {
+        const now = await track();
+        return !now.has(worker) && now.size === 2 ? true : undefined;
+      },
+      15 * 60_000,
+    );
+    const health = await waitForClusterAvailable(env, A, 'alpha', 2, 10 * 60_000);
+    t.deepEqual(changed, [], 'no Machine changed in place');
+    t.true(
+      health.machines.every((m) => m.version === current),
+      `every machine on ${current}: ${health.machines.map((m) => `${m.name} ${m.version}`).join(', ')}`,
+    );
+    const next = nextHosts.map((h) => h.address);
+    for (const [m, address] of await placement(A))
+      t.true(next.includes(address), `${m} runs on ${address}, a host of ${current}`);
+    const done = await explained(
+      'the templates the upgrade left behind deleted by the collector',
+      async () => {
+        const tm = await templates();
+        return isDeepStrictEqual(tm.labelled, tm.used) ? tm : undefined;
+      },
+      5 * 60_000,
+    );
+    for (const n of oldTemplates.used.filter((x) => !done.used.includes(x)))
+      t.false(done.labelled.includes(n), `${n} deleted`);
+    const old = hostsOf[A]!.map((h) => h.address);
+    await explained(
+      `every host of ${previous} reset and Available`,
+      async () => {
+        const hs = (await hostsIn(A)).filter((h) => old.includes(h.spec.address));
+        return hs.every((h) => !h.spec.consumerRef && h.status?.phase === 'Available') ? true : undefined;
+      },
+      300_000,
+    );
+    t.log(`${at()}: alpha on ${current}: ${health.machines.map((m) => m.name).join(', ')}; old hosts Available`);
+  },
+);
+
+test.serial(
+  '7. invalid values: the HelmRelease shows the schema error and the cluster is untouched; fixed by a commit',
   async (t) => {
     t.timeout(10 * 60_000);
     const hr = release(A, 'alpha');
@@ -492,7 +640,7 @@ test.serial(
 );
 
 test.serial(
-  "7. alpha's file removed: the cluster deleted, hosts reset and Available, no CAPI object, no HelmRelease",
+  "8. alpha's file removed: the cluster deleted, hosts reset and Available, no CAPI object, no HelmRelease",
   async (t) => {
     t.timeout(15 * 60_000);
     repo.remove(ALPHA);

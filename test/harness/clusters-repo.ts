@@ -10,8 +10,13 @@ import { ApiError, apply, raw } from '../../provider/kube/raw.ts';
 import { fluxPath, waitForFluxReady, type FluxKind } from './flux.ts';
 import { cloneRepo, type GitServer } from './git-server.ts';
 import { repoRoot } from './paths.ts';
+import { REGISTRY_NAME } from './registry.ts';
 
 export const exampleRepoDir = join(repoRoot, 'examples', 'clusters-repo');
+/** The image of the example's pod network add-on (addons/kube-router). */
+export const KUBE_ROUTER_IMAGE = 'docker.io/cloudnativelabs/kube-router';
+/** The lab's site: the add-ons' images from the lab registry. */
+export const labImages = (): Record<string, string> => ({ [KUBE_ROUTER_IMAGE]: `${REGISTRY_NAME}/kube-router` });
 
 /** Every file of a folder, as relative path -> content, in path order. */
 export function filesOf(dir: string): Map<string, string> {
@@ -35,10 +40,13 @@ export interface RepoObject {
   data?: Record<string, string>;
 }
 
-/** The objects of every YAML file of the example, with the file each comes from. */
+/**
+ * The management cluster's objects of every YAML file of the example, with the file each comes
+ * from; addons/ holds what Flux applies to the workload clusters, not these.
+ */
 export function exampleObjects(): Array<{ file: string; obj: RepoObject }> {
   return [...filesOf(exampleRepoDir)]
-    .filter(([f]) => f.endsWith('.yaml'))
+    .filter(([f]) => f.endsWith('.yaml') && !f.startsWith('addons/'))
     .flatMap(([file, text]) => parseAllDocuments(text).map((d) => ({ file, obj: d.toJS() as RepoObject })));
 }
 
@@ -59,6 +67,8 @@ export interface ClustersRepoSite {
   clusters: Record<string, string>;
   /** Values set in every team's cluster-defaults (deep: a leaf or a list replaces). */
   defaults?: Record<string, unknown>;
+  /** Where the site's nodes pull the add-ons' images: image name -> the mirror's name (addons/ kustomization images). */
+  images?: Record<string, string>;
 }
 
 /** Sets every leaf of `values` into the YAML document at `path`, keeping the document's comments. */
@@ -79,11 +89,19 @@ function kept(site: ClustersRepoSite, path: string): boolean {
 
 function adjust(site: ClustersRepoSite, doc: Document): void {
   const o = doc.toJS() as RepoObject;
-  const ns = o.metadata.namespace ?? '';
+  const ns = o.metadata?.namespace ?? ''; // a kustomization.yaml of addons/ has no metadata
   if (o.kind === 'GitRepository') {
-    const url = { clusters: site.clustersUrl, 'capbm-charts': site.chartsUrl }[o.metadata.name];
+    const url = { clusters: site.clustersUrl, 'platform-addons': site.clustersUrl, 'capbm-charts': site.chartsUrl }[
+      o.metadata.name
+    ];
     if (!url) throw new Error(`GitRepository ${o.metadata.name} of the example has no URL in the site`);
     doc.setIn(['spec', 'url'], url);
+  } else if (o.apiVersion.startsWith('kustomize.config.k8s.io/')) {
+    const images = (o as unknown as { images?: Array<{ name: string }> }).images ?? [];
+    for (const [i, image] of images.entries()) {
+      const mirror = site.images?.[image.name];
+      if (mirror) doc.setIn(['images', i, 'newName'], mirror);
+    }
   } else if (o.kind === 'BareMetalHostPool') {
     const hosts = site.teams[ns] ?? [];
     if (hosts.length === 0) throw new Error(`the site gives team ${ns} no hosts for pool ${o.metadata.name}`);

@@ -11,10 +11,11 @@ import ssh2 from 'ssh2';
 import { parseAllDocuments } from 'yaml';
 import { API_VERSION } from '../../provider/api/common.ts';
 import { ApiError, raw } from '../../provider/kube/raw.ts';
+import { exampleRepoDir, KUBE_ROUTER_IMAGE } from './clusters-repo.ts';
 import { installProviderCrds, startControlPlane, type CapiComponent, type ControlPlane } from './controlplane.ts';
 import { BRIDGE_ADDRESS, ensureBridge, kubernetesVersions, startHosts, stopHost, type LabHost } from './lab.ts';
 import { startLoadBalancer, type LoadBalancer } from './loadbalancer.ts';
-import { repoRoot, versions } from './paths.ts';
+import { repoRoot } from './paths.ts';
 import { freePort, startProcess, waitFor, type ManagedProcess } from './process.ts';
 import { REGISTRY_NAME, startRegistry, type Registry } from './registry.ts';
 
@@ -276,6 +277,8 @@ export const plurals: Record<string, string> = {
   KubeadmConfigTemplate: 'kubeadmconfigtemplates',
   MachineDeployment: 'machinedeployments',
   MachineHealthCheck: 'machinehealthchecks',
+  // Add-ons from Git (the chart's addons.kustomizations).
+  Kustomization: 'kustomizations',
 };
 
 export interface ClusterVars {
@@ -309,15 +312,16 @@ export function labTemplateVars(env: Pick<Env, 'lb'>, v: ClusterVars): Record<st
 }
 
 /**
- * The CNI add-on for clusters labelled cni=kube-router in the namespace: a ConfigMap holding
- * manifests/addons/kube-router.yaml and a ClusterResourceSet that applies it to each such cluster
+ * The CNI add-on for clusters labelled cni=kube-router in the namespace: a ConfigMap holding the
+ * clusters repository's addons/kube-router/kube-router.yaml and a ClusterResourceSet that applies it to each such cluster
  * once its API server answers.
  */
 export async function installCniAddon(env: Env, namespace: string): Promise<void> {
-  const manifest = substitute(readFileSync(join(repoRoot, 'manifests/addons/kube-router.yaml'), 'utf8'), {
-    IMAGE_REPOSITORY: REGISTRY_NAME,
-    KUBE_ROUTER_VERSION: versions().KUBE_ROUTER_VERSION!,
-  });
+  // The clusters repository's add-on, its image from the lab registry (as the lab's site sets it).
+  const manifest = readFileSync(join(exampleRepoDir, 'addons', 'kube-router', 'kube-router.yaml'), 'utf8').replaceAll(
+    KUBE_ROUTER_IMAGE,
+    `${REGISTRY_NAME}/kube-router`,
+  );
   await ensure(env.cp.kc, '/api/v1/namespaces', { apiVersion: 'v1', kind: 'Namespace', metadata: { name: namespace } });
   await ensure(env.cp.kc, `/api/v1/namespaces/${namespace}/configmaps`, {
     apiVersion: 'v1',

@@ -78,6 +78,9 @@ async function startController({ cp, dir, name, args, o }: ControllerSpec): Prom
       `--concurrent=${o.concurrent ?? 4}`,
       `--requeue-dependency=${o.requeueDependency ?? '5s'}`,
       '--log-encoding=json',
+      // Flux's multi-tenancy lockdown: an object names sources, dependencies and Secrets of its own
+      // namespace only, so one team's HelmRelease or Kustomization never reads another's.
+      '--no-cross-namespace-refs=true',
       ...args,
     ],
     // controller-runtime reads KUBECONFIG; RUNTIME_NAMESPACE is where a controller in a cluster runs;

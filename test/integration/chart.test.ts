@@ -14,6 +14,7 @@ import { raw } from '../../provider/kube/raw.ts';
 import { installCapiCrds, installProviderCrds, startControlPlane, type ControlPlane } from '../harness/controlplane.ts';
 import { labClusterObjects, plurals, type LabClusterObject } from '../harness/env.ts';
 import { chartDir, helm, helmBinary, renderChart, type Rendered } from '../harness/helm.ts';
+import { installFluxCrds } from '../harness/flux.ts';
 import { createLogger } from '../../common/log.ts';
 import { TemplateGcLabel, templateGcControllers } from '../../provider/controllers/template-gc.ts';
 import { EventRecorder } from '../../provider/runtime/events.ts';
@@ -34,6 +35,7 @@ test.before(async () => {
   cp = await startControlPlane();
   await installCapiCrds(cp.kc);
   await installProviderCrds(cp.kc);
+  await installFluxCrds(cp.kc);
   await raw(cp.kc, 'POST', '/api/v1/namespaces', { apiVersion: 'v1', kind: 'Namespace', metadata: { name: NS } });
 });
 test.after.always(async () => {
@@ -101,6 +103,12 @@ for (const file of goodFiles) {
         'keep',
         `${t2.kind} ${t2.metadata.name} is kept by Helm`,
       );
+    }
+    for (const k of objects.filter((o) => o.kind === 'Kustomization')) {
+      const cluster = objects.find((o) => o.kind === 'Cluster')!.metadata.name;
+      t.is(k.spec.kubeConfig.secretRef.name, `${cluster}-kubeconfig`, `${k.metadata.name} applies to the new cluster`);
+      t.is(k.spec.deletionPolicy, 'Orphan', `${k.metadata.name}: deleting the cluster never waits on it`);
+      t.is(k.spec.sourceRef.namespace, undefined, `${k.metadata.name}: its source is in the release's namespace`);
     }
     for (const o of objects) {
       t.is(o.metadata.namespace, NS);

@@ -10,7 +10,16 @@ import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parse, parseAllDocuments, stringify } from 'yaml';
 import { apply, raw } from '../../provider/kube/raw.ts';
-import { exampleObjects, exampleRepoDir, filesOf, siteFiles, type RepoObject } from '../harness/clusters-repo.ts';
+import {
+  exampleObjects,
+  exampleRepoDir,
+  filesOf,
+  KUBE_ROUTER_IMAGE,
+  labImages,
+  siteFiles,
+  type RepoObject,
+} from '../harness/clusters-repo.ts';
+import { versions } from '../harness/paths.ts';
 import { installCapiCrds, installProviderCrds, startControlPlane, type ControlPlane } from '../harness/controlplane.ts';
 import { plurals } from '../harness/env.ts';
 import { installFluxCrds } from '../harness/flux.ts';
@@ -88,7 +97,7 @@ test('the Flux objects point at what exists: folders, sources, dependencies, the
     const team = file.split('/')[1]!;
     t.is(hr.metadata.namespace, team, `${file}: in its team's namespace`);
     const src = hr.spec!.chart.spec.sourceRef;
-    t.true(gitRepos.has(`${src.namespace}/${src.name}`), `${file}: the chart's source exists`);
+    t.true(gitRepos.has(`${hr.metadata.namespace}/${src.name}`), `${file}: the chart's source exists in its namespace`);
     t.is(hr.spec!.chart.spec.chart, './charts/capbm-cluster');
     t.true(existsSync(join(chartDir, 'Chart.yaml')), 'the chart is in this repository at charts/capbm-cluster');
     for (const v of hr.spec!.valuesFrom ?? [])
@@ -98,6 +107,58 @@ test('the Flux objects point at what exists: folders, sources, dependencies, the
         ),
         `${file}: ${v.kind} ${v.name} is in teams/${team}/`,
       );
+  }
+});
+
+test('no object names another namespace: Flux runs with --no-cross-namespace-refs', (t) => {
+  const refs = (o: RepoObject): Array<{ namespace?: string }> => [
+    o.spec?.sourceRef,
+    o.spec?.chart?.spec?.sourceRef,
+    o.spec?.kubeConfig?.secretRef,
+    ...((o.spec?.dependsOn ?? []) as Array<{ namespace?: string }>),
+    ...((o.spec?.valuesFrom ?? []) as Array<{ namespace?: string }>),
+  ];
+  for (const { file, obj } of objects)
+    for (const r of refs(obj).filter(Boolean))
+      t.true(
+        r.namespace === undefined || r.namespace === obj.metadata.namespace,
+        `${file}: ${obj.kind} ${obj.metadata.name} names namespace ${r.namespace}`,
+      );
+});
+
+/** URL plural of each kind the add-ons hold (what Flux applies to the workload clusters). */
+const addonPlurals: Record<string, string> = {
+  ServiceAccount: 'serviceaccounts',
+  ClusterRole: 'clusterroles',
+  ClusterRoleBinding: 'clusterrolebindings',
+  ConfigMap: 'configmaps',
+  DaemonSet: 'daemonsets',
+};
+
+test("every add-on the teams' defaults name is a folder of the repository whose objects a Kubernetes API server accepts", async (t) => {
+  const files = filesOf(exampleRepoDir);
+  const named = ofKind('ConfigMap')
+    .filter((c) => c.metadata.name === 'cluster-defaults')
+    .flatMap((c) => (parse(c.data!['values.yaml']!).addons?.kustomizations ?? []) as Array<{ path: string }>);
+  t.true(named.length > 0, 'the teams get add-ons from Git');
+  for (const { path } of named) {
+    const dir = path.replace(/^\.\//, '');
+    const k = files.get(`${dir}/kustomization.yaml`);
+    t.truthy(k, `${dir}/kustomization.yaml exists`);
+    const kustomization = parse(k!) as { resources: string[]; images?: Array<{ name: string; newTag?: string }> };
+    for (const r of kustomization.resources) {
+      const text = files.get(`${dir}/${r}`);
+      t.truthy(text, `${dir}: resource ${r} exists`);
+      for (const d of parseAllDocuments(text!)) {
+        const o = d.toJS() as RepoObject;
+        const plural = addonPlurals[o.kind];
+        t.truthy(plural, `${dir}/${r}: kind ${o.kind} is not known to this test; add its plural to addonPlurals`);
+        await t.notThrowsAsync(dryRunApply(o, plural!), `${dir}/${r}: ${o.kind} ${o.metadata.name}`);
+      }
+    }
+    for (const i of kustomization.images ?? [])
+      if (i.name === KUBE_ROUTER_IMAGE)
+        t.is(i.newTag, versions().KUBE_ROUTER_VERSION, `${dir}: the kube-router the lab builds (hack/versions.env)`);
   }
 });
 
@@ -174,7 +235,8 @@ test('the lab adjustments (URLs, hosts and keys, endpoints, the lab defaults) ke
       'team-a': [1, 2, 3].map((i) => ({ address: `10.250.9.${i}`, hostKeyFingerprint: fp(i) })),
     },
     clusters: { 'team-a/alpha': '10.250.9.100' },
-    defaults: { kubeadm: labValues.kubeadm, addons: labValues.addons },
+    defaults: { kubeadm: labValues.kubeadm },
+    images: labImages(),
   });
   t.false(
     [...files.keys()].some((f) => f.includes('team-b')),
@@ -189,8 +251,19 @@ test('the lab adjustments (URLs, hosts and keys, endpoints, the lab defaults) ke
   t.is(defaults.kubeadm.kubelet.cgroupDriver, 'cgroupfs');
   const flux = parseAllDocuments(files.get('flux/clusters.yaml')!).map((d) => d.toJS() as RepoObject);
   t.is(flux[0]!.spec!.url, 'http://10.250.0.1:8080/clusters.git');
+  const sources = parseAllDocuments(files.get('teams/team-a/sources.yaml')!).map((d) => d.toJS() as RepoObject);
+  t.deepEqual(
+    sources.map((s) => [s.metadata.name, s.spec!.url]),
+    [
+      ['capbm-charts', 'http://10.250.0.1:8080/capbm-charts.git'],
+      ['platform-addons', 'http://10.250.0.1:8080/clusters.git'],
+    ],
+  );
+  const images = (parse(files.get('addons/kube-router/kustomization.yaml')!) as { images: Array<{ newName: string }> })
+    .images;
+  t.is(images[0]!.newName, 'registry.capbm.lab/kube-router', "the add-on's image from the lab registry");
   for (const [file, text] of files) {
-    if (!file.endsWith('.yaml')) continue;
+    if (!file.endsWith('.yaml') || file.startsWith('addons/')) continue;
     for (const d of parseAllDocuments(text)) {
       const o = d.toJS() as RepoObject;
       await t.notThrowsAsync(dryRunApply(o, repoPlurals[o.kind]!), `${file}: ${o.kind} ${o.metadata.name}`);
