@@ -10,6 +10,7 @@ import { join } from 'node:path';
 import { parse, parseDocument } from 'yaml';
 import {
   bootstrapFlux,
+  CLUSTERS_REPO_RELEASE_ACCOUNT,
   createPoolSecrets,
   labImages,
   publishCharts,
@@ -49,7 +50,11 @@ export async function startLabGitOps(
 ): Promise<LabGitOps> {
   const { log } = o;
   log('starting Flux (source-, kustomize- and helm-controller) on the management plane');
-  const flux = await startFlux(env.cp, { dir: join(o.dir, 'flux'), persistent: true });
+  const flux = await startFlux(env.cp, {
+    dir: join(o.dir, 'flux'),
+    persistent: true,
+    defaultServiceAccount: CLUSTERS_REPO_RELEASE_ACCOUNT,
+  });
   const git = await startGitServerProcess({
     root: join(o.dir, 'git'),
     host: BRIDGE_ADDRESS,

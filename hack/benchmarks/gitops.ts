@@ -14,6 +14,7 @@ import { parse, parseDocument } from 'yaml';
 import { raw } from '../../provider/kube/raw.ts';
 import {
   bootstrapFlux,
+  CLUSTERS_REPO_RELEASE_ACCOUNT,
   createPoolSecrets,
   labImages,
   publishCharts,
@@ -58,7 +59,7 @@ if (withMachines) {
 }
 const stops: Array<() => Promise<void>> = [];
 try {
-  const flux = await startFlux(cp, { log: say });
+  const flux = await startFlux(cp, { log: say, defaultServiceAccount: CLUSTERS_REPO_RELEASE_ACCOUNT });
   stops.push(() => flux.stop());
   const git = await startGitServerProcess({ root: join(cp.dir, 'git'), logFile: join(cp.dir, 'git-server.log') });
   stops.push(() => git.stop());

@@ -16,6 +16,8 @@
 //   6. a Kubernetes upgrade in two commits (control plane, then the node group), onto the team's
 //      pool of hosts of the new version -> every machine replaced, the old templates and hosts freed;
 //   7. invalid values -> the HelmRelease says the schema's words, the cluster is untouched; fixed;
+//      a file granting team-a cluster-wide rights -> refused (the team's files are applied with
+//      the team's rights only), nothing applied; removed;
 //   8. alpha's file removed -> deleted, hosts reset and Available, no CAPI object, no HelmRelease.
 // One cluster of one control plane and one worker goes through steps 3-8.
 import test, { type ExecutionContext } from 'ava';
@@ -30,6 +32,7 @@ import { TemplateGcLabel } from '../../provider/controllers/template-gc.ts';
 import { ApiError, raw } from '../../provider/kube/raw.ts';
 import {
   bootstrapFlux,
+  CLUSTERS_REPO_RELEASE_ACCOUNT,
   createPoolSecrets,
   labImages,
   publishCharts,
@@ -237,7 +240,7 @@ test.before(async () => {
     lbs.push(await startLoadBalancer({ backends: backends.map((h) => h.address) }));
   // The template collector's grace is 5 minutes in production; the test has no time to spare.
   env.startProvider({ args: ['--template-gc-grace=10s'] });
-  flux = await startFlux(env.cp);
+  flux = await startFlux(env.cp, { defaultServiceAccount: CLUSTERS_REPO_RELEASE_ACCOUNT });
   git = await startGitServerProcess({ root: join(env.cp.dir, 'git'), logFile: join(env.cp.dir, 'git-server.log') });
 
   // The chart's repository: this checkout's charts/ folder.
@@ -636,6 +639,46 @@ test.serial(
     await push('alpha: back to one control-plane machine', [`clusters-${A}`]);
     await waitForFluxReady(env.cp.kc, hr, { timeoutMs: 180_000 });
     t.deepEqual(await machineRefs(), before.machines, 'the fix changes nothing either');
+  },
+);
+
+test.serial(
+  '7b. a file granting itself cluster-wide rights under clusters/team-a/: refused, nothing applied; removed',
+  async (t) => {
+    t.timeout(10 * 60_000);
+    const file = `clusters/${A}/escalate.yaml`;
+    const crb = {
+      apiVersion: 'rbac.authorization.k8s.io/v1',
+      kind: 'ClusterRoleBinding',
+      metadata: { name: 'team-a-admin' },
+      roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'ClusterRole', name: 'cluster-admin' },
+      subjects: [{ kind: 'Group', name: 'team-a', apiGroup: 'rbac.authorization.k8s.io' }],
+    };
+    repo.write(file, JSON.stringify(crb, null, 2));
+    const sha = await repo.commitAndPush('team-a: make us cluster admins');
+    await requestReconcile(env.cp.kc, source);
+    const message = await explained(
+      `Kustomization clusters-${A} to refuse the commit`,
+      async () => {
+        const k = await raw<{
+          status?: {
+            lastAttemptedRevision?: string;
+            conditions?: Array<{ type: string; status: string; message?: string }>;
+          };
+        }>(env.cp.kc, 'GET', fluxPath('Kustomization', 'flux-system', `clusters-${A}`));
+        const ready = k.status?.conditions?.find((c) => c.type === 'Ready');
+        return k.status?.lastAttemptedRevision?.includes(sha.slice(0, 12)) && ready?.status === 'False'
+          ? ready.message
+          : undefined;
+      },
+      180_000,
+    );
+    t.log(`Kustomization clusters-${A}: ${message}`);
+    t.regex(message ?? '', /forbidden/i);
+    t.true(await gone('/apis/rbac.authorization.k8s.io/v1/clusterrolebindings/team-a-admin'), 'nothing applied');
+    repo.remove(file);
+    await push('team-a: revert', [`clusters-${A}`]);
+    await waitForFluxReady(env.cp.kc, release(A, 'alpha'));
   },
 );
 

@@ -13,6 +13,11 @@ import { repoRoot } from './paths.ts';
 import { REGISTRY_NAME } from './registry.ts';
 
 export const exampleRepoDir = join(repoRoot, 'examples', 'clusters-repo');
+/**
+ * The ServiceAccount of each team's namespace that Helm installs its HelmReleases as (teams/<team>/
+ * access.yaml): Flux's helm-controller runs with --default-service-account set to it.
+ */
+export const CLUSTERS_REPO_RELEASE_ACCOUNT = 'capbm-release';
 /** The image of the example's pod network add-on (addons/kube-router). */
 export const KUBE_ROUTER_IMAGE = 'docker.io/cloudnativelabs/kube-router';
 /** The lab's site: the add-ons' images from the lab registry. */
@@ -200,7 +205,10 @@ export async function bootstrapFlux(kc: KubeConfig, files: Map<string, string>, 
   });
   const objs = objectsUnder(files, 'flux');
   for (const o of objs) {
-    const path = fluxPath(o.kind as FluxKind, o.metadata.namespace!, o.metadata.name);
+    const path =
+      o.kind === 'ServiceAccount'
+        ? `/api/v1/namespaces/${o.metadata.namespace!}/serviceaccounts/${o.metadata.name}`
+        : fluxPath(o.kind as FluxKind, o.metadata.namespace!, o.metadata.name);
     await apply(kc, path, o, 'kubectl');
   }
   for (const o of objs.filter((x) => x.kind === 'GitRepository' || x.kind === 'Kustomization')) {

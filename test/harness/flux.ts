@@ -25,6 +25,12 @@ export interface FluxOptions {
   persistent?: boolean;
   /** Progress messages. */
   log?: (msg: string) => void;
+  /**
+   * helm-controller's --default-service-account: a HelmRelease without spec.serviceAccountName is
+   * installed as this ServiceAccount of its own namespace (Flux's multi-tenancy lockdown; the
+   * clusters repository's is CLUSTERS_REPO_RELEASE_ACCOUNT). Default: none (helm-controller's own rights).
+   */
+  defaultServiceAccount?: string;
 }
 
 export interface Flux {
@@ -78,9 +84,6 @@ async function startController({ cp, dir, name, args, o }: ControllerSpec): Prom
       `--concurrent=${o.concurrent ?? 4}`,
       `--requeue-dependency=${o.requeueDependency ?? '5s'}`,
       '--log-encoding=json',
-      // Flux's multi-tenancy lockdown: an object names sources, dependencies and Secrets of its own
-      // namespace only, so one team's HelmRelease or Kustomization never reads another's.
-      '--no-cross-namespace-refs=true',
       ...args,
     ],
     // controller-runtime reads KUBECONFIG; RUNTIME_NAMESPACE is where a controller in a cluster runs;
@@ -134,8 +137,13 @@ export async function startFlux(cp: ControlPlane, o: FluxOptions = {}): Promise<
         `--storage-adv-addr=127.0.0.1:${storage}`,
       ],
       // Kustomizations build only from their source's artifact: nothing is fetched from elsewhere.
-      'kustomize-controller': ['--no-remote-bases=true'],
-      'helm-controller': [],
+      // Flux's multi-tenancy lockdown (the two controllers that follow references): an object names
+      // sources, dependencies and Secrets of its own namespace only, never another team's.
+      'kustomize-controller': ['--no-remote-bases=true', '--no-cross-namespace-refs=true'],
+      'helm-controller': [
+        '--no-cross-namespace-refs=true',
+        ...(o.defaultServiceAccount ? [`--default-service-account=${o.defaultServiceAccount}`] : []),
+      ],
     };
     // One at a time: each start is CPU-heavy for a moment on a small machine.
     for (const name of controllers) {

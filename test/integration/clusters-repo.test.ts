@@ -14,6 +14,7 @@ import {
   exampleObjects,
   exampleRepoDir,
   filesOf,
+  CLUSTERS_REPO_RELEASE_ACCOUNT,
   KUBE_ROUTER_IMAGE,
   labImages,
   siteFiles,
@@ -29,6 +30,8 @@ import { chartDir, helm, type Rendered } from '../harness/helm.ts';
 const repoPlurals: Record<string, string> = {
   Namespace: 'namespaces',
   RoleBinding: 'rolebindings',
+  ServiceAccount: 'serviceaccounts',
+  ClusterRole: 'clusterroles',
   ConfigMap: 'configmaps',
   BareMetalHostPool: 'baremetalhostpools',
   GitRepository: 'gitrepositories',
@@ -66,7 +69,7 @@ test('every object of every file is accepted by the API server (server-side appl
   for (const { file, obj } of objects) {
     const plural = repoPlurals[obj.kind];
     t.truthy(plural, `${file}: kind ${obj.kind} is not known to this test; add its plural to repoPlurals`);
-    if (obj.kind !== 'Namespace')
+    if (!['Namespace', 'ClusterRole'].includes(obj.kind))
       t.truthy(obj.metadata.namespace, `${file}: ${obj.kind} ${obj.metadata.name} names its namespace`);
     await t.notThrowsAsync(dryRunApply(obj, plural!), `${file}: ${obj.kind} ${obj.metadata.name}`);
   }
@@ -92,6 +95,7 @@ test('the Flux objects point at what exists: folders, sources, dependencies, the
     t.truthy(k, `a Kustomization applies clusters/${team}`);
     t.is(k?.spec!.targetNamespace, team, `clusters/${team} lands in namespace ${team} whatever its files say`);
     t.deepEqual(k?.spec!.dependsOn, [{ name: 'teams' }], `clusters/${team} waits for the teams`);
+    t.is(k?.spec!.serviceAccountName, `clusters-${team}`, `clusters/${team} is applied with the team's rights only`);
   }
   for (const { file, obj: hr } of objects.filter((o) => o.obj.kind === 'HelmRelease')) {
     const team = file.split('/')[1]!;
@@ -124,6 +128,66 @@ test('no object names another namespace: Flux runs with --no-cross-namespace-ref
         r.namespace === undefined || r.namespace === obj.metadata.namespace,
         `${file}: ${obj.kind} ${obj.metadata.name} names namespace ${r.namespace}`,
       );
+});
+
+/** Whether `user` may `verb` `resource` (in `namespace`), as the API server's authorizer answers. */
+async function may(user: string, verb: string, group: string, resource: string, namespace?: string) {
+  const r = await raw<{ status: { allowed: boolean } }>(
+    cp.kc,
+    'POST',
+    '/apis/authorization.k8s.io/v1/subjectaccessreviews',
+    {
+      apiVersion: 'authorization.k8s.io/v1',
+      kind: 'SubjectAccessReview',
+      spec: {
+        user,
+        groups: ['system:serviceaccounts', 'system:authenticated'],
+        resourceAttributes: { verb, group, resource, ...(namespace ? { namespace } : {}) },
+      },
+    },
+  );
+  return r.status.allowed;
+}
+
+test("a team's files and releases reach its own namespace only (the RBAC of teams/ and flux/, real authorizer)", async (t) => {
+  // The platform's objects made for real: roles, bindings, ServiceAccounts.
+  for (const { obj } of objects.filter((o) => ['ClusterRole', 'RoleBinding', 'ServiceAccount'].includes(o.obj.kind)))
+    await apply(cp.kc, `${pathOf(obj, repoPlurals[obj.kind]!)}/${obj.metadata.name}`, obj, 'clusters-repo-test');
+  const files = (team: string) => `system:serviceaccount:flux-system:clusters-${team}`;
+  const helm = (team: string) => `system:serviceaccount:${team}:${CLUSTERS_REPO_RELEASE_ACCOUNT}`;
+  const flux = 'helm.toolkit.fluxcd.io';
+  // What Flux applies from clusters/team-a/: HelmReleases and ConfigMaps of team-a, nothing else.
+  t.true(await may(files('team-a'), 'create', flux, 'helmreleases', 'team-a'));
+  t.true(await may(files('team-a'), 'delete', flux, 'helmreleases', 'team-a'), 'prune');
+  t.true(await may(files('team-a'), 'create', '', 'configmaps', 'team-a'));
+  t.false(await may(files('team-a'), 'create', flux, 'helmreleases', 'team-b'), "not in team-b's namespace");
+  t.false(await may(files('team-a'), 'create', 'kustomize.toolkit.fluxcd.io', 'kustomizations', 'team-a'));
+  t.false(await may(files('team-a'), 'create', 'source.toolkit.fluxcd.io', 'gitrepositories', 'team-a'));
+  t.false(await may(files('team-a'), 'get', '', 'secrets', 'team-a'), "not the pools' SSH keys");
+  t.false(
+    await may(files('team-a'), 'create', 'rbac.authorization.k8s.io', 'clusterrolebindings'),
+    'nothing cluster-wide',
+  );
+  t.false(await may(files('team-a'), 'create', 'rbac.authorization.k8s.io', 'rolebindings', 'team-a'));
+  // What Helm does for a HelmRelease of team-a: the chart's objects in team-a only.
+  for (const [group, resource] of [
+    ['cluster.x-k8s.io', 'clusters'],
+    ['cluster.x-k8s.io', 'machinedeployments'],
+    ['controlplane.cluster.x-k8s.io', 'kubeadmcontrolplanes'],
+    ['infrastructure.cluster.x-k8s.io', 'baremetalmachinetemplates'],
+    ['kustomize.toolkit.fluxcd.io', 'kustomizations'],
+  ] as const) {
+    t.true(await may(helm('team-a'), 'create', group, resource, 'team-a'), `${resource} in team-a`);
+    t.false(await may(helm('team-a'), 'create', group, resource, 'team-b'), `no ${resource} in team-b`);
+  }
+  t.false(
+    await may(helm('team-a'), 'create', 'infrastructure.cluster.x-k8s.io', 'baremetalhostpools', 'team-a'),
+    'no pools',
+  );
+  t.false(
+    await may(helm('team-a'), 'create', 'rbac.authorization.k8s.io', 'clusterrolebindings'),
+    'nothing cluster-wide',
+  );
 });
 
 /** URL plural of each kind the add-ons hold (what Flux applies to the workload clusters). */
