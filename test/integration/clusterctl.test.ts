@@ -1,14 +1,18 @@
 // CAPBM as a clusterctl provider, with the real clusterctl and the real kube-apiserver: hack/release
 // builds the local repository; `clusterctl generate cluster` makes each flavor from it (and refuses,
 // in clusterctl's words, when a variable is missing); the manifests pass a server-side dry run
-// against the genuine CAPI CRDs and ours; `clusterctl init --infrastructure capbm` installs CAPBM
+// against the genuine CAPI CRDs and ours; the real CAPI core manager (ClusterTopology on) turns the
+// clusterclass flavor's Cluster into objects whose templates carry the patched variables;
+// `clusterctl init --infrastructure capbm` installs CAPBM
 // (with CAPI core, CABPK and KCP from their local repositories) on a bare API server, and
 // `clusterctl upgrade plan` reads every installed provider's repository.
 import test from 'ava';
 import { cpSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
-import { parseAllDocuments } from 'yaml';
-import { installCapiCrds, installProviderCrds, startControlPlane } from '../harness/controlplane.ts';
+import { parseAllDocuments, stringify } from 'yaml';
+import { raw } from '../../provider/kube/raw.ts';
+import { installCapiCrds, installProviderCrds, startControlPlane, type ControlPlane } from '../harness/controlplane.ts';
+import { waitFor } from '../harness/process.ts';
 import {
   clusterctl,
   installCertManagerCrds,
@@ -58,6 +62,8 @@ function generate(kubeconfig: string, flavor: string | undefined, env: Record<st
       ...(flavor ? ['--flavor', flavor] : []),
       '--kubernetes-version',
       VERSION,
+      '--worker-machine-count',
+      '2',
       '--target-namespace',
       'default',
       '--kubeconfig',
@@ -100,6 +106,7 @@ test.serial(
         t.is(r.exitCode, 0, `${flavor}: ${show(r)}`);
         t.deepEqual(kinds(r.stdout), expected[flavor], flavor);
         t.notRegex(r.stdout, /\$\{/, `${flavor}: every variable substituted`);
+        t.regex(r.stdout, /\n\s+replicas: 2\n/, `${flavor}: two workers`);
         const dry = await kubectl(cp.kubeconfigPath, ['apply', '--dry-run=server', '-f', '-'], r.stdout);
         t.is(dry.exitCode, 0, `${flavor}: kubectl apply --dry-run=server: ${show(dry)}`);
         t.log(`${flavor}: ${dry.stdout.trim().split('\n').length} objects pass a server-side dry run`);
@@ -116,6 +123,82 @@ test.serial(
     }
   },
 );
+
+interface Obj {
+  kind: string;
+  metadata: { name: string; labels?: Record<string, string> };
+  spec: Record<string, any>;
+}
+
+/** The one object of a plural the topology made for cluster demo (they carry generated names). */
+function topologyObject(cp: ControlPlane, path: string, match: (o: Obj) => boolean = () => true) {
+  return waitFor(
+    `${path} of cluster demo`,
+    async () => {
+      const list = await raw<{ items: Obj[] }>(
+        cp.kc,
+        'GET',
+        `${path}?labelSelector=${encodeURIComponent('cluster.x-k8s.io/cluster-name=demo')}`,
+      );
+      return list.items.find(match);
+    },
+    60_000,
+    500,
+  );
+}
+
+test.serial('clusterclass flavor: Cluster API topologies patch the variables into the templates', async (t) => {
+  const cp = await startControlPlane({ capi: ['core'], capiFeatureGates: 'ClusterTopology=true' });
+  try {
+    await installProviderCrds(cp.kc);
+    const r = await generate(cp.kubeconfigPath, 'clusterclass', { ...VARIABLES, KUBELET_CGROUP_DRIVER: 'cgroupfs' });
+    t.is(r.exitCode, 0, show(r));
+    // Host labels for the whole cluster, and other ones for the workers (a class variable override).
+    const docs = parseAllDocuments(r.stdout).map((d) => d.toJS() as Obj);
+    const topology = docs.find((d) => d.kind === 'Cluster')!.spec.topology;
+    topology.variables.push({ name: 'hostLabels', value: { rack: 'r1' } });
+    topology.workers.machineDeployments[0].variables = {
+      overrides: [{ name: 'hostLabels', value: { rack: 'r2', disk: 'ssd' } }],
+    };
+    const applied = await kubectl(cp.kubeconfigPath, ['apply', '-f', '-'], docs.map((d) => stringify(d)).join('---\n'));
+    t.is(applied.exitCode, 0, show(applied));
+
+    const infra = '/apis/infrastructure.cluster.x-k8s.io/v1alpha1/namespaces/default';
+    const bmc = await topologyObject(cp, `${infra}/baremetalclusters`);
+    t.deepEqual(bmc.spec.controlPlaneEndpoint, { host: VARIABLES.CONTROL_PLANE_ENDPOINT_HOST, port: 6443 });
+    // The control plane's template and the worker class's (labelled with its topology name).
+    const isWorker = (o: Obj) => o.metadata.labels?.['topology.cluster.x-k8s.io/deployment-name'] === 'md-0';
+    const cpTemplate = await topologyObject(cp, `${infra}/baremetalmachinetemplates`, (o) => !isWorker(o));
+    const mdTemplate = await topologyObject(cp, `${infra}/baremetalmachinetemplates`, isWorker);
+    t.deepEqual(cpTemplate.spec.template.spec, {
+      poolRef: { name: VARIABLES.BAREMETAL_POOL },
+      hostSelector: { matchLabels: { rack: 'r1' } },
+    });
+    t.deepEqual(mdTemplate.spec.template.spec, {
+      poolRef: { name: VARIABLES.BAREMETAL_POOL },
+      hostSelector: { matchLabels: { rack: 'r2', disk: 'ssd' } },
+    });
+    const kubelet =
+      'apiVersion: kubelet.config.k8s.io/v1beta1\nkind: KubeletConfiguration\ncgroupDriver: cgroupfs\nfailCgroupV1: true\n';
+    const kcp = await topologyObject(
+      cp,
+      '/apis/controlplane.cluster.x-k8s.io/v1beta2/namespaces/default/kubeadmcontrolplanes',
+    );
+    t.is(kcp.spec.version, VERSION);
+    t.is(kcp.spec.kubeadmConfigSpec.clusterConfiguration.imageRepository, 'registry.k8s.io');
+    t.is(kcp.spec.kubeadmConfigSpec.files[0].content, kubelet);
+    const kct = await topologyObject(
+      cp,
+      '/apis/bootstrap.cluster.x-k8s.io/v1beta2/namespaces/default/kubeadmconfigtemplates',
+    );
+    t.is(kct.spec.template.spec.files[0].content, kubelet);
+    const md = await topologyObject(cp, '/apis/cluster.x-k8s.io/v1beta2/namespaces/default/machinedeployments');
+    t.is(md.spec.replicas, 2);
+    t.is(md.spec.template.spec.version, VERSION);
+  } finally {
+    await cp.stop();
+  }
+});
 
 test.serial('clusterctl init --infrastructure capbm installs it; upgrade plan reads it', async (t) => {
   const cp = await startControlPlane();
