@@ -195,6 +195,28 @@ test.serial('clusterclass flavor: Cluster API topologies patch the variables int
     const md = await topologyObject(cp, '/apis/cluster.x-k8s.io/v1beta2/namespaces/default/machinedeployments');
     t.is(md.spec.replicas, 2);
     t.is(md.spec.template.spec.version, VERSION);
+
+    // A second cluster of the same class: clusterctl leaves out the ClusterClass the namespace has.
+    const second = await clusterctl(
+      [
+        'generate',
+        'cluster',
+        'demo2',
+        '--infrastructure',
+        `capbm:${capbmVersion}`,
+        '--flavor',
+        'clusterclass',
+        '--kubernetes-version',
+        VERSION,
+        '--target-namespace',
+        'default',
+        '--kubeconfig',
+        cp.kubeconfigPath,
+      ],
+      { config, env: VARIABLES },
+    );
+    t.is(second.exitCode, 0, show(second));
+    t.deepEqual(kinds(second.stdout), ['Cluster']);
   } finally {
     await cp.stop();
   }
