@@ -124,7 +124,7 @@ export const kinds: Kind[] = [
 export const contractLabels = {
   'cluster.x-k8s.io/v1beta1': VERSION,
   'cluster.x-k8s.io/v1beta2': VERSION,
-  'cluster.x-k8s.io/provider': 'infrastructure-baremetal',
+  'cluster.x-k8s.io/provider': 'infrastructure-capbm',
 };
 
 export function crd(k: Kind): JSONSchema {

@@ -33,6 +33,8 @@ export interface ControlPlaneOptions {
    * tests that need only the API).
    */
   controllerManager?: boolean;
+  /** Cluster API feature gates of the CAPI managers (--feature-gates), e.g. 'ClusterTopology=true'. */
+  capiFeatureGates?: string;
   /** Progress messages. */
   log?: (msg: string) => void;
 }
@@ -348,7 +350,12 @@ async function startControllerManager(dir: string, persistent: boolean): Promise
   return proc;
 }
 
-async function startCapiManager(dir: string, component: CapiComponent, persistent: boolean): Promise<ManagedProcess> {
+async function startCapiManager(
+  dir: string,
+  component: CapiComponent,
+  persistent: boolean,
+  featureGates?: string,
+): Promise<ManagedProcess> {
   const [health, diag, webhook] = [await freePort(), await freePort(), await freePort()];
   const certDir = join(dir, `${component}-webhook-certs`);
   if (!existsSync(join(certDir, 'tls.crt'))) {
@@ -376,6 +383,7 @@ async function startCapiManager(dir: string, component: CapiComponent, persisten
       `--webhook-port=${webhook}`,
       `--webhook-cert-dir=${certDir}`,
       '--sync-period=10m',
+      ...(featureGates ? [`--feature-gates=${featureGates}`] : []),
     ],
     env: { KUBECONFIG: join(dir, 'admin.kubeconfig') },
     logFile: join(dir, `capi-${component}.log`),
@@ -442,7 +450,7 @@ export async function startControlPlane(options: ControlPlaneOptions = {}): Prom
     }
     const components = capiComponents(options.capi);
     const startCapi = async (c: CapiComponent) => {
-      const proc = await startCapiManager(dir, c, persistent);
+      const proc = await startCapiManager(dir, c, persistent, options.capiFeatureGates);
       processes.push(proc);
       return proc;
     };

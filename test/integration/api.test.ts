@@ -45,7 +45,7 @@ test('every kind installs, with the CAPI contract labels and printer columns', a
   const list = await raw<{ items: Array<{ metadata: { name: string; labels: Record<string, string> } }> }>(
     cp.kc,
     'GET',
-    '/apis/apiextensions.k8s.io/v1/customresourcedefinitions?labelSelector=cluster.x-k8s.io%2Fprovider%3Dinfrastructure-baremetal',
+    '/apis/apiextensions.k8s.io/v1/customresourcedefinitions?labelSelector=cluster.x-k8s.io%2Fprovider%3Dinfrastructure-capbm',
   );
   t.deepEqual(list.items.map((c) => c.metadata.name).sort(), [
     'baremetalclusters.infrastructure.cluster.x-k8s.io',
