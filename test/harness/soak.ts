@@ -1,0 +1,455 @@
+// The fault soak (hack/soak; a short one in test/e2e/soak.test.ts): a workload of cluster creates,
+// scales and deletes on lab hosts while a fault injector, driven by a seed, kills and restarts the
+// provider's leader and standby and the Cluster API managers, powers hosts off and on, freezes
+// them, cuts their links and blackholes their route to the manager. Invariants are checked every
+// few seconds and at the end; each violation is kept with the evidence of its first sighting.
+// Everything is real (see test/e2e/provision.test.ts); only the schedule is made up, by the seed.
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { API_VERSION } from '../../provider/api/common.ts';
+import type { BareMetalHost } from '../../provider/api/host.ts';
+import type { BareMetalMachine } from '../../provider/api/machine.ts';
+import { ApiError, raw } from '../../provider/kube/raw.ts';
+import type { CapiComponent } from './controlplane.ts';
+import {
+  createPool,
+  installCniAddon,
+  labClusterObjects,
+  machines,
+  PROVIDER_NAMESPACE,
+  plurals,
+  startEnv,
+  type Env,
+} from './env.ts';
+import { blackhole, freeze, hostExec, linkDown, linkUp, powerOff, powerOn, unblackhole, type LabHost } from './lab.ts';
+import { residentMiB } from './flux.ts';
+import { startLoadBalancer, type LoadBalancer } from './loadbalancer.ts';
+import { waitFor, type ManagedProcess } from './process.ts';
+
+export interface SoakOptions {
+  minutes: number;
+  seed: number;
+  /** Independent cells: a pool, its load balancer, at most one cluster at a time. Default 2. */
+  cells?: number;
+  /** Hosts per cell. Default 3 (a control plane and up to two workers, or a spare). */
+  hostsPerCell?: number;
+  /** The report (soak-<seed>.json and .md) goes here. */
+  reportDir: string;
+  /** The command line, for the report. */
+  command?: string;
+  log?: (m: string) => void;
+}
+
+export type FaultKind =
+  | 'provider-leader-killed'
+  | 'provider-standby-killed'
+  | 'capi-manager-killed'
+  | 'host-powered-off'
+  | 'host-frozen'
+  | 'host-link-down'
+  | 'host-blackholed';
+
+export interface Violation {
+  invariant: string;
+  at: number;
+  evidence: string;
+}
+
+export interface SoakReport {
+  command: string;
+  seed: number;
+  minutes: number;
+  hosts: number;
+  faults: Record<string, number>;
+  /** Seconds from a fault's end until every cluster was whole again, per kind. */
+  convergence: Record<string, { count: number; p50: number; p99: number; max: number }>;
+  operations: Record<string, number>;
+  checks: number;
+  violations: Violation[];
+  /** Hosts quarantined during the run (released by the soak's operator once their fault ended). */
+  quarantined: string[];
+  providerMemoryMiB: { start: number; end: number };
+  seconds: number;
+}
+
+/** A small seeded PRNG (mulberry32): the same seed gives the same schedule of choices. */
+export function prng(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+interface Cell {
+  index: number;
+  pool: string;
+  hosts: LabHost[];
+  lb: LoadBalancer;
+  /** The cluster of this cell and its wanted workers, while it exists. */
+  cluster?: { name: string; workers: number };
+  /** A cluster of this cell being deleted. */
+  deleting?: string;
+  serial: number;
+}
+
+interface ActiveFault {
+  kind: FaultKind;
+  what: string;
+  endsAt: number;
+  restore: () => Promise<void>;
+}
+
+const NS = 'soak';
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+const base = `/apis/${API_VERSION}/namespaces/${NS}`;
+const pct = (xs: number[], p: number) =>
+  xs.sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor(p * xs.length))] ?? 0;
+
+function rssMiB(ps: ManagedProcess[]): number {
+  return ps.filter((p) => p.running()).reduce((sum, p) => sum + residentMiB(p.pid), 0);
+}
+
+export async function runSoak(o: SoakOptions): Promise<SoakReport> {
+  const log = o.log ?? (() => {});
+  const rnd = prng(o.seed);
+  const pick = <T>(xs: readonly T[]): T => xs[Math.floor(rnd() * xs.length)]!;
+  const between = (lo: number, hi: number) => lo + Math.floor(rnd() * (hi - lo + 1));
+  const cells = o.cells ?? 2;
+  const perCell = o.hostsPerCell ?? 3;
+  const t0 = Date.now();
+  const at = () => Math.round((Date.now() - t0) / 1000);
+  const report: SoakReport = {
+    command: o.command ?? `hack/soak --minutes ${o.minutes} --seed ${o.seed}`,
+    seed: o.seed,
+    minutes: o.minutes,
+    hosts: cells * perCell,
+    faults: {},
+    convergence: {},
+    operations: {},
+    checks: 0,
+    violations: [],
+    quarantined: [],
+    providerMemoryMiB: { start: 0, end: 0 },
+    seconds: 0,
+  };
+  const seen = new Set<string>();
+  const violate = (invariant: string, evidence: string) => {
+    if (seen.has(invariant)) return; // the first sighting of each is the evidence
+    seen.add(invariant);
+    report.violations.push({ invariant, at: at(), evidence });
+    log(`VIOLATION ${invariant}: ${evidence}`);
+  };
+
+  const env: Env = await startEnv({ hosts: cells * perCell, log });
+  const providers: ManagedProcess[] = [];
+  const cellList: Cell[] = [];
+  const convergence: Record<string, number[]> = {};
+  try {
+    for (let i = 0; i < cells; i++) {
+      const hosts = env.hosts.slice(i * perCell, (i + 1) * perCell);
+      const pool = `cell${i}`;
+      await createPool(env, NS, pool, hosts);
+      const lb = await startLoadBalancer({ backends: hosts.map((h) => h.address) });
+      cellList.push({ index: i, pool, hosts, lb, serial: 0 });
+    }
+    await installCniAddon(env, NS);
+    for (const name of ['capbm-a', 'capbm-b']) providers.push(env.startProvider({ name }));
+    await sleep(5000);
+    report.providerMemoryMiB.start = rssMiB(providers);
+
+    const api = <T>(method: string, path: string, body?: unknown) => raw<T>(env.cp.kc, method, path, body);
+    const hostsNow = async () => (await api<{ items: BareMetalHost[] }>('GET', `${base}/baremetalhosts`)).items;
+    const bmmsNow = async () => (await api<{ items: BareMetalMachine[] }>('GET', `${base}/baremetalmachines`)).items;
+
+    /** Invariants that hold at every moment, faults or not. */
+    const check = async () => {
+      report.checks++;
+      const [hosts, bmms] = await Promise.all([hostsNow(), bmmsNow()]);
+      const byHost = new Map<string, string[]>();
+      for (const b of bmms) {
+        const h = b.status?.hostRef?.name;
+        if (h) byHost.set(h, [...(byHost.get(h) ?? []), b.metadata.name]);
+      }
+      for (const [h, ms] of byHost)
+        if (ms.length > 1) violate('no host held by two machines', `host ${h} is the hostRef of ${ms.join(' and ')}`);
+      for (const h of hosts) {
+        if (h.status?.phase === 'Available' && h.spec.consumerRef)
+          violate(
+            'no Available host is claimed',
+            `host ${h.metadata.name} Available with consumerRef ${h.spec.consumerRef.name}`,
+          );
+        const clean = h.status?.conditions?.find((c) => c.type === 'Clean');
+        if (h.status?.phase === 'Available' && clean?.status === 'False')
+          violate('no Available host is dirty', `host ${h.metadata.name} Available with Clean=False: ${clean.message}`);
+        if (h.spec.quarantine && !h.spec.quarantine.reason)
+          violate('every quarantine has a reason', `host ${h.metadata.name} quarantined without a reason`);
+        if (h.spec.quarantine && !report.quarantined.includes(h.metadata.name)) {
+          report.quarantined.push(h.metadata.name);
+          log(`host ${h.metadata.name} quarantined: ${h.spec.quarantine.reason} ${h.spec.quarantine.message ?? ''}`);
+        }
+      }
+    };
+
+    /** Whether every cell's cluster has its machines Running and no host is between states. */
+    const settled = async () => {
+      for (const c of cellList) {
+        if (c.deleting && !(await gone(`/apis/cluster.x-k8s.io/v1beta2/namespaces/${NS}/clusters/${c.deleting}`)))
+          return false;
+        if (!c.cluster) continue;
+        const ms = await machines(env, NS, c.cluster.name);
+        if (ms.length !== 1 + c.cluster.workers || ms.some((m) => m.phase !== 'Running')) return false;
+      }
+      const hosts = await hostsNow();
+      return hosts.every((h) => h.status?.phase !== 'Deprovisioning' && !(h.spec.quarantine && !faulty(h)));
+    };
+    const faulty = (h: BareMetalHost) => active.some((f) => f.what === h.spec.address);
+
+    /** The soak's operator: a quarantined host whose fault is over is released (spec.quarantine removed). */
+    const operator = async () => {
+      for (const h of await hostsNow()) {
+        if (!h.spec.quarantine || faulty(h)) continue;
+        await api('PATCH', `${base}/baremetalhosts/${h.metadata.name}`, { spec: { quarantine: null } }).catch(() => {});
+        count(report.operations, 'quarantine-released');
+      }
+    };
+
+    const count = (m: Record<string, number>, k: string) => (m[k] = (m[k] ?? 0) + 1);
+
+    // The workload: one cluster per cell at most; create, scale, delete.
+    const operate = async () => {
+      const c = pick(cellList);
+      if (c.deleting) {
+        if (await gone(`/apis/cluster.x-k8s.io/v1beta2/namespaces/${NS}/clusters/${c.deleting}`))
+          c.deleting = undefined;
+      } else if (!c.cluster) {
+        const workers = between(0, perCell - 1);
+        const name = `c${c.index}-${++c.serial}`;
+        for (const d of labClusterObjects(
+          { lb: c.lb },
+          { namespace: NS, name, pool: c.pool, controlPlane: 1, workers },
+        ))
+          await api('POST', `/apis/${d.apiVersion}/namespaces/${NS}/${plurals[d.kind]}`, d);
+        c.cluster = { name, workers };
+        count(report.operations, 'create');
+        log(`${at()} s: create ${name} (1 control plane, ${workers} workers) on ${c.pool}`);
+      } else if (rnd() < 0.25) {
+        await api('DELETE', `/apis/cluster.x-k8s.io/v1beta2/namespaces/${NS}/clusters/${c.cluster.name}`);
+        log(`${at()} s: delete ${c.cluster.name}`);
+        c.deleting = c.cluster.name;
+        c.cluster = undefined;
+        count(report.operations, 'delete');
+      } else {
+        const workers = between(0, perCell - 1);
+        await api(
+          'PATCH',
+          `/apis/cluster.x-k8s.io/v1beta2/namespaces/${NS}/machinedeployments/${c.cluster.name}-md-0`,
+          {
+            spec: { replicas: workers },
+          },
+        );
+        log(`${at()} s: scale ${c.cluster.name} to ${workers} workers`);
+        c.cluster.workers = workers;
+        count(report.operations, 'scale');
+      }
+    };
+    const gone = async (path: string) => {
+      const r = await api('GET', path).catch((e: unknown) => e);
+      return r instanceof ApiError && r.code === 404;
+    };
+
+    // The faults.
+    const active: ActiveFault[] = [];
+    const lease = `/apis/coordination.k8s.io/v1/namespaces/${PROVIDER_NAMESPACE}/leases/capbm-controller-leader-election`;
+    const leader = async () => {
+      const id = (await api<{ spec: { holderIdentity?: string } }>('GET', lease).catch(() => undefined))?.spec
+        .holderIdentity;
+      const running = providers.filter((p) => p.running());
+      // Each replica logs its lease identity (a random one per start) with every leader-election line.
+      return running.find((p) => id && readFileSync(p.logFile, 'utf8').includes(id)) ?? running[0];
+    };
+    const restartProvider = (p: ManagedProcess) => () => {
+      providers.splice(providers.indexOf(p), 1);
+      providers.push(env.startProvider({ name: p.name }));
+      return Promise.resolve();
+    };
+    const capiNames: Record<CapiComponent, string> = {
+      core: 'capi-manager',
+      bootstrap: 'capi-bootstrap-kubeadm',
+      controlplane: 'capi-controlplane-kubeadm',
+    };
+    const inject = async (): Promise<ActiveFault | undefined> => {
+      const kinds: FaultKind[] = [
+        'provider-leader-killed',
+        'provider-standby-killed',
+        'capi-manager-killed',
+        'host-powered-off',
+        'host-frozen',
+        'host-link-down',
+        'host-blackholed',
+      ];
+      const kind = pick(kinds);
+      const seconds = between(5, 45);
+      const endsAt = Date.now() + seconds * 1000;
+      const host = pick(env.hosts);
+      switch (kind) {
+        case 'provider-leader-killed':
+        case 'provider-standby-killed': {
+          const l = await leader();
+          const p = kind === 'provider-leader-killed' ? l : providers.find((x) => x !== l && x.running());
+          if (!p) return undefined;
+          await p.kill();
+          return { kind, what: p.name, endsAt, restore: restartProvider(p) };
+        }
+        case 'capi-manager-killed': {
+          const c = pick(['core', 'bootstrap', 'controlplane'] as const);
+          const p = env.cp.processes.find((x) => x.name.includes(capiNames[c]) && x.running());
+          if (!p) return undefined;
+          await p.kill();
+          return {
+            kind,
+            what: c,
+            endsAt,
+            restore: async () => {
+              await env.cp.startCapi(c);
+            },
+          };
+        }
+        case 'host-powered-off':
+          await powerOff(host);
+          return { kind, what: host.address, endsAt, restore: () => powerOn(host) };
+        case 'host-frozen':
+          freeze(host, true);
+          return { kind, what: host.address, endsAt, restore: () => Promise.resolve(freeze(host, false)) };
+        case 'host-link-down':
+          await linkDown(host);
+          return { kind, what: host.address, endsAt, restore: () => linkUp(host) };
+        case 'host-blackholed':
+          await blackhole(host);
+          return { kind, what: host.address, endsAt, restore: () => unblackhole(host) };
+      }
+    };
+
+    const startFault = async () => {
+      const nf = await inject();
+      if (!nf) return;
+      active.push(nf);
+      count(report.faults, nf.kind);
+      log(`${at()} s: ${nf.kind} ${nf.what} for ${Math.round((nf.endsAt - Date.now()) / 1000)} s`);
+    };
+
+    // The run: every few seconds a check; a workload step every 20-60 s; a fault every 20-60 s
+    // (one at a time, so each convergence is measured on its own).
+    const deadline = t0 + o.minutes * 60_000;
+    let nextOp = Date.now() + 5000;
+    let nextFault = Date.now() + 20_000;
+    let recovering: { kind: FaultKind; since: number } | undefined;
+    while (Date.now() < deadline) {
+      await check().catch((e: Error) => log(`check failed (API): ${e.message}`));
+      const f = active[0];
+      if (f && Date.now() >= f.endsAt) {
+        await f.restore();
+        active.shift();
+        recovering = { kind: f.kind, since: Date.now() };
+        log(`${at()} s: ${f.kind} ${f.what} ended`);
+      }
+      if (recovering && (await settled().catch(() => false))) {
+        (convergence[recovering.kind] ??= []).push((Date.now() - recovering.since) / 1000);
+        recovering = undefined;
+      }
+      await operator();
+      if (Date.now() >= nextOp) {
+        await operate().catch((e: Error) => log(`operation failed: ${e.message}`));
+        nextOp = Date.now() + between(20, 60) * 1000;
+      }
+      if (!active.length && !recovering && Date.now() >= nextFault) {
+        await startFault();
+        nextFault = Date.now() + between(20, 60) * 1000;
+      }
+      await sleep(3000);
+    }
+
+    // The end: every fault undone, every cluster whole within 10 minutes, then every cluster
+    // deleted and every host back (Available and clean, or quarantined with a reason).
+    for (const f of active.splice(0)) await f.restore();
+    await waitFor(
+      'every cluster whole again after the last fault',
+      async () => {
+        await operator();
+        return (await settled()) ? true : undefined;
+      },
+      10 * 60_000,
+      3000,
+    ).catch((e: Error) => violate('every Machine reaches Running or is replaced', e.message));
+    report.providerMemoryMiB.end = rssMiB(providers);
+    for (const c of cellList)
+      if (c.cluster) await api('DELETE', `/apis/cluster.x-k8s.io/v1beta2/namespaces/${NS}/clusters/${c.cluster.name}`);
+    await waitFor(
+      'every cluster deleted and every host released',
+      async () => {
+        await operator();
+        const [hosts, bmms] = await Promise.all([hostsNow(), bmmsNow()]);
+        return bmms.length === 0 && hosts.every((h) => h.status?.phase === 'Available' || h.spec.quarantine)
+          ? true
+          : undefined;
+      },
+      10 * 60_000,
+      3000,
+    ).catch((e: Error) => violate("every deleted cluster's hosts end Available or quarantined", e.message));
+    await check();
+    // No secret or state left on a host that is Available: the provider's state, kubeadm's PKI,
+    // the bootstrap sentinel, a kubelet.
+    for (const h of await hostsNow()) {
+      if (h.status?.phase !== 'Available') continue;
+      const lab = env.hosts.find((x) => x.address === h.spec.address)!;
+      const { stdout: left } = await hostExec(
+        lab,
+        'for p in /var/lib/capbm /etc/kubernetes/pki /etc/kubernetes/admin.conf /etc/kubernetes/kubelet.conf /run/cluster-api/bootstrap-success.complete; do [ -e "$p" ] && echo "$p"; done; pgrep -x kubelet >/dev/null && echo kubelet; true',
+      );
+      if (left.trim())
+        violate(
+          'no secret or state left on an Available host',
+          `${h.spec.address}: ${left.trim().split('\n').join(', ')}`,
+        );
+    }
+    for (const [k, xs] of Object.entries(convergence))
+      report.convergence[k] = { count: xs.length, p50: pct(xs, 0.5), p99: pct(xs, 0.99), max: Math.max(...xs) };
+    report.seconds = at();
+    return report;
+  } finally {
+    for (const c of cellList) await c.lb.stop();
+    await env.stop();
+    writeReport(o, report);
+  }
+}
+
+function writeReport(o: SoakOptions, r: SoakReport): void {
+  mkdirSync(o.reportDir, { recursive: true });
+  writeFileSync(join(o.reportDir, `soak-${o.seed}.json`), JSON.stringify(r, null, 2));
+  const lines = [
+    `# Soak, seed ${r.seed}: ${r.minutes} minutes on ${r.hosts} lab hosts`,
+    '',
+    `Command: \`${r.command}\`; ran ${r.seconds} s.`,
+    '',
+    `Invariant checks: ${r.checks}; violations: ${r.violations.length}.`,
+    ...r.violations.map((v) => `- **${v.invariant}** (at ${v.at} s): ${v.evidence}`),
+    '',
+    '| fault | injected | converged after it (p50 / p99 / max, s) |',
+    '| --- | --- | --- |',
+    ...Object.entries(r.faults).map(([k, n]) => {
+      const c = r.convergence[k];
+      return `| ${k} | ${n} | ${c ? `${c.p50.toFixed(0)} / ${c.p99.toFixed(0)} / ${c.max.toFixed(0)} (${c.count})` : 'not measured'} |`;
+    }),
+    '',
+    `Workload: ${Object.entries(r.operations)
+      .map(([k, n]) => `${k} ${n}`)
+      .join(', ')}.`,
+    `Hosts quarantined during the run: ${r.quarantined.join(', ') || 'none'}.`,
+    `Provider resident memory (both replicas): ${r.providerMemoryMiB.start} MiB at the start, ${r.providerMemoryMiB.end} MiB at the end.`,
+    '',
+  ];
+  writeFileSync(join(o.reportDir, `soak-${o.seed}.md`), lines.join('\n'));
+}
