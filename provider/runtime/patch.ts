@@ -187,6 +187,12 @@ export interface PatchOptions {
   statusSubresource?: boolean;
   /** Retries of the status patch after 409. Default 5. */
   maxRetries?: number;
+  /**
+   * The newest copy this process has (an informer cache), used for the status patch's
+   * resourceVersion and condition merge when it is newer than the one read: a change another
+   * controller made meanwhile (CAPI's to metadata) then costs no 409 and no GET.
+   */
+  newest?: () => KubeObject | undefined;
 }
 
 export interface PatchResult<T> {
@@ -211,13 +217,35 @@ export async function patchObject<T extends KubeObject>(
   const ns = after.metadata?.namespace;
   const id = `${kind.kind} ${ns ? `${ns}/` : ''}${name}`;
   const main = await patchMain(kc, kind, { id, before, after, latest: before });
-  const latest = main ?? before;
-  const patchedStatus = await patchStatus(kc, kind, { id, before, after, latest }, options);
+  const latest = newer(main ?? before, options.newest?.() as T | undefined);
+  const observed = main ? observedAt(after, before.metadata?.generation, main.metadata?.generation) : after;
+  const patchedStatus = await patchStatus(kc, kind, { id, before, after: observed, latest }, options);
   return {
     object: patchedStatus ?? latest,
     patchedMain: main !== undefined,
     patchedStatus: patchedStatus !== undefined,
   };
+}
+
+const rv = (o: KubeObject | undefined) => Number(o?.metadata?.resourceVersion ?? NaN);
+
+/** The newer of two copies of one object, by resourceVersion (etcd revisions); `a` when unsure. */
+function newer<T extends KubeObject>(a: T, b: T | undefined): T {
+  return b && rv(b) > rv(a) ? b : a;
+}
+
+/**
+ * The working copy with its conditions observed at the generation our own spec write made: they
+ * were set in the same pass as the spec change, so they describe it (otherwise the next pass
+ * writes the status again only to move observedGeneration).
+ */
+function observedAt<T extends KubeObject>(after: T, was: number | undefined, now: number | undefined): T {
+  if (was === undefined || now === undefined || was === now) return after;
+  const copy = structuredClone(after);
+  const list = getPath(copy, conditionPaths[0]!);
+  if (Array.isArray(list))
+    for (const c of list) if (isObject(c) && c.observedGeneration === was) c.observedGeneration = now;
+  return copy;
 }
 
 async function patchMain<T extends KubeObject>(
