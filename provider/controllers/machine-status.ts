@@ -128,7 +128,11 @@ function agent(m: BareMetalMachine, host: string, a: AgentResult, events: Machin
 }
 
 function provisionedEvent(host: string, p: Provisioned, detail: string): MachineEvent {
-  return { type: 'Normal', reason: 'Provisioned', message: `Provisioned on host ${host} as ${p.providerID}${detail}` };
+  return {
+    type: 'Normal',
+    reason: 'Provisioned',
+    message: `Provisioned on host ${host} (${p.address}) as ${p.providerID}${detail}`,
+  };
 }
 
 function health(m: BareMetalMachine, host: string, c: ConditionInput, events: MachineEvent[]): void {
@@ -221,9 +225,9 @@ export function applyOutcome(m: BareMetalMachine, o: Outcome): MachineEvent[] {
       cond(m, { type: C.HostClaimed, status: true, reason: 'HostClaimed', message: `Host ${o.host} (${o.address})` });
       cond(m, { type: C.HostReady, status: 'Unknown', reason: 'PreflightPending' });
       m.status = { ...m.status, hostRef: { name: o.host }, phase: 'Claimed' };
-      // On the machine only: the host's consumerRef names its holder, and the host's own story
-      // (HostReleased, HostQuarantined) is told when it ends; one event, not two, per claim.
-      events.push({ type: 'Normal', reason: 'HostClaimed', message: `Claimed host ${o.host} (${o.address})` });
+      // No event: the claim is on the path to Provisioned, whose event names the host; until then
+      // HostClaimed=True says which host and since when, and the host's consumerRef its holder.
+      // Events are kept for milestones and problems: each is a write (docs/operations.md).
       break;
     case 'preflight-passed':
       cond(m, { type: C.HostReady, status: true, reason: 'PreflightPassed', message: o.summary });

@@ -22,7 +22,7 @@
 //   the same condition type differently do we give up with PatchConflict (unless the type is owned).
 import type { KubeConfig } from '@kubernetes/client-node';
 import { ApiError, raw } from '../kube/raw.ts';
-import type { Condition, V1Beta1Condition } from './conditions.ts';
+import { observedAt, type Condition, type V1Beta1Condition } from './conditions.ts';
 import { objectPath, type KubeObject, type ResourceKind } from '../kube/kinds.ts';
 
 type Json = null | boolean | number | string | Json[] | { [k: string]: Json };
@@ -218,6 +218,8 @@ export async function patchObject<T extends KubeObject>(
   const id = `${kind.kind} ${ns ? `${ns}/` : ''}${name}`;
   const main = await patchMain(kc, kind, { id, before, after, latest: before });
   const latest = newer(main ?? before, options.newest?.() as T | undefined);
+  // Conditions set in the same pass as our spec change describe it: observed at its generation
+  // (otherwise the next pass writes the status again only to move observedGeneration).
   const observed = main ? observedAt(after, before.metadata?.generation, main.metadata?.generation) : after;
   const patchedStatus = await patchStatus(kc, kind, { id, before, after: observed, latest }, options);
   return {
@@ -232,20 +234,6 @@ const rv = (o: KubeObject | undefined) => Number(o?.metadata?.resourceVersion ??
 /** The newer of two copies of one object, by resourceVersion (etcd revisions); `a` when unsure. */
 function newer<T extends KubeObject>(a: T, b: T | undefined): T {
   return b && rv(b) > rv(a) ? b : a;
-}
-
-/**
- * The working copy with its conditions observed at the generation our own spec write made: they
- * were set in the same pass as the spec change, so they describe it (otherwise the next pass
- * writes the status again only to move observedGeneration).
- */
-function observedAt<T extends KubeObject>(after: T, was: number | undefined, now: number | undefined): T {
-  if (was === undefined || now === undefined || was === now) return after;
-  const copy = structuredClone(after);
-  const list = getPath(copy, conditionPaths[0]!);
-  if (Array.isArray(list))
-    for (const c of list) if (isObject(c) && c.observedGeneration === was) c.observedGeneration = now;
-  return copy;
 }
 
 async function patchMain<T extends KubeObject>(
