@@ -35,7 +35,7 @@ import { Writer } from '../runtime/writer.ts';
 export type { MachineDeps };
 export const MachineFinalizer = 'baremetalmachine.infrastructure.cluster.x-k8s.io';
 /** How long a new worker's wait for CAPI (bootstrap data) stays unwritten (machine-plan.ts Quiet). */
-export const defaultQuietWaitMs = 10_000;
+export const defaultQuietWaitMs = 30_000;
 /** Index of the host cache: the uid of the machine holding the host. */
 export const ConsumerIndex = 'consumer';
 export const byConsumer = (h: BareMetalHost): string[] => (h.spec?.consumerRef?.uid ? [h.spec.consumerRef.uid] : []);
