@@ -63,13 +63,14 @@ try {
         sum(`rest_client_requests_total{method="${m}"`, mgmt),
       ]),
     );
-    // Writes by resource (kind/subresource): where the writes per machine go.
+    // Requests by resource (kind/subresource) and verb: where the requests per machine go.
     const byResource: Record<string, number> = {};
     for (const l of text.split('\n')) {
       const m = /^rest_client_requests_total\{(.*)\} (\S+)$/.exec(l);
-      if (!m || !m[1]!.includes(mgmt) || /method="(GET|WATCH)"/.test(m[1]!)) continue;
+      if (!m || !m[1]!.includes(mgmt)) continue;
       const r = /resource="([^"]*)"/.exec(m[1]!)?.[1] ?? '?';
-      byResource[r] = (byResource[r] ?? 0) + Number(m[2]);
+      const verb = /method="([^"]*)"/.exec(m[1]!)?.[1] ?? '?';
+      byResource[`${verb} ${r}`] = (byResource[`${verb} ${r}`] ?? 0) + Number(m[2]);
     }
     return {
       byMethod,
@@ -135,14 +136,29 @@ try {
   const floor = (performance.now() - f0) / 1000;
 
   const fmt = (x: number, d = 1) => x.toFixed(d);
-  /** Writes (every verb but GET and WATCH) per machine, objects and events apart. */
-  function writesLine(b: typeof before, a: typeof after): string {
-    const d = (m: string) => (a.byMethod[m]! - b.byMethod[m]!) / n;
-    const writes = d('PATCH') + d('POST') + d('PUT') + d('DELETE');
-    const creates = (a.eventCreates - b.eventCreates) / n;
-    const updates = (a.eventUpdates - b.eventUpdates) / n;
-    const objects = `PATCH ${fmt(d('PATCH') - updates)}, POST ${fmt(d('POST') - creates)}, PUT ${fmt(d('PUT'))} (leases)`;
-    return `writes per machine:               ${fmt(writes)} (objects ${fmt(writes - creates - updates)}: ${objects}; events ${fmt(creates + updates)})`;
+  const isWrite = (verb: string) => !['GET', 'WATCH'].includes(verb);
+  // The leader's Lease renewals (PUT leases; address locks are POSTed and DELETEd) are the
+  // manager's, one every few seconds whatever it does: shown apart from the writes per machine.
+  const isRenewal = (k: string) => k === 'PUT leases';
+  /** Per machine, by "VERB resource", largest first; `keep` picks which. */
+  function perMachine(b: typeof before, a: typeof after, keep: (k: string) => boolean): Array<[string, number]> {
+    return Object.entries(a.byResource)
+      .filter(([k]) => keep(k))
+      .map(([k, v]) => [k, (v - (b.byResource[k] ?? 0)) / n] as [string, number])
+      .filter(([, v]) => v >= 0.05)
+      .sort((x, y) => y[1] - x[1]);
+  }
+  const list = (xs: Array<[string, number]>) => xs.map(([k, v]) => `${k} ${fmt(v)}`).join(', ');
+  const sumOf = (xs: Array<[string, number]>) => xs.reduce((acc, [, v]) => acc + v, 0);
+  /** Writes (every verb but GET and WATCH) per machine, the leader's renewals and events apart. */
+  function writesLines(b: typeof before, a: typeof after): string[] {
+    const writes = perMachine(b, a, (k) => isWrite(k.split(' ')[0]!) && !isRenewal(k));
+    const renewals = sumOf(perMachine(b, a, isRenewal));
+    const events = (a.eventCreates - b.eventCreates + a.eventUpdates - b.eventUpdates) / n;
+    return [
+      `writes per machine:               ${fmt(sumOf(writes))} (objects ${fmt(sumOf(writes) - events)}, events ${fmt(events)}); the leader's Lease renewals apart: ${fmt(renewals)}`,
+      `  writes by verb and resource: ${list(writes)}`,
+    ];
   }
   process.stdout.write(
     [
@@ -155,13 +171,8 @@ try {
       `  by verb: ${Object.keys(after.byMethod)
         .map((m) => `${m} ${fmt((after.byMethod[m]! - before.byMethod[m]!) / n)}`)
         .join(', ')}`,
-      writesLine(before, after),
-      `  by resource: ${Object.entries(after.byResource)
-        .map(([r, v]) => [r, (v - (before.byResource[r] ?? 0)) / n] as const)
-        .filter(([, v]) => v >= 0.05)
-        .sort((x, y) => y[1] - x[1])
-        .map(([r, v]) => `${r} ${fmt(v)}`)
-        .join(', ')}`,
+      `  requests by verb and resource: ${list(perMachine(before, after, () => true))}`,
+      ...writesLines(before, after),
       `SSH connections per machine:      ${fmt((after.ssh - before.ssh) / n)}`,
       `SSH floor, same run:              ${fmt(floor, 2)} s for ${n} new connections + 1 command (${fmt((n / floor) * 1, 0)}/s)`,
       '',

@@ -1,7 +1,8 @@
 // Bootstraps in flight, followed outside the reconcile (the shape of CAPD's taskmanager.go): a
 // reconcile starts a run and returns at once; the run follows the detached bootstrap on the host
 // over its own SSH connection and wakes the machine when its step changes (at most every
-// progressEveryMs) and when it ends. The next reconcile reads the run's state and records it. So a
+// progressEveryMs) and when it ends. The next reconcile reads the run's state and records it: the
+// step as of the last wake, so --bootstrap-progress-interval bounds the progress writes. So a
 // machine worker is never held for the minutes a kubeadm takes, and the number of bootstraps in
 // flight is bounded by SSH connections, not by workers.
 //
@@ -30,6 +31,7 @@ export interface RunResult {
 }
 
 export type Run =
+  /** step: the step as of the last wake, so a reconcile woken by anything else says nothing new. */
   | { state: 'running'; step?: RunStep }
   | { state: 'finished'; result: RunResult }
   /** The run could not be carried out (SSH or access error, or a bug): error says why. */
@@ -44,6 +46,8 @@ export interface RunWork {
 
 interface Entry {
   run: Run;
+  /** The step the bootstrap is at; shown (run.step) when the machine is woken for it. */
+  latest?: RunStep;
   abort: AbortController;
   lastWake: number;
   timer?: NodeJS.Timeout;
@@ -82,7 +86,7 @@ export class BootstrapRuns {
     this.#count();
     const signal = AbortSignal.any([abort.signal, stop]);
     const progress = (step: RunStep) => {
-      e.run = { state: 'running', step };
+      e.latest = step;
       this.#wakeSoon(key, e);
     };
     work({ progress, signal }).then(
@@ -115,6 +119,8 @@ export class BootstrapRuns {
     e.timer = setTimeout(() => {
       e.timer = undefined;
       e.lastWake = Date.now();
+      // Shown from now on: a reconcile between two wakes (another object's event) writes no step.
+      if (e.run.state === 'running') e.run = { state: 'running', ...(e.latest ? { step: e.latest } : {}) };
       this.#wake(key);
     }, wait);
     e.timer.unref();

@@ -186,6 +186,7 @@ export function buildProvider(o: ProviderOptions): Provider {
       progressEveryMs: o.bootstrapProgressIntervalMs ?? 30_000,
     }),
     fresh: { machines: new Fresher<BareMetalMachine>(), hosts: new Fresher<BareMetalHost>() },
+    claiming: new Set<string>(),
   };
   const machineCtl = controller({
     name: 'baremetalmachine',

@@ -44,6 +44,12 @@ export interface MachineFacts {
   bootstrapFailure?: string;
   /** The node agent is configured: it is installed before the machine is provisioned. */
   agentEnabled: boolean;
+  /** Milliseconds since the machine was created. */
+  ageMs: number;
+  /** A wait this young (ms since creation), before anything was said, is not written (below). */
+  quietMs: number;
+  /** Whether this controller said anything on the machine yet (its HostClaimed condition). */
+  said: boolean;
 }
 
 export interface HostFacts {
@@ -61,7 +67,7 @@ export interface HostFacts {
 
 export type MachineStep =
   | { kind: 'add-finalizer' }
-  | { kind: 'wait'; reason: WaitReason; message: string }
+  | { kind: 'wait'; reason: WaitReason; message: string; quiet?: Quiet }
   | { kind: 'claim-host' }
   | { kind: 'preflight'; host: string }
   | { kind: 'start-bootstrap'; host: string }
@@ -85,7 +91,28 @@ export type WaitReason =
   | 'HostQuarantined'
   | 'BootstrapFailed';
 
-const wait = (reason: WaitReason, message: string): MachineStep => ({ kind: 'wait', reason, message });
+/**
+ * A wait not written to the machine: nothing new to say yet. CAPI's Machine shows the same wait
+ * itself, and the event that ends it (the owner reference, the bootstrap data) usually comes
+ * within moments of the machine's creation; writing it would cost a write per machine for a state
+ * nobody reads. `recheckMs`: when to look again (the wait is then written if it still holds).
+ */
+export interface Quiet {
+  recheckMs?: number;
+}
+
+const wait = (reason: WaitReason, message: string, quiet?: Quiet): MachineStep => ({
+  kind: 'wait',
+  reason,
+  message,
+  ...(quiet ? { quiet } : {}),
+});
+
+/** CAPI's own waits, quiet while the machine is young and nothing was said on it yet. */
+function quietly(f: MachineFacts, step: MachineStep | undefined): MachineStep | undefined {
+  if (step?.kind !== 'wait' || f.said || f.ageMs >= f.quietMs) return step;
+  return { ...step, quiet: { recheckMs: f.quietMs - f.ageMs } };
+}
 
 /** The next step for a machine being deleted: reset the host, then release it, then let go. */
 function nextDeleteStep(f: MachineFacts): MachineStep {
@@ -122,12 +149,13 @@ function capiWait(f: MachineFacts): MachineStep | undefined {
  * come in one reconcile and one write).
  */
 function nextProvisionStep(f: MachineFacts): MachineStep {
-  if (!f.ownerMachine) return wait('WaitingForOwnerMachine', 'Waiting for Cluster API to set the owner Machine.');
+  // The owner reference comes within moments (an event): as CAPI's own providers, nothing is written.
+  if (!f.ownerMachine) return wait('WaitingForOwnerMachine', 'Waiting for Cluster API to set the owner Machine.', {});
   if (f.paused) return wait('Paused', 'The Cluster or this machine is paused.');
   if (!f.hasFinalizer) return { kind: 'add-finalizer' };
   const h = f.host;
   if (!h) {
-    const notYet = f.controlPlane ? undefined : capiWait(f);
+    const notYet = f.controlPlane ? undefined : quietly(f, capiWait(f));
     if (notYet) return notYet;
     if (f.availableHosts === 0) {
       return wait(

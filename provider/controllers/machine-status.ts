@@ -3,6 +3,7 @@
 // on a transition: a condition that changes status or reason, a milestone reached). Pure: the
 // reconciler applies it to its working copy and writes the copy once.
 import type { BareMetalMachine } from '../api/machine.ts';
+import { HostHealthyReasons } from '../health/condition.ts';
 import type { AgentInstall } from '../health/node-agent.ts';
 import {
   getCondition,
@@ -127,15 +128,22 @@ function agent(m: BareMetalMachine, host: string, a: AgentResult, events: Machin
 }
 
 function provisionedEvent(host: string, p: Provisioned, detail: string): MachineEvent {
-  return { type: 'Normal', reason: 'Provisioned', message: `Provisioned on host ${host} as ${p.providerID}${detail}` };
+  return {
+    type: 'Normal',
+    reason: 'Provisioned',
+    message: `Provisioned on host ${host} (${p.address}) as ${p.providerID}${detail}`,
+  };
 }
 
 function health(m: BareMetalMachine, host: string, c: ConditionInput, events: MachineEvent[]): void {
   const prev = getCondition(m, C.HostHealthy);
   setCondition(m, c);
   const status = String(c.status === true ? 'True' : c.status === false ? 'False' : c.status);
-  if (prev?.status === status) return;
   const healthy = status === 'True';
+  // News is a change, or a first report that is not healthy: a machine becoming healthy once
+  // provisioned is what Provisioned already said (the condition records the time).
+  const first = prev === undefined || prev.reason === HostHealthyReasons.NoReportYet;
+  if (prev?.status === status || (healthy && first)) return;
   events.push({
     type: healthy ? 'Normal' : 'Warning',
     reason: healthy ? 'HostHealthy' : 'HostUnhealthy',
@@ -217,12 +225,9 @@ export function applyOutcome(m: BareMetalMachine, o: Outcome): MachineEvent[] {
       cond(m, { type: C.HostClaimed, status: true, reason: 'HostClaimed', message: `Host ${o.host} (${o.address})` });
       cond(m, { type: C.HostReady, status: 'Unknown', reason: 'PreflightPending' });
       m.status = { ...m.status, hostRef: { name: o.host }, phase: 'Claimed' };
-      events.push({
-        type: 'Normal',
-        reason: 'HostClaimed',
-        message: `Claimed host ${o.host} (${o.address})`,
-        onHost: true,
-      });
+      // No event: the claim is on the path to Provisioned, whose event names the host; until then
+      // HostClaimed=True says which host and since when, and the host's consumerRef its holder.
+      // Events are kept for milestones and problems: each is a write (docs/operations.md).
       break;
     case 'preflight-passed':
       cond(m, { type: C.HostReady, status: true, reason: 'PreflightPassed', message: o.summary });

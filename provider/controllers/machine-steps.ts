@@ -43,6 +43,10 @@ export interface MachineDeps {
   addressLocks?: string;
   /** What this process wrote last, newer than the caches for a moment. */
   fresh: { machines: Fresher<BareMetalMachine>; hosts: Fresher<BareMetalHost> };
+  /** Hosts this process is claiming now (claim.ts): its claimers try different hosts. */
+  claiming: Set<string>;
+  /** How long a new worker's wait for CAPI stays unwritten; default defaultQuietWaitMs (machine.ts). */
+  quietWaitMs?: number;
 }
 
 /** One step's inputs: the machine as read (the reconciler's working copy), its host and owner. */
@@ -109,7 +113,12 @@ export async function claim(s: Step): Promise<StepResult> {
         uid: m.metadata.uid ?? '',
       },
     },
-    { hosts: matchingHosts(d, m), ...(d.addressLocks ? { locks: d.addressLocks } : {}) },
+    {
+      hosts: matchingHosts(d, m),
+      busy: d.claiming,
+      newest: (h) => d.fresh.hosts.pick(objectKey(h), h) ?? h,
+      ...(d.addressLocks ? { locks: d.addressLocks } : {}),
+    },
   );
   if (!h) {
     // Every candidate went to another machine meanwhile; a host event wakes this one again.
@@ -118,6 +127,8 @@ export async function claim(s: Step): Promise<StepResult> {
     return { outcome: { kind: 'waiting', reason: 'NoHostAvailable', message } };
   }
   // Its phase goes with the host's next write (the preflight, in the same reconcile when it can run).
+  // Until the cache has the claim, this process's other claimers know the host is taken.
+  d.fresh.hosts.remember(objectKey(h), h);
   return { outcome: { kind: 'claimed', host: h.metadata.name, address: h.spec.address }, host: h };
 }
 

@@ -24,6 +24,7 @@ import {
   type HostFacts,
   type MachineFacts,
   type MachineStep,
+  type Quiet,
   type StepKind,
 } from './machine-plan.ts';
 import { applyOutcome, ownedConditions, type MachineEvent } from './machine-status.ts';
@@ -33,6 +34,8 @@ import { Writer } from '../runtime/writer.ts';
 
 export type { MachineDeps };
 export const MachineFinalizer = 'baremetalmachine.infrastructure.cluster.x-k8s.io';
+/** How long a new worker's wait for CAPI (bootstrap data) stays unwritten (machine-plan.ts Quiet). */
+export const defaultQuietWaitMs = 30_000;
 /** Index of the host cache: the uid of the machine holding the host. */
 export const ConsumerIndex = 'consumer';
 export const byConsumer = (h: BareMetalHost): string[] => (h.spec?.consumerRef?.uid ? [h.spec.consumerRef.uid] : []);
@@ -115,6 +118,9 @@ function facts(
     provisioned: m.status?.initialization?.provisioned === true,
     ...bootstrapFailure(m),
     agentEnabled: d.agent !== undefined,
+    ageMs: Date.now() - Date.parse(m.metadata.creationTimestamp ?? ''),
+    quietMs: d.quietWaitMs ?? defaultQuietWaitMs,
+    said: getCondition(m, C.HostClaimed) !== undefined,
   };
 }
 
@@ -189,6 +195,9 @@ async function settleClaimed(s: Step): Promise<void> {
   if (h && h.spec.consumerRef && (h.status?.phase ?? 'Available') === 'Available') await steps.writeHost(s, h, claimed);
 }
 
+/** A quiet wait writes nothing; it is looked at again on the next event or at recheckMs. */
+const quietResult = (q: Quiet): Result => (q.recheckMs !== undefined ? { requeueAfter: q.recheckMs } : undefined);
+
 /** One reconcile of one machine: its working copy, the host it holds, what it noted on the way. */
 class Pass {
   readonly w: Writer<BareMetalMachine>;
@@ -254,12 +263,14 @@ export function reconcileMachine(d: MachineDeps) {
     const w = new Writer(d.kc, BareMetalMachines, read, {
       owned: ownedConditions,
       onWritten: (o) => d.fresh.machines.remember(req.key, o),
+      newest: () => d.machines.get(req.namespace, req.name),
     });
     const p = new Pass(d, w, { ...ctx, key: req.key }, await heldHost(d, w.obj));
     let r: StepResult | undefined;
     for (let i = 0, more = true; more && i < maxChain; i++) {
       const step = p.next();
       if (step.kind === 'add-finalizer') return finalizer(w, read, true);
+      if (step.kind === 'wait' && step.quiet && i === 0) return quietResult(step.quiet);
       r = await run(step, p.step());
       if (r.letGo) {
         await finalizer(w, read, false);

@@ -98,6 +98,57 @@ async function tryClaim(
   }
 }
 
+const keyOf = (h: BareMetalHost) => `${h.metadata.namespace}/${h.metadata.name}`;
+
+/**
+ * Takes the next candidate off `order`: the first one no other claimer of this process is trying
+ * right now, or (all are) the first one. Two claimers of one process never race for one host while
+ * another is free: a lost race is a write the API server refuses, and a retry.
+ */
+function nextCandidate(order: BareMetalHost[], busy: ReadonlySet<string> | undefined): BareMetalHost | undefined {
+  const i = busy ? order.findIndex((h) => !busy.has(keyOf(h))) : 0;
+  return order.splice(Math.max(0, i), 1)[0];
+}
+
+type TryOptions = Pick<ClaimOptions, 'locks' | 'busy' | 'newest'> & { stats: ClaimStats };
+
+/**
+ * The address lock (if any) and the claim of one host, marked busy in this process meanwhile. A
+ * host this process has seen claimed since the list was read is skipped without a request.
+ */
+async function tryHost(
+  kc: KubeConfig,
+  h: BareMetalHost,
+  consumer: ConsumerRef,
+  o: TryOptions,
+): Promise<BareMetalHost | undefined> {
+  if (o.newest && !isAvailable(o.newest(h))) return undefined;
+  const key = keyOf(h);
+  const busy = o.busy && !o.busy.has(key) ? o.busy : undefined;
+  busy?.add(key);
+  try {
+    if (o.locks && !(await lockAddress(kc, o.locks, h))) {
+      o.stats.conflicts++; // the server is held through another pool's host
+      return undefined;
+    }
+    return await tryClaim(kc, h, consumer, o.stats);
+  } finally {
+    busy?.delete(key);
+  }
+}
+
+export interface ClaimOptions {
+  hosts?: BareMetalHost[];
+  stats?: ClaimStats;
+  attempts?: number;
+  /** The namespace of the address locks (address-lock.ts); without it, no locks are taken. */
+  locks?: string;
+  /** Hosts (namespace/name) other claimers of this process are trying now; shared by them. */
+  busy?: Set<string>;
+  /** The newest copy of a host this process knows (its own writes before the cache has them). */
+  newest?: (h: BareMetalHost) => BareMetalHost;
+}
+
 /**
  * Claims a matching Available host for the consumer, or returns the one it already holds.
  * Undefined when no matching host is Available. `hosts` may come from an informer cache; the API
@@ -106,13 +157,7 @@ async function tryClaim(
 export async function claimHost(
   kc: KubeConfig,
   r: ClaimRequest,
-  o: {
-    hosts?: BareMetalHost[];
-    stats?: ClaimStats;
-    attempts?: number;
-    /** The namespace of the address locks (address-lock.ts); without it, no locks are taken. */
-    locks?: string;
-  } = {},
+  o: ClaimOptions = {},
 ): Promise<BareMetalHost | undefined> {
   const stats = o.stats ?? { requests: 0, conflicts: 0 };
   let hosts = o.hosts ?? (await list(kc, r, stats));
@@ -121,12 +166,8 @@ export async function claimHost(
     if (held) return held;
     const order = claimOrder(hosts, r.consumer.uid);
     if (order.length === 0) return undefined;
-    for (const h of order) {
-      if (o.locks && !(await lockAddress(kc, o.locks, h))) {
-        stats.conflicts++; // the server is held through another pool's host
-        continue;
-      }
-      const won = await tryClaim(kc, h, r.consumer, stats);
+    for (let h = nextCandidate(order, o.busy); h; h = nextCandidate(order, o.busy)) {
+      const won = await tryHost(kc, h, r.consumer, { ...o, stats });
       if (won) return won;
     }
     hosts = await list(kc, r, stats);

@@ -87,6 +87,15 @@ function newCondition(obj: ConditionedObject, input: ConditionInput, now: Date):
   };
 }
 
+/** A copy of obj whose v1beta2 conditions observed at generation `was` are observed at `now`. */
+export function observedAt<T extends object>(obj: T, was: number | undefined, now: number | undefined): T {
+  if (was === undefined || now === undefined || was === now) return obj;
+  const copy = structuredClone(obj);
+  for (const c of (copy as ConditionedObject).status?.conditions ?? [])
+    if (c.observedGeneration === was) c.observedGeneration = now;
+  return copy;
+}
+
 const sameCondition = (a: Condition, b: Condition) =>
   a.status === b.status &&
   a.reason === b.reason &&

@@ -22,7 +22,7 @@
 //   the same condition type differently do we give up with PatchConflict (unless the type is owned).
 import type { KubeConfig } from '@kubernetes/client-node';
 import { ApiError, raw } from '../kube/raw.ts';
-import type { Condition, V1Beta1Condition } from './conditions.ts';
+import { observedAt, type Condition, type V1Beta1Condition } from './conditions.ts';
 import { objectPath, type KubeObject, type ResourceKind } from '../kube/kinds.ts';
 
 type Json = null | boolean | number | string | Json[] | { [k: string]: Json };
@@ -187,6 +187,12 @@ export interface PatchOptions {
   statusSubresource?: boolean;
   /** Retries of the status patch after 409. Default 5. */
   maxRetries?: number;
+  /**
+   * The newest copy this process has (an informer cache), used for the status patch's
+   * resourceVersion and condition merge when it is newer than the one read: a change another
+   * controller made meanwhile (CAPI's to metadata) then costs no 409 and no GET.
+   */
+  newest?: () => KubeObject | undefined;
 }
 
 export interface PatchResult<T> {
@@ -211,13 +217,23 @@ export async function patchObject<T extends KubeObject>(
   const ns = after.metadata?.namespace;
   const id = `${kind.kind} ${ns ? `${ns}/` : ''}${name}`;
   const main = await patchMain(kc, kind, { id, before, after, latest: before });
-  const latest = main ?? before;
-  const patchedStatus = await patchStatus(kc, kind, { id, before, after, latest }, options);
+  const latest = newer(main ?? before, options.newest?.() as T | undefined);
+  // Conditions set in the same pass as our spec change describe it: observed at its generation
+  // (otherwise the next pass writes the status again only to move observedGeneration).
+  const observed = main ? observedAt(after, before.metadata?.generation, main.metadata?.generation) : after;
+  const patchedStatus = await patchStatus(kc, kind, { id, before, after: observed, latest }, options);
   return {
     object: patchedStatus ?? latest,
     patchedMain: main !== undefined,
     patchedStatus: patchedStatus !== undefined,
   };
+}
+
+const rv = (o: KubeObject | undefined) => Number(o?.metadata?.resourceVersion ?? NaN);
+
+/** The newer of two copies of one object, by resourceVersion (etcd revisions); `a` when unsure. */
+function newer<T extends KubeObject>(a: T, b: T | undefined): T {
+  return b && rv(b) > rv(a) ? b : a;
 }
 
 async function patchMain<T extends KubeObject>(

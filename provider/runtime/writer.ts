@@ -10,6 +10,8 @@ export interface WriterOptions<T> {
   owned?: string[];
   /** Called with the object as the server returned it after every write that sent something. */
   onWritten?: (obj: T) => void;
+  /** The newest copy this process has (its informer cache), if newer than the one written last (patch.ts). */
+  newest?: () => T | undefined;
 }
 
 export class Writer<T extends KubeObject> {
@@ -36,7 +38,7 @@ export class Writer<T extends KubeObject> {
         this.#kc,
         this.#kind,
         { before: this.#saved, after: this.obj },
-        { ownedConditions: this.#o.owned ?? [] },
+        { ownedConditions: this.#o.owned ?? [], ...(this.#o.newest ? { newest: this.#o.newest } : {}) },
       );
       this.#saved = structuredClone(r.object);
       this.obj = structuredClone(r.object);

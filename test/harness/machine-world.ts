@@ -231,7 +231,7 @@ function fakeAgent(): NodeAgent & { installs: string[] } {
 /** A provider's machine reconciler (its own caches of every namespace, runs and fake SSH). */
 export async function world(
   cp: ControlPlane,
-  o: { kc?: KubeConfig; ssh?: FakeSsh; locks?: string } = {},
+  o: { kc?: KubeConfig; ssh?: FakeSsh; locks?: string; quietWaitMs?: number } = {},
 ): Promise<World> {
   const steps: string[] = [];
   const ssh = o.ssh ?? new FakeSsh();
@@ -254,6 +254,9 @@ export async function world(
     ...(o.locks ? { addressLocks: o.locks } : {}),
     runs: new BootstrapRuns({ wake: () => {}, log: createLogger({ level: 'error' }), progressEveryMs: 0 }),
     fresh: { machines: new Fresher(), hosts: new Fresher() },
+    claiming: new Set<string>(),
+    // Tests read every wait at once; the quiet window (machine-plan.ts) has its own unit test.
+    quietWaitMs: o.quietWaitMs ?? 0,
   };
   const abort = new AbortController();
   const log = {

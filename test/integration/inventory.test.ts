@@ -127,6 +127,24 @@ test.serial(
   },
 );
 
+test.serial('claimers of one process that share what they are trying never race each other for a host', async (t) => {
+  await createPool('shared', ['10.5.0.1-10.5.0.20']);
+  await reconcilePool(cp.kc, ns, 'shared');
+  // One manager: its claimers start from the same cache and tell each other the host they try.
+  const hosts = await hostsOf('shared');
+  const busy = new Set<string>();
+  const stats = { requests: 0, conflicts: 0 };
+  const got = await Promise.all(
+    Array.from({ length: 20 }, (_, i) =>
+      claimHost(cp.kc, { namespace: ns, pool: 'shared', consumer: consumer(`s-m${i}`) }, { hosts, busy, stats }),
+    ),
+  );
+  t.is(new Set(got.map((h) => h?.metadata.name)).size, 20, 'every claimer got a host of its own');
+  t.is(stats.conflicts, 0, 'no claim was refused: no write was wasted');
+  t.is(stats.requests, 20);
+  t.is(busy.size, 0);
+});
+
 test.serial('a claim survives a restart of the claiming process', async (t) => {
   await createPool('restart', ['10.3.0.1-10.3.0.9']);
   await reconcilePool(cp.kc, ns, 'restart');

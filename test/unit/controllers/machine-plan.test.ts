@@ -14,6 +14,9 @@ const ready: MachineFacts = {
   providerIDSet: false,
   provisioned: false,
   agentEnabled: true,
+  ageMs: 60_000,
+  quietMs: 10_000,
+  said: true,
 };
 const host: HostFacts = {
   name: 'pool-a-10-0-0-1',
@@ -31,6 +34,19 @@ test('a worker claims only when it can go on at once; a control-plane machine cl
   t.like(nextMachineStep({ ...worker, bootstrapDataReady: false }), { reason: 'WaitingForBootstrapData' });
   t.like(nextMachineStep(worker), { kind: 'claim-host' });
   t.like(nextMachineStep({ ...ready, bootstrapDataReady: false }), { kind: 'claim-host' });
+});
+
+test('a young worker waiting for CAPI writes nothing until it has something to say; a wait that lasts is written', (t) => {
+  const young = { ...ready, controlPlane: false, bootstrapDataReady: false, ageMs: 3_000, said: false };
+  t.like(nextMachineStep(young), { kind: 'wait', reason: 'WaitingForBootstrapData', quiet: { recheckMs: 7_000 } });
+  // Past the window, or once the machine's story has begun, the wait is said (written).
+  t.false('quiet' in nextMachineStep({ ...young, ageMs: 10_000 }));
+  t.false('quiet' in nextMachineStep({ ...young, said: true }));
+  t.false('quiet' in nextMachineStep({ ...young, quietMs: 0 }));
+  // Waiting for the owner reference is never written (CAPI sets it within moments, an event).
+  t.like(nextMachineStep({ ...ready, ownerMachine: false, said: false }), { quiet: {} });
+  // A control-plane machine claims at once: nothing quiet about it.
+  t.like(nextMachineStep({ ...young, controlPlane: true }), { kind: 'claim-host' });
 });
 
 test('a new machine claims a host early, and waits with a reason for what CAPI must provide before it runs anything', (t) => {
@@ -115,6 +131,9 @@ test('property: no fact combination releases a host that was not reset, or runs 
     provisioned: fc.boolean(),
     bootstrapFailure: fc.option(fc.string(), { nil: undefined }),
     agentEnabled: fc.boolean(),
+    ageMs: fc.nat(20_000),
+    quietMs: fc.constantFrom(0, 10_000),
+    said: fc.boolean(),
   });
   fc.assert(
     fc.property(facts, (f) => {
@@ -127,6 +146,8 @@ test('property: no fact combination releases a host that was not reset, or runs 
       if (step.kind === 'start-bootstrap' && f.bootstrapFailure !== undefined) return false;
       if (step.kind === 'claim-host' && f.availableHosts === 0) return false;
       if (step.kind === 'claim-host' && !f.controlPlane) return f.bootstrapDataReady && f.clusterInfraProvisioned;
+      // Quiet only before anything was said and before a host is held (nothing is lost by not writing).
+      if (step.kind === 'wait' && step.quiet && step.reason !== 'WaitingForOwnerMachine') return !f.said && !f.host;
       return true;
     }),
   );

@@ -11,6 +11,7 @@ import {
   setV1Beta1Condition,
   setV1Beta1Summary,
   deleteCondition,
+  observedAt,
   type ConditionedObject,
 } from '../../../provider/runtime/conditions.ts';
 
@@ -103,4 +104,21 @@ test('v1beta1 conditions live under status.deprecated.v1beta1 with severity, Rea
     status: 'True',
     lastTransitionTime: '2026-01-01T00:05:00Z',
   });
+});
+
+test('conditions set with our own spec change are observed at the generation it made; others keep theirs', (t) => {
+  const o: ConditionedObject = { metadata: { generation: 1 }, status: {} };
+  setCondition(o, { type: 'Ready', status: true, reason: 'Done' }, t0);
+  o.status!.conditions!.push({
+    type: 'Old',
+    status: 'True',
+    reason: 'X',
+    lastTransitionTime: '',
+    observedGeneration: 0,
+  });
+  const moved = observedAt(o, 1, 2);
+  t.is(getCondition(moved, 'Ready')?.observedGeneration, 2);
+  t.is(getCondition(moved, 'Old')?.observedGeneration, 0);
+  t.is(getCondition(o, 'Ready')?.observedGeneration, 1, 'a copy: the working copy is untouched');
+  t.is(observedAt(o, 1, 1), o, 'no new generation: nothing to move');
 });
