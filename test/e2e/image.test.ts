@@ -65,6 +65,9 @@ if (unavailable) {
       throw err;
     }
     t.true(provider.running(), 'the container still runs');
+    // The one provider of this lab is the container, from the image built above.
+    const running = await podman(['ps', '--filter', `name=capbm-image-${process.pid}-`, '--format', '{{.Image}}']);
+    t.is(running, image);
     const hosts = await raw<{ items: BareMetalHost[] }>(
       env.cp.kc,
       'GET',
