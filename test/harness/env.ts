@@ -15,6 +15,7 @@ import { exampleRepoDir, KUBE_ROUTER_IMAGE } from './clusters-repo.ts';
 import { installProviderCrds, startControlPlane, type CapiComponent, type ControlPlane } from './controlplane.ts';
 import { BRIDGE_ADDRESS, ensureBridge, kubernetesVersions, startHosts, stopHost, type LabHost } from './lab.ts';
 import { startLoadBalancer, type LoadBalancer } from './loadbalancer.ts';
+import { containerCommand } from './image.ts';
 import { repoRoot } from './paths.ts';
 import { freePort, startProcess, waitFor, type ManagedProcess } from './process.ts';
 import { REGISTRY_NAME, startRegistry, type Registry } from './registry.ts';
@@ -48,8 +49,19 @@ export interface Env {
   key: SshKey;
   /** Kubeconfig of the provider's ServiceAccount (RBAC from manifests/rbac). */
   providerKubeconfig: string;
-  startProvider(o?: { args?: string[]; name?: string }): ManagedProcess;
+  /**
+   * Starts the provider under the ServiceAccount's kubeconfig: from source (`node provider/main.ts`),
+   * or from `image` (the manager image, `podman run --network host`: test/harness/image.ts).
+   */
+  startProvider(o?: ProviderOptions): ManagedProcess;
   stop(): Promise<void>;
+}
+
+export interface ProviderOptions {
+  args?: string[];
+  name?: string;
+  /** Run this manager image (hack/image) instead of the sources. */
+  image?: string;
 }
 
 export const PROVIDER_NAMESPACE = 'capbm-system';
@@ -186,26 +198,38 @@ export async function startEnv(o: EnvOptions): Promise<Env> {
     stops.push(async () => {
       for (const p of providers) await p.stop();
     });
-    const startProvider = (po: { args?: string[]; name?: string } = {}) => {
+    const startProvider = (po: ProviderOptions = {}) => {
+      const name = po.name ?? 'capbm-manager';
+      const args = [
+        '--leader-elect',
+        `--leader-election-namespace=${PROVIDER_NAMESPACE}`,
+        '--leader-elect-lease-duration=4s',
+        '--leader-elect-renew-deadline=3s',
+        '--leader-elect-retry-period=1s',
+        '--metrics-bind-address=127.0.0.1:0',
+        '--health-probe-bind-address=127.0.0.1:0',
+        ...agentArgs,
+        ...(po.args ?? []),
+      ];
+      const logLevel = { CAPBM_LOG_LEVEL: process.env.CAPBM_LOG_LEVEL ?? 'info' };
+      const run = po.image
+        ? containerCommand({
+            image: po.image,
+            name: `${name}-${process.pid}-${providers.length}`,
+            kubeconfig: providerKubeconfig,
+            args,
+            env: logLevel,
+          })
+        : {
+            command: process.execPath,
+            args: [join(repoRoot, 'provider/main.ts'), `--kubeconfig=${providerKubeconfig}`, ...args],
+          };
       const p = startProcess({
-        name: po.name ?? 'capbm-manager',
-        command: process.execPath,
-        args: [
-          join(repoRoot, 'provider/main.ts'),
-          `--kubeconfig=${providerKubeconfig}`,
-          '--leader-elect',
-          `--leader-election-namespace=${PROVIDER_NAMESPACE}`,
-          '--leader-elect-lease-duration=4s',
-          '--leader-elect-renew-deadline=3s',
-          '--leader-elect-retry-period=1s',
-          '--metrics-bind-address=127.0.0.1:0',
-          '--health-probe-bind-address=127.0.0.1:0',
-          ...agentArgs,
-          ...(po.args ?? []),
-        ],
-        logFile: join(cp.dir, `${po.name ?? 'capbm-manager'}-${providers.length}.log`),
+        name,
+        ...run,
+        logFile: join(cp.dir, `${name}-${providers.length}.log`),
         ...(o.persistent ? { persistent: true } : {}),
-        env: { ...process.env, CAPBM_LOG_LEVEL: process.env.CAPBM_LOG_LEVEL ?? 'info' },
+        env: { ...process.env, ...logLevel },
       });
       providers.push(p);
       return p;
