@@ -301,9 +301,10 @@ export const plurals: Record<string, string> = {
   KubeadmConfigTemplate: 'kubeadmconfigtemplates',
   MachineDeployment: 'machinedeployments',
   MachineHealthCheck: 'machinehealthchecks',
-  // Add-ons from Git (the chart's addons.kustomizations).
-  Kustomization: 'kustomizations',
 };
+
+/** The URL plurals of the kinds charts/capbm-cluster renders: the template's and the add-ons' Kustomizations. */
+export const chartPlurals: Record<string, string> = { ...plurals, Kustomization: 'kustomizations' };
 
 export interface ClusterVars {
   namespace: string;

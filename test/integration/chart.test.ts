@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import { parse } from 'yaml';
 import { raw } from '../../provider/kube/raw.ts';
 import { installCapiCrds, installProviderCrds, startControlPlane, type ControlPlane } from '../harness/controlplane.ts';
-import { labClusterObjects, plurals, type LabClusterObject } from '../harness/env.ts';
+import { chartPlurals, labClusterObjects, type LabClusterObject } from '../harness/env.ts';
 import { chartDir, helm, helmBinary, renderChart, type Rendered } from '../harness/helm.ts';
 import { installFluxCrds } from '../harness/flux.ts';
 import { createLogger } from '../../common/log.ts';
@@ -112,7 +112,7 @@ for (const file of goodFiles) {
     }
     for (const o of objects) {
       t.is(o.metadata.namespace, NS);
-      const path = `/apis/${o.apiVersion}/namespaces/${NS}/${plurals[o.kind]}?dryRun=All&fieldValidation=Strict`;
+      const path = `/apis/${o.apiVersion}/namespaces/${NS}/${chartPlurals[o.kind]}?dryRun=All&fieldValidation=Strict`;
       await t.notThrowsAsync(raw(cp.kc, 'POST', path, o), `${o.kind} ${o.metadata.name}`);
     }
   });

@@ -22,7 +22,7 @@ import {
 } from '../harness/clusters-repo.ts';
 import { versions } from '../harness/paths.ts';
 import { installCapiCrds, installProviderCrds, startControlPlane, type ControlPlane } from '../harness/controlplane.ts';
-import { plurals } from '../harness/env.ts';
+import { chartPlurals } from '../harness/env.ts';
 import { installFluxCrds } from '../harness/flux.ts';
 import { chartDir, helm, type Rendered } from '../harness/helm.ts';
 
@@ -274,7 +274,7 @@ async function renderClusters(t: import('ava').ExecutionContext, files: Map<stri
       const pool = o.kind === 'BareMetalMachineTemplate' ? o.spec.template?.spec?.poolRef?.name : undefined;
       if (pool)
         t.true(pools.includes(`${ns}/${pool}`), `${file}: ${o.metadata.name} takes hosts of ${ns}'s pool ${pool}`);
-      const path = `/apis/${o.apiVersion}/namespaces/${ns}/${plurals[o.kind]}?dryRun=All&fieldValidation=Strict`;
+      const path = `/apis/${o.apiVersion}/namespaces/${ns}/${chartPlurals[o.kind]}?dryRun=All&fieldValidation=Strict`;
       await t.notThrowsAsync(raw(cp.kc, 'POST', path, o), `${file}: ${o.kind} ${o.metadata.name}`);
       count++;
     }
