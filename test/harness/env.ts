@@ -8,7 +8,7 @@ import { KubeConfig } from '@kubernetes/client-node';
 import { copyFileSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import ssh2 from 'ssh2';
-import { parseAllDocuments } from 'yaml';
+import { parse, parseAllDocuments, stringify } from 'yaml';
 import { API_VERSION } from '../../provider/api/common.ts';
 import { ApiError, raw } from '../../provider/kube/raw.ts';
 import { exampleRepoDir, KUBE_ROUTER_IMAGE } from './clusters-repo.ts';
@@ -366,6 +366,13 @@ export async function installCniAddon(env: Env, namespace: string): Promise<void
   });
 }
 
+/** The lab's kubelet eviction floors: charts/capbm-cluster/ci/lab.yaml's, so the chart and the template agree. */
+const LAB_EVICTION_HARD = (
+  parse(readFileSync(join(repoRoot, 'charts/capbm-cluster/ci/lab.yaml'), 'utf8')) as {
+    kubeadm: { kubelet: { config: { evictionHard: Record<string, string> } } };
+  }
+).kubeadm.kubelet.config.evictionHard;
+
 /**
  * What lab hosts need beyond the template's variables, as a user running these hosts would add it:
  * - kubeadm's preflight refuses cgroup v1 hosts (SystemVerification) even with the kubelet's
@@ -375,28 +382,42 @@ export async function installCniAddon(env: Env, namespace: string): Promise<void
  *   machine's cannot write: `conntrack.maxPerCore: 0` leaves it alone (what kind sets for its
  *   nested nodes). CABPK has no field for kube-proxy's configuration, so the init configuration
  *   gets the KubeProxyConfiguration document appended before kubeadm runs (kubeadm init uploads it
- *   to the kube-proxy ConfigMap every node uses).
+ *   to the kube-proxy ConfigMap every node uses);
+ * - lab hosts share this machine's disk and memory: the kubelet's default eviction thresholds
+ *   (nodefs 10 %, imagefs 15 % of the disk free) are of a disk that builds and CI clones fill, and
+ *   a lab node evicting pods frees nothing there, so LAB_EVICTION_HARD sets absolute floors.
  */
 function labHostAdjustments(d: { kind: string; spec: Record<string, unknown> }): void {
   type Reg = { nodeRegistration?: { ignorePreflightErrors?: string[] } };
+  type Files = { files?: Array<{ path: string; content?: string }> };
   const add = (c: Reg | undefined) => {
     if (c?.nodeRegistration) c.nodeRegistration.ignorePreflightErrors = ['SystemVerification'];
   };
+  const eviction = (c: Files) => {
+    for (const f of c.files ?? []) {
+      if (f.path.includes('kubeletconfiguration') && f.content !== undefined) {
+        f.content += stringify({ evictionHard: LAB_EVICTION_HARD });
+      }
+    }
+  };
   if (d.kind === 'KubeadmControlPlane') {
-    const k = d.spec.kubeadmConfigSpec as {
+    const k = d.spec.kubeadmConfigSpec as Files & {
       initConfiguration?: Reg;
       joinConfiguration?: Reg;
       preKubeadmCommands?: string[];
     };
     add(k.initConfiguration);
     add(k.joinConfiguration);
+    eviction(k);
     k.preKubeadmCommands = [
       ...(k.preKubeadmCommands ?? []),
       `if [ -f /run/kubeadm/kubeadm.yaml ]; then printf -- '\\n---\\napiVersion: kubeproxy.config.k8s.io/v1alpha1\\nkind: KubeProxyConfiguration\\nconntrack:\\n  maxPerCore: 0\\n' >> /run/kubeadm/kubeadm.yaml; fi`,
     ];
   }
   if (d.kind === 'KubeadmConfigTemplate') {
-    add((d.spec.template as { spec: { joinConfiguration?: Reg } }).spec.joinConfiguration);
+    const spec = (d.spec.template as { spec: Files & { joinConfiguration?: Reg } }).spec;
+    add(spec.joinConfiguration);
+    eviction(spec);
   }
 }
 
