@@ -5,7 +5,8 @@
 //
 // The script is idempotent and resumable: each step leaves a marker in <stateDir>/<instance>/steps
 // when it succeeds and is skipped when run again; bootcmd runs every time, as cloud-init runs it on
-// every boot. Every output line carries its step id, and the progress lines (progress.ts) say when
+// every boot. Each start and end is also appended to <stateDir>/<instance>/steps/journal ("<id>
+// <frequency> start|done|fail"), the evidence that no once-step started again after it was done. Every output line carries its step id, and the progress lines (progress.ts) say when
 // each step starts, ends, is skipped or fails. Differences from cloud-init, all deliberate:
 // - a failed write_files step stops the script before any command runs (cloud-init would go on and
 //   run kubeadm without its configuration); failed commands do not stop it, as in cloud-init;
@@ -157,6 +158,7 @@ chmod 700 "$CAPBM_STEPS"
 capbm_step() { # id frequency fatal function
   if [ "$2" = once ] && [ -e "$CAPBM_STEPS/$1.done" ]; then echo "CAPBM-STEP $1 skip"; return 0; fi
   echo "CAPBM-STEP $1 start"
+  echo "$1 $2 start" >> "$CAPBM_STEPS/journal"
   rm -f "$CAPBM_STEPS/.rc"
   { "$4" </dev/null; echo $? > "$CAPBM_STEPS/.rc"; } 2>&1 | while IFS= read -r capbm_line || [ -n "$capbm_line" ]; do
     printf '[capbm %s] %s\\n' "$1" "$capbm_line"
@@ -164,9 +166,11 @@ capbm_step() { # id frequency fatal function
   capbm_rc=$(cat "$CAPBM_STEPS/.rc" 2>/dev/null || echo 1)
   if [ "$capbm_rc" = 0 ]; then
     [ "$2" = once ] && : > "$CAPBM_STEPS/$1.done"
+    echo "$1 $2 done" >> "$CAPBM_STEPS/journal"
     echo "CAPBM-STEP $1 done"
     return 0
   fi
+  echo "$1 $2 fail" >> "$CAPBM_STEPS/journal"
   echo "CAPBM-STEP $1 fail $capbm_rc"
   [ -n "$CAPBM_FAILED" ] || CAPBM_FAILED="$1 $capbm_rc"
   if [ "$3" = fatal ]; then echo "CAPBM-RESULT fail $CAPBM_FAILED"; exit 1; fi

@@ -3,7 +3,7 @@ import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { repoRoot } from '../test/harness/paths.ts';
-import { runSoak } from '../test/harness/soak.ts';
+import { FAULTS, runSoak, type FaultKind } from '../test/harness/soak.ts';
 
 const { values } = parseArgs({
   options: {
@@ -11,6 +11,7 @@ const { values } = parseArgs({
     seed: { type: 'string' },
     cells: { type: 'string', default: '2' },
     'hosts-per-cell': { type: 'string', default: '3' },
+    faults: { type: 'string' },
   },
 });
 const int = (name: string, v: string | undefined, min: number, max: number): number => {
@@ -23,6 +24,14 @@ const int = (name: string, v: string | undefined, min: number, max: number): num
 };
 const seed = values.seed === undefined ? Date.now() % 1_000_000 : int('seed', values.seed, 0, 2 ** 31);
 const minutes = int('minutes', values.minutes, 1, 24 * 60);
+const faults = values.faults?.split(',').map((f) => f.trim()) as FaultKind[] | undefined;
+const unknown = faults?.filter((f) => !FAULTS.includes(f) && f !== 'host-rebooted-mid-reset') ?? [];
+if (unknown.length || faults?.length === 0) {
+  process.stderr.write(
+    `hack/soak: --faults ${values.faults}: unknown ${unknown.join(', ') || 'list'}; give a comma-separated list of ${[...FAULTS, 'host-rebooted-mid-reset'].join(', ')}\n`,
+  );
+  process.exit(2);
+}
 const reportDir = join(repoRoot, '.cache', 'soak');
 mkdirSync(reportDir, { recursive: true });
 const command = `${process.env.CAPBM_SOAK_COMMAND ?? 'hack/soak'}${values.seed === undefined ? ` (seed ${seed})` : ''}`;
@@ -34,6 +43,7 @@ const report = await runSoak({
   seed,
   cells: int('cells', values.cells, 1, 8),
   hostsPerCell: int('hosts-per-cell', values['hosts-per-cell'], 2, 8),
+  ...(faults ? { faults } : {}),
   reportDir,
   command,
   log,

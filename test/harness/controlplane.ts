@@ -50,6 +50,11 @@ export interface ControlPlane {
   processes: ManagedProcess[];
   /** Start (or restart after kill) a CAPI manager. */
   startCapi(component: CapiComponent): Promise<ManagedProcess>;
+  /**
+   * Starts etcd or kube-apiserver again after it was killed, on the same ports and data (what a
+   * supervisor does for a crashed process), and waits until it answers.
+   */
+  restart(name: 'etcd' | 'kube-apiserver'): Promise<ManagedProcess>;
   stop(): Promise<void>;
   /** Seconds from start to ready, per phase. */
   timings: Record<string, number>;
@@ -464,7 +469,36 @@ export async function startControlPlane(options: ControlPlaneOptions = {}): Prom
       }
       mark('capi');
     }
-    return { dir, server: api.server, kubeconfigPath, kc, clientCA: pki.ca, processes, startCapi, stop, timings };
+    const restart = async (name: 'etcd' | 'kube-apiserver') => {
+      const i = processes.findIndex((p) => p.name === name);
+      const old = processes[i]!;
+      await old.kill();
+      const proc = startProcess(old.spec);
+      processes[i] = proc;
+      await waitFor(
+        `${name} to answer again after its restart`,
+        async () => {
+          if (!proc.running()) throw new GiveUp(`${name} exited after its restart:\n${tail(proc.logFile)}`);
+          if (name === 'etcd') return (await fetch(`${etcd.url}/health`)).ok ? true : undefined;
+          return (await probe(api.server, '/readyz', pki)) === 200 ? true : undefined;
+        },
+        90_000,
+        200,
+      );
+      return proc;
+    };
+    return {
+      dir,
+      server: api.server,
+      kubeconfigPath,
+      kc,
+      clientCA: pki.ca,
+      processes,
+      startCapi,
+      restart,
+      stop,
+      timings,
+    };
   } catch (err) {
     await stop();
     throw err;

@@ -200,12 +200,16 @@ export async function startEnv(o: EnvOptions): Promise<Env> {
     });
     const startProvider = (po: ProviderOptions = {}) => {
       const name = po.name ?? 'capbm-manager';
+      // Tests fail over in seconds; the lab keeps the provider's defaults (15 s / 10 s / 2 s): it
+      // runs for hours on a busy machine, and a replica that misses its renewal exits (non-zero,
+      // as controller-runtime's do) with no kubelet here to start it again.
+      const fastFailover = o.persistent
+        ? []
+        : ['--leader-elect-lease-duration=4s', '--leader-elect-renew-deadline=3s', '--leader-elect-retry-period=1s'];
       const args = [
         '--leader-elect',
         `--leader-election-namespace=${PROVIDER_NAMESPACE}`,
-        '--leader-elect-lease-duration=4s',
-        '--leader-elect-renew-deadline=3s',
-        '--leader-elect-retry-period=1s',
+        ...fastFailover,
         '--metrics-bind-address=127.0.0.1:0',
         '--health-probe-bind-address=127.0.0.1:0',
         ...agentArgs,

@@ -22,6 +22,8 @@ export interface ProcessSpec {
 
 export interface ManagedProcess {
   readonly name: string;
+  /** How it was started: the same spec starts it again (same arguments, ports, data). */
+  readonly spec: ProcessSpec;
   readonly pid: number;
   readonly logFile: string;
   /** Resolves with the exit code (or signal) when the process ends. */
@@ -127,6 +129,7 @@ export function startProcess(spec: ProcessSpec): ManagedProcess {
   };
   const proc: ManagedProcess = {
     name: spec.name,
+    spec,
     pid,
     logFile: spec.logFile,
     exited,

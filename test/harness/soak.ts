@@ -1,11 +1,15 @@
 // The fault soak (hack/soak; a short one in test/e2e/soak.test.ts): a workload of cluster creates,
 // scales and deletes on lab hosts while a fault injector, driven by a seed, kills and restarts the
-// provider's leader and standby and the Cluster API managers, powers hosts off and on, freezes
-// them, cuts their links and blackholes their route to the manager. Invariants are checked every
-// few seconds and at the end; each violation is kept with the evidence of its first sighting.
+// provider's leader and standby, the Cluster API managers, kube-apiserver and etcd, powers hosts
+// off and on (also in the middle of a reset, and with a file of the provider's state truncated as
+// a power loss leaves it), freezes them, cuts their links, blackholes their route to the manager
+// and fills the disk under the provider's state. Invariants are checked every few seconds and at
+// the end; each violation is kept with the evidence of its first sighting.
 // Everything is real (see test/e2e/provision.test.ts); only the schedule is made up, by the seed.
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { execa } from 'execa';
+import { existsSync, mkdirSync, readdirSync, readFileSync, statSync, truncateSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { stepsRunAgain } from '../../cloud-init/index.ts';
 import { API_VERSION } from '../../provider/api/common.ts';
 import type { BareMetalHost } from '../../provider/api/host.ts';
 import type { BareMetalMachine } from '../../provider/api/machine.ts';
@@ -21,7 +25,18 @@ import {
   startEnv,
   type Env,
 } from './env.ts';
-import { blackhole, freeze, hostExec, linkDown, linkUp, powerOff, powerOn, unblackhole, type LabHost } from './lab.ts';
+import {
+  blackhole,
+  freeze,
+  hostExec,
+  hostPid,
+  linkDown,
+  linkUp,
+  powerOff,
+  powerOn,
+  unblackhole,
+  type LabHost,
+} from './lab.ts';
 import { residentMiB } from './flux.ts';
 import { startLoadBalancer, type LoadBalancer } from './loadbalancer.ts';
 import { waitFor, type ManagedProcess } from './process.ts';
@@ -33,6 +48,8 @@ export interface SoakOptions {
   cells?: number;
   /** Hosts per cell. Default 3 (a control plane and up to two workers, or a spare). */
   hostsPerCell?: number;
+  /** The fault kinds to inject (default all; host-rebooted-mid-reset is armed by deletes). */
+  faults?: FaultKind[];
   /** The report (soak-<seed>.json and .md) goes here. */
   reportDir: string;
   /** The command line, for the report. */
@@ -44,10 +61,30 @@ export type FaultKind =
   | 'provider-leader-killed'
   | 'provider-standby-killed'
   | 'capi-manager-killed'
+  | 'etcd-killed'
+  | 'apiserver-killed'
   | 'host-powered-off'
+  | 'host-rebooted-mid-reset'
+  | 'host-state-corrupted'
+  | 'host-disk-full'
   | 'host-frozen'
   | 'host-link-down'
   | 'host-blackholed';
+
+/** The faults the injector picks from (host-rebooted-mid-reset is armed by a delete instead). */
+export const FAULTS: readonly FaultKind[] = [
+  'provider-leader-killed',
+  'provider-standby-killed',
+  'capi-manager-killed',
+  'etcd-killed',
+  'apiserver-killed',
+  'host-powered-off',
+  'host-state-corrupted',
+  'host-disk-full',
+  'host-frozen',
+  'host-link-down',
+  'host-blackholed',
+];
 
 export interface Violation {
   invariant: string;
@@ -208,8 +245,18 @@ export async function runSoak(o: SoakOptions): Promise<SoakReport> {
     };
     const faulty = (h: BareMetalHost) => active.some((f) => f.what === h.spec.address);
 
-    /** The soak's operator: a quarantined host whose fault is over is released (spec.quarantine removed). */
+    /**
+     * The soak's operator: a provider replica that exited on its own (it exits non-zero when it
+     * loses its Lease, e.g. while the API server is down) is started again, as its Deployment's
+     * kubelet would; a quarantined host whose fault is over is released (spec.quarantine removed).
+     */
     const operator = async () => {
+      for (const p of [...providers]) {
+        if (p.running() || active.some((f) => f.what === p.name)) continue;
+        log(`${at()} s: provider ${p.name} exited (${String(await p.exited)}); started again`);
+        await restartProvider(p)();
+        count(report.operations, 'provider-restarted-after-exit');
+      }
       for (const h of await hostsNow()) {
         if (!h.spec.quarantine || faulty(h)) continue;
         await api('PATCH', `${base}/baremetalhosts/${h.metadata.name}`, { spec: { quarantine: null } }).catch(() => {});
@@ -242,6 +289,8 @@ export async function runSoak(o: SoakOptions): Promise<SoakReport> {
         c.deleting = c.cluster.name;
         c.cluster = undefined;
         count(report.operations, 'delete');
+        if ((o.faults ?? ['host-rebooted-mid-reset']).includes('host-rebooted-mid-reset') && rnd() < 0.5)
+          rebootArmedUntil = Date.now() + 180_000;
       } else {
         const workers = between(0, perCell - 1);
         await api(
@@ -263,6 +312,8 @@ export async function runSoak(o: SoakOptions): Promise<SoakReport> {
 
     // The faults.
     const active: ActiveFault[] = [];
+    /** Until when a reboot in the middle of a reset waits for a host to start one (armed by deletes). */
+    let rebootArmedUntil = 0;
     const lease = `/apis/coordination.k8s.io/v1/namespaces/${PROVIDER_NAMESPACE}/leases/capbm-controller-leader-election`;
     const leader = async () => {
       const id = (await api<{ spec: { holderIdentity?: string } }>('GET', lease).catch(() => undefined))?.spec
@@ -281,64 +332,109 @@ export async function runSoak(o: SoakOptions): Promise<SoakReport> {
       bootstrap: 'capi-bootstrap-kubeadm',
       controlplane: 'capi-controlplane-kubeadm',
     };
-    const inject = async (): Promise<ActiveFault | undefined> => {
-      const kinds: FaultKind[] = [
-        'provider-leader-killed',
-        'provider-standby-killed',
-        'capi-manager-killed',
-        'host-powered-off',
-        'host-frozen',
-        'host-link-down',
-        'host-blackholed',
-      ];
-      const kind = pick(kinds);
-      const seconds = between(5, 45);
-      const endsAt = Date.now() + seconds * 1000;
-      const host = pick(env.hosts);
-      switch (kind) {
-        case 'provider-leader-killed':
-        case 'provider-standby-killed': {
-          const l = await leader();
-          const p = kind === 'provider-leader-killed' ? l : providers.find((x) => x !== l && x.running());
-          if (!p) return undefined;
-          await p.kill();
-          return { kind, what: p.name, endsAt, restore: restartProvider(p) };
-        }
-        case 'capi-manager-killed': {
-          const c = pick(['core', 'bootstrap', 'controlplane'] as const);
-          const p = env.cp.processes.find((x) => x.name.includes(capiNames[c]) && x.running());
-          if (!p) return undefined;
-          await p.kill();
-          return {
-            kind,
-            what: c,
-            endsAt,
-            restore: async () => {
-              await env.cp.startCapi(c);
-            },
-          };
-        }
-        case 'host-powered-off':
-          await powerOff(host);
-          return { kind, what: host.address, endsAt, restore: () => powerOn(host) };
-        case 'host-frozen':
-          freeze(host, true);
-          return { kind, what: host.address, endsAt, restore: () => Promise.resolve(freeze(host, false)) };
-        case 'host-link-down':
-          await linkDown(host);
-          return { kind, what: host.address, endsAt, restore: () => linkUp(host) };
-        case 'host-blackholed':
-          await blackhole(host);
-          return { kind, what: host.address, endsAt, restore: () => unblackhole(host) };
-      }
+    const fault = (kind: FaultKind, what: string, seconds: number, restore: () => Promise<void>): ActiveFault => ({
+      kind,
+      what,
+      endsAt: Date.now() + seconds * 1000,
+      restore,
+    });
+    const killProvider = async (kind: FaultKind, seconds: number) => {
+      const l = await leader();
+      const p = kind === 'provider-leader-killed' ? l : providers.find((x) => x !== l && x.running());
+      if (!p) return undefined;
+      await p.kill();
+      return fault(kind, p.name, seconds, restartProvider(p));
+    };
+    const killControlPlane = async (kind: FaultKind, name: 'etcd' | 'kube-apiserver', seconds: number) => {
+      await env.cp.processes.find((x) => x.name === name)!.kill();
+      return fault(kind, name, seconds, async () => {
+        await env.cp.restart(name);
+      });
+    };
+    /** Hosts a cluster holds (consumerRef set): their state is the provider's to reset. */
+    const claimedHost = async () => {
+      const claimed = new Set((await hostsNow()).filter((h) => h.spec.consumerRef).map((h) => h.spec.address));
+      const hs = env.hosts.filter((h) => claimed.has(h.address));
+      return hs.length ? pick(hs) : undefined;
+    };
+    const idleHost = async () => {
+      const idle = new Set(
+        (await hostsNow())
+          .filter((h) => h.status?.phase === 'Available' && !h.spec.consumerRef)
+          .map((h) => h.spec.address),
+      );
+      const hs = env.hosts.filter((h) => idle.has(h.address));
+      return hs.length ? pick(hs) : undefined;
+    };
+    const injectors: Record<FaultKind, (seconds: number, host: LabHost) => Promise<ActiveFault | undefined>> = {
+      'provider-leader-killed': (n) => killProvider('provider-leader-killed', n),
+      'provider-standby-killed': (n) => killProvider('provider-standby-killed', n),
+      'capi-manager-killed': async (n) => {
+        const c = pick(['core', 'bootstrap', 'controlplane'] as const);
+        const p = env.cp.processes.find((x) => x.name.includes(capiNames[c]) && x.running());
+        if (!p) return undefined;
+        await p.kill();
+        return fault('capi-manager-killed', c, n, async () => {
+          await env.cp.startCapi(c);
+        });
+      },
+      'etcd-killed': (n) => killControlPlane('etcd-killed', 'etcd', Math.min(n, 20)),
+      'apiserver-killed': (n) => killControlPlane('apiserver-killed', 'kube-apiserver', Math.min(n, 20)),
+      'host-powered-off': async (n, host) => {
+        await powerOff(host);
+        return fault('host-powered-off', host.address, n, () => powerOn(host));
+      },
+      // Only the middle of a reset: armed by a delete, fired by the loop when a host is Deprovisioning.
+      'host-rebooted-mid-reset': () => Promise.resolve(undefined),
+      'host-state-corrupted': async (n) => {
+        const host = await claimedHost();
+        if (!host) return undefined;
+        await powerOff(host);
+        const file = truncateStateFile(host, rnd);
+        return fault('host-state-corrupted', `${host.address} (${file ?? 'no state file yet'})`, n, () =>
+          powerOn(host),
+        );
+      },
+      'host-disk-full': async (n) => {
+        const host = await idleHost();
+        if (!host) return undefined;
+        await fillStateDisk(host, true);
+        return fault('host-disk-full', host.address, n, () => fillStateDisk(host, false));
+      },
+      'host-frozen': (n, host) => {
+        freeze(host, true);
+        return Promise.resolve(fault('host-frozen', host.address, n, () => Promise.resolve(freeze(host, false))));
+      },
+      'host-link-down': async (n, host) => {
+        await linkDown(host);
+        return fault('host-link-down', host.address, n, () => linkUp(host));
+      },
+      'host-blackholed': async (n, host) => {
+        await blackhole(host);
+        return fault('host-blackholed', host.address, n, () => unblackhole(host));
+      },
+    };
+    const kinds = (o.faults ?? FAULTS).filter((k) => k !== 'host-rebooted-mid-reset');
+    const inject = async (): Promise<ActiveFault | undefined> =>
+      kinds.length ? injectors[pick(kinds)](between(5, 45), pick(env.hosts)) : undefined;
+    /** A host in the middle of its reset, powered off for a few seconds, if one is there now. */
+    const rebootMidReset = async (): Promise<ActiveFault | undefined> => {
+      const resetting = new Set(
+        (await hostsNow()).filter((h) => h.status?.phase === 'Deprovisioning').map((h) => h.spec.address),
+      );
+      const host = env.hosts.find((h) => resetting.has(h.address));
+      if (!host) return undefined;
+      await powerOff(host);
+      return fault('host-rebooted-mid-reset', host.address, between(3, 10), () => powerOn(host));
     };
 
-    const startFault = async () => {
-      const nf = await inject();
-      if (!nf) return;
+    const startFault = async (how: () => Promise<ActiveFault | undefined>) => {
+      const nf = await how();
+      if (!nf) return false;
       active.push(nf);
       count(report.faults, nf.kind);
       log(`${at()} s: ${nf.kind} ${nf.what} for ${Math.round((nf.endsAt - Date.now()) / 1000)} s`);
+      return true;
     };
 
     // The run: every few seconds a check; a workload step every 20-60 s; a fault every 20-60 s
@@ -347,8 +443,22 @@ export async function runSoak(o: SoakOptions): Promise<SoakReport> {
     let nextOp = Date.now() + 5000;
     let nextFault = Date.now() + 20_000;
     let recovering: { kind: FaultKind; since: number } | undefined;
+    let nextJournals = Date.now() + 15_000;
+    /** One fault at a time: a reboot mid-reset while one is armed, else the next random fault when due. */
+    const faultStep = async () => {
+      if (Date.now() < rebootArmedUntil) {
+        if (await startFault(rebootMidReset).catch(() => false)) rebootArmedUntil = 0;
+      } else if (Date.now() >= nextFault) {
+        await startFault(inject).catch((e: Error) => log(`fault not injected: ${e.message}`));
+        nextFault = Date.now() + between(20, 60) * 1000;
+      }
+    };
     while (Date.now() < deadline) {
       await check().catch((e: Error) => log(`check failed (API): ${e.message}`));
+      if (Date.now() >= nextJournals) {
+        await checkJournals(env.hosts, violate);
+        nextJournals = Date.now() + 15_000;
+      }
       const f = active[0];
       if (f && Date.now() >= f.endsAt) {
         await f.restore();
@@ -360,15 +470,12 @@ export async function runSoak(o: SoakOptions): Promise<SoakReport> {
         (convergence[recovering.kind] ??= []).push((Date.now() - recovering.since) / 1000);
         recovering = undefined;
       }
-      await operator();
+      await operator().catch((e: Error) => log(`operator failed (API): ${e.message}`));
       if (Date.now() >= nextOp) {
         await operate().catch((e: Error) => log(`operation failed: ${e.message}`));
         nextOp = Date.now() + between(20, 60) * 1000;
       }
-      if (!active.length && !recovering && Date.now() >= nextFault) {
-        await startFault();
-        nextFault = Date.now() + between(20, 60) * 1000;
-      }
+      if (!active.length && !recovering) await faultStep();
       await sleep(3000);
     }
 
@@ -400,6 +507,7 @@ export async function runSoak(o: SoakOptions): Promise<SoakReport> {
       3000,
     ).catch((e: Error) => violate("every deleted cluster's hosts end Available or quarantined", e.message));
     await check();
+    await checkJournals(env.hosts, violate);
     // No secret or state left on a host that is Available: the provider's state, kubeadm's PKI,
     // the bootstrap sentinel, a kubelet.
     for (const h of await hostsNow()) {
@@ -424,6 +532,69 @@ export async function runSoak(o: SoakOptions): Promise<SoakReport> {
     await env.stop();
     writeReport(o, report);
   }
+}
+
+/**
+ * Reads every host's steps journals (out of band, bounded) and reports a once-step that started
+ * again after it was done. A host that is off or frozen is skipped this round.
+ */
+async function checkJournals(hosts: LabHost[], violate: (invariant: string, evidence: string) => void) {
+  for (const h of hosts) {
+    let pid: number;
+    try {
+      pid = hostPid(h.slot);
+    } catch {
+      continue;
+    }
+    const r = await execa(
+      'nsenter',
+      [
+        '-t',
+        String(pid),
+        '-m',
+        'sh',
+        '-c',
+        'for f in /var/lib/capbm/*/steps/journal; do [ -f "$f" ] && echo "== $f" && cat "$f"; done; true',
+      ],
+      { reject: false, timeout: 10_000 },
+    );
+    for (const part of r.stdout.split(/^== /m).filter(Boolean)) {
+      const [file, ...lines] = part.split('\n');
+      for (const again of stepsRunAgain(lines.join('\n')))
+        violate(
+          'no step that must run once ran twice on a host',
+          `${h.address} ${file}: step ${again.step} started again after it was done (journal line ${again.line})`,
+        );
+    }
+  }
+}
+
+/** A file of the provider's state (not empty) on a powered-off host cut to zero bytes, as a power loss leaves it. */
+function truncateStateFile(h: LabHost, rnd: () => number): string | undefined {
+  const dir = join(h.root, 'var/lib/capbm');
+  // The journal is the evidence and the ledger what the reset undoes: a corrupted ledger is a
+  // different fault (the reset would miss what the bootstrap changed in accounts).
+  const files = existsSync(dir)
+    ? (readdirSync(dir, { recursive: true }) as string[])
+        .map((f) => join(dir, f))
+        .filter((p) => statSync(p).isFile() && statSync(p).size > 0 && !/(^|\/)(journal|ledger)$/.test(p))
+    : [];
+  const file = files[Math.floor(rnd() * files.length)];
+  if (!file) return undefined;
+  truncateSync(file, 0);
+  return file.slice(dir.length + 1);
+}
+
+/**
+ * Fills the disk under the provider's state on an idle host (a full 256 KiB filesystem mounted on
+ * /var/lib/capbm), or frees it again (and removes the folder it made, if empty). The lab hosts' own disks are this machine's, so the fault
+ * is made where the provider writes, never by filling the machine.
+ */
+async function fillStateDisk(h: LabHost, full: boolean): Promise<void> {
+  const script = full
+    ? 'mkdir -p /var/lib/capbm && mount -t tmpfs -o size=256k capbm-full /var/lib/capbm && { dd if=/dev/zero of=/var/lib/capbm/.fill bs=4k 2>/dev/null; true; }'
+    : 'umount -l /var/lib/capbm 2>/dev/null; rmdir /var/lib/capbm 2>/dev/null; true';
+  await hostExec(h, script).catch(() => undefined);
 }
 
 function writeReport(o: SoakOptions, r: SoakReport): void {

@@ -39,6 +39,7 @@ const segment = (marker: string) =>
 
 test('any path and content is written byte-exact with its mode, and never executed', async (t) => {
   const base = mkdtempSync(join(tmpdir(), 'capbm-prop-'));
+  t.teardown(() => rmSync(base, { recursive: true, force: true }));
   const marker = join(base, 'pwned');
   let n = 0;
   await fc.assert(
@@ -82,6 +83,7 @@ test('any path and content is written byte-exact with its mode, and never execut
 
 test('plain (non-base64) text content is written byte-exact, including quotes, $() and newlines', async (t) => {
   const base = mkdtempSync(join(tmpdir(), 'capbm-prop-'));
+  t.teardown(() => rmSync(base, { recursive: true, force: true }));
   const marker = join(base, 'pwned');
   let n = 0;
   await fc.assert(
@@ -101,6 +103,7 @@ test('plain (non-base64) text content is written byte-exact, including quotes, $
 
 test('a runcmd list reaches the program as the exact argv, unexpanded', async (t) => {
   const base = mkdtempSync(join(tmpdir(), 'capbm-prop-'));
+  t.teardown(() => rmSync(base, { recursive: true, force: true }));
   const marker = join(base, 'pwned');
   const dump = join(base, 'dump-argv');
   writeFileSync(dump, `#!/bin/sh\nout="$1"; shift\nfor a in "$@"; do printf '%s\\000' "$a"; done > "$out"\n`, {

@@ -1,6 +1,6 @@
 import test from 'ava';
 import { execa } from 'execa';
-import { chmodSync, existsSync, mkdtempSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
@@ -12,6 +12,7 @@ import {
   parseBootstrapData,
   parseProgressLine,
   render,
+  stepsRunAgain,
 } from '../../../cloud-init/index.ts';
 
 const meta = {
@@ -22,9 +23,15 @@ const meta = {
   provider_id: 'capbm://ns/h1',
 };
 
+const roots: string[] = [];
 function root(): string {
-  return mkdtempSync(join(tmpdir(), 'capbm-ci-'));
+  const r = mkdtempSync(join(tmpdir(), 'capbm-ci-'));
+  roots.push(r);
+  return r;
 }
+test.after.always(() => {
+  for (const r of roots) rmSync(r, { recursive: true, force: true });
+});
 
 async function run(script: string) {
   return execa('sh', ['-c', script], { reject: false });
@@ -148,6 +155,29 @@ runcmd: ["echo ran >> ${r0}/runs"]
   t.is(readFileSync(join(r0, 'log'), 'utf8'), 'start\nappended\n');
   t.is(readFileSync(join(r0, 'runs'), 'utf8'), 'ran\n');
   t.is(readFileSync(join(r0, 'boots'), 'utf8'), 'boot\nboot\n');
+  const journal = readFileSync(join(r0, 'var/lib/capbm', meta.instance_id, 'steps', 'journal'), 'utf8');
+  t.is(journal.match(/^bootcmd\.0 always start$/gm)?.length, 2, 'the journal has both runs of bootcmd');
+  t.is(journal.match(/^runcmd\.0 once start$/gm)?.length, 1);
+  t.deepEqual(stepsRunAgain(journal), [], 'no once-step started again after it was done');
+});
+
+test('the steps journal tells a once-step that started again after it was done', (t) => {
+  const j = [
+    'bootcmd.0 always start',
+    'bootcmd.0 always done',
+    'runcmd.0 once start',
+    'runcmd.1 once start',
+    'runcmd.1 once fail',
+    'bootcmd.0 always start',
+    'bootcmd.0 always done',
+    'runcmd.1 once start',
+    'runcmd.1 once done',
+    'runcmd.0 once start',
+    'runcmd.1 once start',
+    '',
+  ].join('\n');
+  // runcmd.0 started twice but never finished the first time (a host that died mid-step): allowed.
+  t.deepEqual(stepsRunAgain(j), [{ step: 'runcmd.1', line: 11 }]);
 });
 
 test('a failed command is reported by step id; the run goes on (as cloud-init) and resumes after a fix', async (t) => {
