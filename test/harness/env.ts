@@ -263,7 +263,8 @@ export async function createPool(env: Env, ns: string, name: string, hosts: LabH
     apiVersion: 'v1',
     kind: 'Secret',
     type: 'kubernetes.io/ssh-auth',
-    metadata: { name: `${name}-ssh`, namespace: ns },
+    // Moves with the namespace's pools (docs/clusterctl.md#move): nothing owns it, so the label says.
+    metadata: { name: `${name}-ssh`, namespace: ns, labels: { 'clusterctl.cluster.x-k8s.io/move': '' } },
     stringData: { 'ssh-privatekey': env.key.private },
   });
   await raw(env.cp.kc, 'POST', `/apis/${API_VERSION}/namespaces/${ns}/baremetalhostpools`, {
