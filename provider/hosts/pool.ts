@@ -257,20 +257,16 @@ export interface PoolCache {
 }
 
 /** The pool to reconcile: none when gone, or paused (cluster.x-k8s.io/paused, e.g. around a clusterctl move). */
-async function activePool(
-  kc: KubeConfig,
-  namespace: string,
-  name: string,
-  cache: PoolCache | undefined,
-): Promise<BareMetalHostPool | undefined> {
-  const pool =
-    cache?.pool ??
-    (await raw<BareMetalHostPool>(kc, 'GET', objectPath(BareMetalHostPools, namespace, name)).catch((err: unknown) => {
-      if (err instanceof ApiError && err.code === 404) return undefined;
-      throw err;
-    }));
+async function activePool(kc: KubeConfig, ns: string, name: string, cache?: PoolCache) {
+  const pool = cache?.pool ?? (await getPool(kc, ns, name));
   return pool?.metadata.annotations?.[PausedAnnotation] === undefined ? pool : undefined;
 }
+
+const getPool = (kc: KubeConfig, ns: string, name: string) =>
+  raw<BareMetalHostPool>(kc, 'GET', objectPath(BareMetalHostPools, ns, name)).catch((err: unknown) => {
+    if (err instanceof ApiError && err.code === 404) return undefined;
+    throw err;
+  });
 
 export async function reconcilePool(
   kc: KubeConfig,
