@@ -29,6 +29,8 @@ export interface EnvOptions {
   /** Folders for the management plane and the lab's own processes (the lab keeps them); default temp folders. */
   dirs?: { management?: string; lab?: string };
   capi?: CapiComponent[];
+  /** Cluster API feature gates, e.g. 'ClusterTopology=true' (ClusterClass topologies). */
+  capiFeatureGates?: string;
   /** Install the node agent on provisioned hosts (reports to the provider over the lab bridge). */
   agent?: { unknownAfter?: string; interval?: string };
   log?: (msg: string) => void;
@@ -141,6 +143,7 @@ export async function startEnv(o: EnvOptions): Promise<Env> {
   const cp = await startControlPlane({
     capi: o.capi ?? ['core', 'bootstrap', 'controlplane'],
     controllerManager: true,
+    ...(o.capiFeatureGates ? { capiFeatureGates: o.capiFeatureGates } : {}),
     ...(o.persistent ? { persistent: true } : {}),
     ...(o.dirs?.management ? { dir: o.dirs.management } : {}),
     log,
@@ -396,6 +399,12 @@ function labHostAdjustments(d: { kind: string; spec: Record<string, unknown> }):
       `if [ -f /run/kubeadm/kubeadm.yaml ]; then printf -- '\\n---\\napiVersion: kubeproxy.config.k8s.io/v1alpha1\\nkind: KubeProxyConfiguration\\nconntrack:\\n  maxPerCore: 0\\n' >> /run/kubeadm/kubeadm.yaml; fi`,
     ];
   }
+  if (d.kind === 'KubeadmControlPlaneTemplate') {
+    labHostAdjustments({
+      kind: 'KubeadmControlPlane',
+      spec: (d.spec.template as { spec: Record<string, unknown> }).spec,
+    });
+  }
   if (d.kind === 'KubeadmConfigTemplate') {
     add((d.spec.template as { spec: { joinConfiguration?: Reg } }).spec.joinConfiguration);
   }
@@ -424,6 +433,23 @@ export function labClusterObjects(env: Pick<Env, 'lb'>, v: ClusterVars): LabClus
     }
     labHostAdjustments(d);
   }
+  return docs;
+}
+
+/**
+ * The `clusterclass` flavor as the lab makes it: the ClusterClass capbm and its templates
+ * (manifests/templates/clusterclass-capbm.yaml, with the lab hosts' adjustments) and a Cluster of
+ * cluster-template-clusterclass.yaml with the lab's variables.
+ */
+export function labTopologyObjects(env: Pick<Env, 'lb'>, v: ClusterVars): LabClusterObject[] {
+  const read = (f: string) =>
+    parseAllDocuments(
+      substitute(readFileSync(join(repoRoot, 'manifests/templates', f), 'utf8'), labTemplateVars(env, v)),
+    )
+      .map((x) => x.toJS() as LabClusterObject)
+      .filter(Boolean);
+  const docs = [...read('clusterclass-capbm.yaml'), ...read('cluster-template-clusterclass.yaml')];
+  for (const d of docs) labHostAdjustments(d);
   return docs;
 }
 
