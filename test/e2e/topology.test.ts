@@ -2,7 +2,8 @@
 // capbm and a Cluster with spec.topology) applied to a management plane whose CAPI core runs with
 // ClusterTopology=true, provisioned by the real kubeadm on lab hosts of the previous Kubernetes
 // version; then one change of spec.topology (the version, and the pool of hosts that carry it)
-// rolls the control plane and the workers onto fresh hosts, and the old hosts come back reset.
+// rolls the control plane and the workers onto fresh hosts, and the old hosts come back reset; the
+// workers scale through spec.topology, and deleting the Cluster resets every host.
 // Runs when CAPBM_E2E_TOPOLOGY=1 (it adds minutes to the suite; `hack/test test/e2e/topology.test.ts`
 // with the variable set).
 import test from 'ava';
@@ -34,10 +35,10 @@ const plurals: Record<string, string> = {
 
 if (enabled) {
   test.before(async () => {
-    // Hosts 0-1 carry the current version (pool "cur"), 2-3 the previous one (pool "prev").
-    env = await startEnv({ hosts: 2, previousVersionHosts: 2, capiFeatureGates: 'ClusterTopology=true' });
-    await createPool(env, ns, 'cur', env.hosts.slice(0, 2));
-    await createPool(env, ns, 'prev', env.hosts.slice(2, 4));
+    // Hosts 0-2 carry the current version (pool "cur"), 3-4 the previous one (pool "prev").
+    env = await startEnv({ hosts: 3, previousVersionHosts: 2, capiFeatureGates: 'ClusterTopology=true' });
+    await createPool(env, ns, 'cur', env.hosts.slice(0, 3));
+    await createPool(env, ns, 'prev', env.hosts.slice(3, 5));
     env.startProvider();
   });
   test.after.always(async () => {
@@ -146,4 +147,40 @@ serial('2. a topology version bump rolls the control plane and the workers onto 
     ['cur', 'cur'],
   );
   t.is((await machines(env, ns, cluster)).length, 2);
+});
+
+serial('3. scaled through the topology: a second worker on the last free host', async (t) => {
+  t.timeout(10 * 60_000);
+  const c = await raw<{ spec: { topology: { workers: { machineDeployments: Array<{ replicas: number }> } } } }>(
+    env.cp.kc,
+    'GET',
+    `${capi}/clusters/${cluster}`,
+  );
+  const mds = c.spec.topology.workers.machineDeployments.map((md) => ({ ...md, replicas: 2 }));
+  const started = Date.now();
+  await raw(env.cp.kc, 'PATCH', `${capi}/clusters/${cluster}`, {
+    spec: { topology: { workers: { machineDeployments: mds } } },
+  });
+  await waitForTopology(3, current, 8 * 60_000);
+  t.log(`${at()}: scaled to 2 workers (${Math.round((Date.now() - started) / 1000)} s)`);
+  t.is((await hostsOf()).filter((x) => x.spec.consumerRef && x.spec.poolRef.name === 'cur').length, 3);
+});
+
+serial('4. the Cluster deleted: every host reset and Available', async (t) => {
+  t.timeout(8 * 60_000);
+  const started = Date.now();
+  await raw(env.cp.kc, 'DELETE', `${capi}/clusters/${cluster}`);
+  const hosts = await waitFor(
+    'every host reset and Available',
+    async () => {
+      const all = await hostsOf();
+      return all.every((x) => !x.spec.consumerRef && x.status?.phase === 'Available' && x.status.lastResetTime)
+        ? all
+        : undefined;
+    },
+    6 * 60_000,
+    1000,
+  );
+  t.is(hosts.length, 5);
+  t.log(`${at()}: deleted, ${hosts.length} hosts reset and Available (${Math.round((Date.now() - started) / 1000)} s)`);
 });
