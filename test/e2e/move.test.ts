@@ -23,6 +23,7 @@ import { installProviderCrds, startControlPlane, type ControlPlane } from '../ha
 import {
   applyClusterTemplate,
   createPool,
+  keepLogs,
   machines,
   onboardNamespace,
   PROVIDER_NAMESPACE,
@@ -100,6 +101,7 @@ test.before(async () => {
 });
 test.after.always(async () => {
   await b?.provider.stop();
+  if (b) keepLogs(b.cp.dir); // with CAPBM_KEEP_LOGS or CI, as plane A's
   await b?.cp.stop();
   await env?.stop();
 });

@@ -127,7 +127,7 @@ current-context: capbm
   return path;
 }
 
-function keepLogs(dir: string): void {
+export function keepLogs(dir: string): void {
   if (!process.env.CAPBM_KEEP_LOGS && !process.env.CI) return;
   const to = join(repoRoot, '.cache', 'logs', `${new Date().toISOString().replace(/[:.]/g, '-')}-${process.pid}`);
   mkdirSync(to, { recursive: true });
