@@ -30,6 +30,8 @@ export interface Kind {
   spec: Schema<unknown>;
   status?: Schema<unknown>;
   columns: PrinterColumn[];
+  /** clusterctl move's CRD labels (docs/clusterctl.md#move): what goes along when a namespace moves. */
+  move?: 'move' | 'move-hierarchy';
 }
 
 const age: PrinterColumn = { name: 'Age', type: 'date', jsonPath: '.metadata.creationTimestamp' };
@@ -93,6 +95,8 @@ export const kinds: Kind[] = [
     plural: 'baremetalhostpools',
     shortNames: ['bmpool'],
     description: 'Hosts a team owns: addresses, the SSH key that reaches them, and how their host keys are checked.',
+    // A pool moves with its namespace, and with it everything it owns (its hosts).
+    move: 'move-hierarchy',
     spec: poolSpec,
     status: poolStatus,
     columns: [
@@ -108,6 +112,8 @@ export const kinds: Kind[] = [
     plural: 'baremetalhosts',
     shortNames: ['bmh'],
     description: 'One address of a pool, materialized by the pool controller.',
+    // Every host moves with its namespace, even one whose pool owner reference is missing.
+    move: 'move',
     spec: hostSpec,
     status: hostStatus,
     columns: [
@@ -136,7 +142,10 @@ export function crd(k: Kind): JSONSchema {
   return {
     apiVersion: 'apiextensions.k8s.io/v1',
     kind: 'CustomResourceDefinition',
-    metadata: { name: `${k.plural}.${GROUP}`, labels: contractLabels },
+    metadata: {
+      name: `${k.plural}.${GROUP}`,
+      labels: { ...contractLabels, ...(k.move ? { [`clusterctl.cluster.x-k8s.io/${k.move}`]: '' } : {}) },
+    },
     spec: {
       group: GROUP,
       names: {

@@ -10,6 +10,7 @@ import { parseProgressLine } from '../../cloud-init/index.ts';
 import { shQuote } from '../../common/quote.ts';
 import type { SshSession } from '../ssh/index.ts';
 import { nodeCleanupScript } from './node-cleanup.ts';
+import { parseMarkers, type RunMarkers } from './moved.ts';
 import { judgePreflight, leftoverPaths, preflightScript, type PreflightResult } from './preflight.ts';
 import { redactLine } from './redact.ts';
 
@@ -58,6 +59,22 @@ echo "CAPBM-RUN rc=$(cat "$D/rc" 2>/dev/null || echo none)"
 [ -e ${shQuote(SENTINEL)} ] && echo "CAPBM-RUN sentinel"
 true
 `;
+}
+
+/** Prints the bootstrap run's markers of `instance` on one line (moved.ts parseMarkers). Read-only. */
+export function markersScript(instance: string): string {
+  return `D=${shQuote(runDir(instance))}
+rc=none; [ -f "$D/rc" ] && rc=$(tr -dc 0-9 < "$D/rc")
+started=no; [ -f "$D/pid" ] && started=yes
+sentinel=no; [ -e ${shQuote(SENTINEL)} ] && sentinel=yes
+echo "rc=\${rc:-none} started=$started sentinel=$sentinel"
+`;
+}
+
+/** The bootstrap run markers of `instance` on the host (after a clusterctl move: moved.ts). */
+export async function readMarkers(conn: SshSession, instance: string): Promise<RunMarkers> {
+  const r = await conn.exec(markersScript(instance), { what: 'reading the bootstrap run markers', timeoutMs: 60_000 });
+  return parseMarkers(r.stdout.trim().split('\n').at(-1) ?? '');
 }
 
 export interface BootstrapOutcome {

@@ -8,6 +8,7 @@ import type { BareMetalHostPool } from '../api/pool.ts';
 import * as life from '../hosts/lifecycle.ts';
 import { BareMetalHosts, objectPath } from '../kube/kinds.ts';
 import { ApiError, raw } from '../kube/raw.ts';
+import { PausedAnnotation } from '../runtime/conditions.ts';
 import type { ReconcileContext, Request, Result } from '../runtime/controller.ts';
 import type { EventRecorder } from '../runtime/events.ts';
 import type { Informer } from '../runtime/informer.ts';
@@ -29,6 +30,7 @@ export function reconcileHost(d: HostDeps) {
   return async (req: Request, ctx: ReconcileContext): Promise<Result> => {
     const cached = d.hosts.get(req.namespace, req.name);
     if (!cached || cached.spec.consumerRef || cached.metadata.deletionTimestamp) return;
+    if (cached.metadata.annotations?.[PausedAnnotation] !== undefined) return; // hands off while paused
     const action = life.unheldAction(cached);
     if (action !== 'reset') return mark(d.kc, cached, action);
     const h = await takeForReset(d.kc, cached);

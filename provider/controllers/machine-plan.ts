@@ -23,6 +23,8 @@ export const MachineConditions = {
 
 export interface MachineFacts {
   deleting: boolean;
+  /** clusterctl move deletes this machine from the source: its host moves with it, untouched (moved.ts). */
+  deletedForMove?: boolean;
   hasFinalizer: boolean;
   /** The owner Machine (set by CAPI) and its Cluster were found. */
   ownerMachine: boolean;
@@ -36,6 +38,8 @@ export interface MachineFacts {
   controlPlane: boolean;
   /** The host this machine holds, if any. */
   host?: HostFacts;
+  /** The host this machine held before a clusterctl move, which still names its old uid (moved.ts). */
+  movedHost?: string;
   /** Available hosts matching the machine's pool and selector, as the cache sees them. */
   availableHosts: number;
   providerIDSet: boolean;
@@ -69,6 +73,7 @@ export type MachineStep =
   | { kind: 'add-finalizer' }
   | { kind: 'wait'; reason: WaitReason; message: string; quiet?: Quiet }
   | { kind: 'claim-host' }
+  | { kind: 'adopt-host'; host: string }
   | { kind: 'preflight'; host: string }
   | { kind: 'start-bootstrap'; host: string }
   | { kind: 'follow-bootstrap'; host: string }
@@ -116,7 +121,9 @@ function quietly(f: MachineFacts, step: MachineStep | undefined): MachineStep | 
 
 /** The next step for a machine being deleted: reset the host, then release it, then let go. */
 function nextDeleteStep(f: MachineFacts): MachineStep {
+  if (f.deletedForMove) return f.hasFinalizer ? { kind: 'remove-finalizer' } : { kind: 'done' };
   if (f.paused) return wait('Paused', 'The Cluster or this machine is paused; deletion resumes when unpaused.');
+  if (!f.host && f.movedHost) return { kind: 'adopt-host', host: f.movedHost };
   const h = f.host;
   if (h && h.phase === 'Quarantined') {
     // Never returned to the pool without a clean reset; an operator decides (docs/operations.md).
@@ -154,6 +161,7 @@ function nextProvisionStep(f: MachineFacts): MachineStep {
   if (f.paused) return wait('Paused', 'The Cluster or this machine is paused.');
   if (!f.hasFinalizer) return { kind: 'add-finalizer' };
   const h = f.host;
+  if (!h && f.movedHost) return { kind: 'adopt-host', host: f.movedHost };
   if (!h) {
     const notYet = f.controlPlane ? undefined : quietly(f, capiWait(f));
     if (notYet) return notYet;

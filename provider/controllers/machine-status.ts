@@ -21,7 +21,13 @@ import type { ProblemReason } from './problems.ts';
 export type Outcome =
   | { kind: 'none' }
   | { kind: 'waiting'; reason: WaitReason; message: string }
-  | { kind: 'claimed'; host: string; address: string }
+  | {
+      kind: 'claimed';
+      host: string;
+      address: string;
+      /** Held since before a clusterctl move (moved.ts): what the host's run markers said. */
+      adopted?: { message: string; ran: boolean };
+    }
   | { kind: 'preflight-passed'; host: string; summary: string }
   | { kind: 'refused'; host: string; message: string }
   | { kind: 'problem'; on: ProblemCondition; reason: ProblemReason | PreflightProblemReason; message: string }
@@ -210,6 +216,23 @@ const attachedEvent = (m: BareMetalMachine): MachineEvent => ({
 });
 
 /**
+ * A host claimed, or adopted after a clusterctl move. A claim is worth no event: it is on the path
+ * to Provisioned, whose event names the host; until then HostClaimed=True says which host and since
+ * when, and the host's consumerRef its holder. Events are kept for milestones and problems: each is
+ * a write (docs/operations.md). An adoption is news (the operator of a move looks for it).
+ */
+function claimedHost(m: BareMetalMachine, o: Extract<Outcome, { kind: 'claimed' }>, events: MachineEvent[]): void {
+  const a = o.adopted;
+  const reason = a ? 'HostAdopted' : 'HostClaimed';
+  cond(m, { type: C.HostClaimed, status: true, reason, message: a?.message ?? `Host ${o.host} (${o.address})` });
+  if (a?.ran)
+    cond(m, { type: C.HostReady, status: true, reason: 'PreflightPassed', message: 'before a clusterctl move' });
+  else cond(m, { type: C.HostReady, status: 'Unknown', reason: 'PreflightPending' });
+  m.status = { ...m.status, hostRef: { name: o.host }, phase: a?.ran ? 'Provisioning' : 'Claimed' };
+  if (a) events.push({ type: 'Normal', reason, message: a.message, onHost: true });
+}
+
+/**
  * Applies an outcome to the working copy of the machine and returns the events to record. The
  * Ready summary is recomputed every time, so it always agrees with the conditions written with it.
  */
@@ -222,12 +245,7 @@ export function applyOutcome(m: BareMetalMachine, o: Outcome): MachineEvent[] {
       waiting(m, o.reason, o.message);
       break;
     case 'claimed':
-      cond(m, { type: C.HostClaimed, status: true, reason: 'HostClaimed', message: `Host ${o.host} (${o.address})` });
-      cond(m, { type: C.HostReady, status: 'Unknown', reason: 'PreflightPending' });
-      m.status = { ...m.status, hostRef: { name: o.host }, phase: 'Claimed' };
-      // No event: the claim is on the path to Provisioned, whose event names the host; until then
-      // HostClaimed=True says which host and since when, and the host's consumerRef its holder.
-      // Events are kept for milestones and problems: each is a write (docs/operations.md).
+      claimedHost(m, o, events);
       break;
     case 'preflight-passed':
       cond(m, { type: C.HostReady, status: true, reason: 'PreflightPassed', message: o.summary });

@@ -16,6 +16,7 @@ import { BareMetalHosts, BareMetalMachines, objectKey, objectPath } from '../kub
 import { ApiError, raw } from '../kube/raw.ts';
 import { getCondition, setPausedCondition } from '../runtime/conditions.ts';
 import type { ReconcileContext, Request, Result } from '../runtime/controller.ts';
+import { adopt, movedHost } from './adopt.ts';
 import { finishBootstrap, followBootstrap, startBootstrap } from './bootstrap-steps.ts';
 import { capiOwner, ClusterNameLabel, ControlPlaneLabel, type CapiCluster, type CapiMachine } from './capi.ts';
 import {
@@ -27,6 +28,7 @@ import {
   type Quiet,
   type StepKind,
 } from './machine-plan.ts';
+import { deletedForMove } from './moved.ts';
 import { applyOutcome, ownedConditions, type MachineEvent } from './machine-status.ts';
 import * as steps from './machine-steps.ts';
 import type { MachineDeps, Step, StepResult } from './machine-steps.ts';
@@ -109,10 +111,11 @@ function facts(
 ): MachineFacts {
   return {
     deleting: m.metadata.deletionTimestamp !== undefined,
+    deletedForMove: deletedForMove(m),
     hasFinalizer: (m.metadata.finalizers ?? []).includes(MachineFinalizer),
     paused: setPausedCondition(m, o.cluster),
     ...capiFacts(m, o),
-    ...(host ? { host: hostFacts(d, host, m) } : {}),
+    ...(host ? { host: hostFacts(d, host, m) } : movedHostFact(d, m)),
     availableHosts: host ? 0 : steps.availableHosts(d, m),
     providerIDSet: Boolean(m.spec.providerID),
     provisioned: m.status?.initialization?.provisioned === true,
@@ -124,6 +127,12 @@ function facts(
   };
 }
 
+/** The host held before a clusterctl move, named for the plan (adopt.ts). */
+function movedHostFact(d: MachineDeps, m: BareMetalMachine): { movedHost?: string } {
+  const h = movedHost(d, m);
+  return h ? { movedHost: h.metadata.name } : {};
+}
+
 /** What carries out each step; the compiler checks that every step has one. */
 const carryOut: {
   [K in StepKind]: (s: Step, step: Extract<MachineStep, { kind: K }>) => StepResult | Promise<StepResult>;
@@ -131,6 +140,7 @@ const carryOut: {
   wait: (_s, step) => ({ outcome: { kind: 'waiting', reason: step.reason, message: step.message } }),
   'add-finalizer': () => ({ outcome: { kind: 'none' } }),
   'claim-host': steps.claim,
+  'adopt-host': adopt,
   preflight: steps.preflight,
   'start-bootstrap': startBootstrap,
   'follow-bootstrap': followBootstrap,
@@ -182,6 +192,7 @@ async function finalizer(w: Writer<BareMetalMachine>, read: BareMetalMachine, ad
  */
 const chains: ReadonlySet<StepKind> = new Set([
   'claim-host',
+  'adopt-host',
   'preflight',
   'finish-bootstrap',
   'install-agent',

@@ -24,5 +24,14 @@ fi
 for l in ${ownedLinks.join(' ')}; do ip link show "$l" >/dev/null 2>&1 && ip link delete "$l"; done
 # Routes to other nodes' pod CIDRs that a routing CNI installed (kube-router marks its own proto 17).
 ip route flush proto 17 2>/dev/null
-if command -v ctr >/dev/null 2>&1 && [ -n "$(ctr -n k8s.io containers ls -q 2>/dev/null)" ]; then echo "leftover=containers"; fi
+# Containers kubeadm reset did not remove: a static pod the kubelet (re)created while the reset listed
+# the pods (seen with etcd on a control-plane host removed by a rollout on busy cores). The kubelet
+# is stopped by now, so none comes back: remove their tasks and the containers (and snapshots).
+if command -v ctr >/dev/null 2>&1; then
+  for c in $(ctr -n k8s.io containers ls -q 2>/dev/null); do
+    ctr -n k8s.io tasks delete -f "$c" >/dev/null 2>&1
+    ctr -n k8s.io containers rm "$c" >/dev/null 2>&1
+  done
+  [ -n "$(ctr -n k8s.io containers ls -q 2>/dev/null)" ] && echo "leftover=containers"
+fi
 `;

@@ -50,6 +50,21 @@ export function claimed(h: BareMetalHost): void {
   phase(h, 'Claimed');
 }
 
+/**
+ * Held again after a clusterctl move (controllers/moved.ts), which copies no status: the phase
+ * read back from the host's bootstrap run markers. A run was started, so the preflight passed then.
+ */
+export function adopted(h: BareMetalHost, p: 'Provisioning' | 'Claimed'): void {
+  phase(h, p);
+  if (p === 'Provisioning')
+    setCondition(h, {
+      type: HostConditions.PreflightPassed,
+      status: true,
+      reason: 'PreflightPassed',
+      message: 'before a clusterctl move',
+    });
+}
+
 /** Connected over SSH with this host key. */
 export function reached(h: BareMetalHost, fingerprint: string): void {
   h.status = { ...h.status, hostKeyFingerprint: fingerprint };

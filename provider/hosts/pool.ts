@@ -9,7 +9,7 @@ import type { BareMetalHostPool } from '../api/pool.ts';
 import { BareMetalHostPools, BareMetalHosts, collectionPath, InvalidName, objectPath } from '../kube/kinds.ts';
 import { readSecret, SecretForbidden } from '../kube/secrets.ts';
 import { ApiError, raw } from '../kube/raw.ts';
-import { setCondition, type ConditionInput } from '../runtime/conditions.ts';
+import { PausedAnnotation, setCondition, type ConditionInput } from '../runtime/conditions.ts';
 import { EventRecorder } from '../runtime/events.ts';
 import { Writer } from '../runtime/writer.ts';
 import { WatchFilterLabel } from '../runtime/flags.ts';
@@ -256,6 +256,18 @@ export interface PoolCache {
   hostsAt: (address: string) => BareMetalHost[];
 }
 
+/** The pool to reconcile: none when gone, or paused (cluster.x-k8s.io/paused, e.g. around a clusterctl move). */
+async function activePool(kc: KubeConfig, ns: string, name: string, cache?: PoolCache) {
+  const pool = cache?.pool ?? (await getPool(kc, ns, name));
+  return pool?.metadata.annotations?.[PausedAnnotation] === undefined ? pool : undefined;
+}
+
+const getPool = (kc: KubeConfig, ns: string, name: string) =>
+  raw<BareMetalHostPool>(kc, 'GET', objectPath(BareMetalHostPools, ns, name)).catch((err: unknown) => {
+    if (err instanceof ApiError && err.code === 404) return undefined;
+    throw err;
+  });
+
 export async function reconcilePool(
   kc: KubeConfig,
   namespace: string,
@@ -286,12 +298,7 @@ async function reconcile(
     cache,
   }: { namespace: string; name: string; concurrency: number; recorder: EventRecorder; cache?: PoolCache },
 ): Promise<PoolResult | undefined> {
-  const pool =
-    cache?.pool ??
-    (await raw<BareMetalHostPool>(kc, 'GET', objectPath(BareMetalHostPools, namespace, name)).catch((err: unknown) => {
-      if (err instanceof ApiError && err.code === 404) return undefined;
-      throw err;
-    }));
+  const pool = await activePool(kc, namespace, name, cache);
   if (!pool) return undefined;
   const listed = await desiredAddresses(kc, pool, recorder);
   if (typeof listed === 'string') return { created: 0, deleted: 0, retired: 0, total: 0, problem: listed };

@@ -29,6 +29,8 @@ export interface EnvOptions {
   /** Folders for the management plane and the lab's own processes (the lab keeps them); default temp folders. */
   dirs?: { management?: string; lab?: string };
   capi?: CapiComponent[];
+  /** Cluster API feature gates, e.g. 'ClusterTopology=true' (ClusterClass topologies). */
+  capiFeatureGates?: string;
   /** Install the node agent on provisioned hosts (reports to the provider over the lab bridge). */
   agent?: { unknownAfter?: string; interval?: string };
   log?: (msg: string) => void;
@@ -125,7 +127,7 @@ current-context: capbm
   return path;
 }
 
-function keepLogs(dir: string): void {
+export function keepLogs(dir: string): void {
   if (!process.env.CAPBM_KEEP_LOGS && !process.env.CI) return;
   const to = join(repoRoot, '.cache', 'logs', `${new Date().toISOString().replace(/[:.]/g, '-')}-${process.pid}`);
   mkdirSync(to, { recursive: true });
@@ -141,6 +143,7 @@ export async function startEnv(o: EnvOptions): Promise<Env> {
   const cp = await startControlPlane({
     capi: o.capi ?? ['core', 'bootstrap', 'controlplane'],
     controllerManager: true,
+    ...(o.capiFeatureGates ? { capiFeatureGates: o.capiFeatureGates } : {}),
     ...(o.persistent ? { persistent: true } : {}),
     ...(o.dirs?.management ? { dir: o.dirs.management } : {}),
     log,
@@ -267,7 +270,8 @@ export async function createPool(env: Env, ns: string, name: string, hosts: LabH
     apiVersion: 'v1',
     kind: 'Secret',
     type: 'kubernetes.io/ssh-auth',
-    metadata: { name: `${name}-ssh`, namespace: ns },
+    // Moves with the namespace's pools (docs/clusterctl.md#move): nothing owns it, so the label says.
+    metadata: { name: `${name}-ssh`, namespace: ns, labels: { 'clusterctl.cluster.x-k8s.io/move': '' } },
     stringData: { 'ssh-privatekey': env.key.private },
   });
   await raw(env.cp.kc, 'POST', `/apis/${API_VERSION}/namespaces/${ns}/baremetalhostpools`, {
@@ -418,6 +422,12 @@ function labHostAdjustments(d: { kind: string; spec: Record<string, unknown> }):
       `if [ -f /run/kubeadm/kubeadm.yaml ]; then printf -- '\\n---\\napiVersion: kubeproxy.config.k8s.io/v1alpha1\\nkind: KubeProxyConfiguration\\nconntrack:\\n  maxPerCore: 0\\n' >> /run/kubeadm/kubeadm.yaml; fi`,
     ];
   }
+  if (d.kind === 'KubeadmControlPlaneTemplate') {
+    labHostAdjustments({
+      kind: 'KubeadmControlPlane',
+      spec: (d.spec.template as { spec: Record<string, unknown> }).spec,
+    });
+  }
   if (d.kind === 'KubeadmConfigTemplate') {
     const spec = (d.spec.template as { spec: Files & { joinConfiguration?: Reg } }).spec;
     add(spec.joinConfiguration);
@@ -448,6 +458,23 @@ export function labClusterObjects(env: Pick<Env, 'lb'>, v: ClusterVars): LabClus
     }
     labHostAdjustments(d);
   }
+  return docs;
+}
+
+/**
+ * The `clusterclass` flavor as the lab makes it: the ClusterClass capbm and its templates
+ * (manifests/templates/clusterclass-capbm.yaml, with the lab hosts' adjustments) and a Cluster of
+ * cluster-template-clusterclass.yaml with the lab's variables.
+ */
+export function labTopologyObjects(env: Pick<Env, 'lb'>, v: ClusterVars): LabClusterObject[] {
+  const read = (f: string) =>
+    parseAllDocuments(
+      substitute(readFileSync(join(repoRoot, 'manifests/templates', f), 'utf8'), labTemplateVars(env, v)),
+    )
+      .map((x) => x.toJS() as LabClusterObject)
+      .filter(Boolean);
+  const docs = [...read('clusterclass-capbm.yaml'), ...read('cluster-template-clusterclass.yaml')];
+  for (const d of docs) labHostAdjustments(d);
   return docs;
 }
 

@@ -153,3 +153,23 @@ test('property: no fact combination releases a host that was not reset, or runs 
   );
   t.pass();
 });
+
+test('after a clusterctl move: a machine adopts the host it held (never claims another), and a delete for the move lets go untouched', (t) => {
+  const moved = { ...ready, controlPlane: false, movedHost: 'cp-10-0-0-1', availableHosts: 0 };
+  t.like(nextMachineStep(moved), { kind: 'adopt-host', host: 'cp-10-0-0-1' });
+  // Before anything CAPI must provide: the host is the machine's whatever else it waits for.
+  t.like(nextMachineStep({ ...moved, bootstrapDataReady: false, clusterInfraProvisioned: false }), {
+    kind: 'adopt-host',
+  });
+  // Paused (the move is going on): nothing.
+  t.like(nextMachineStep({ ...moved, paused: true }), { kind: 'wait', reason: 'Paused' });
+  // Holding it already: the usual path (the adopted host's bootstrap step attaches to its run).
+  t.like(nextMachineStep({ ...moved, host: { ...host, preflightPassed: true } }), { kind: 'start-bootstrap' });
+  // Deleted on the target before adopting: adopted first, so the reset runs and the host comes back.
+  t.like(nextMachineStep({ ...moved, deleting: true }), { kind: 'adopt-host' });
+  // Deleted from the source by clusterctl (delete-for-move): the host moved along, nothing is reset.
+  const source = { ...ready, deleting: true, paused: true, host: { ...host, phase: 'Provisioned' as const } };
+  t.like(nextMachineStep({ ...source, deletedForMove: true }), { kind: 'remove-finalizer' });
+  t.like(nextMachineStep({ ...source, deletedForMove: true, hasFinalizer: false }), { kind: 'done' });
+  t.like(nextMachineStep({ ...source, paused: false }), { kind: 'reset-host' });
+});
