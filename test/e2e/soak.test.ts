@@ -1,9 +1,11 @@
 // The short fault soak (hack/soak is the long one): four minutes of cluster creates, scales and
-// deletes on six lab hosts while a fixed seed's schedule kills the provider's leader and standby
-// and the Cluster API managers and powers off, freezes and cuts off hosts. Every invariant of
-// test/harness/soak.ts holds throughout and at the end: no host held by two machines, no
-// Available host claimed or dirty, every Machine Running after the last fault, every deleted
-// cluster's hosts Available (nothing of it left on them) or quarantined with a reason.
+// deletes on six lab hosts while a fixed seed's schedule injects faults of every kind
+// (test/harness/soak.ts: the provider's replicas, the Cluster API managers, kube-apiserver and
+// etcd killed; hosts powered off, mid-reset too, with state truncated, frozen, cut off, their state
+// disk full). Every invariant holds throughout and at the end: no host held by two machines, a
+// claim shown within a minute, no Available host dirty, no once-step of a bootstrap started again
+// after it was done, every Machine Running after the last fault, every deleted cluster's hosts
+// Available (nothing of it left on them) or quarantined with a reason.
 import test from 'ava';
 import { join } from 'node:path';
 import { repoRoot } from '../harness/paths.ts';

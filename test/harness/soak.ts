@@ -551,7 +551,7 @@ export async function runSoak(o: SoakOptions): Promise<SoakReport> {
     return report;
   } finally {
     for (const c of cellList) await c.lb.stop();
-    if (report.violations.length) keepLogs(env.cp.dir, join(o.reportDir, `soak-${o.seed}-logs`));
+    if (report.violations.length) logsAsEvidence(env.cp.dir, join(o.reportDir, `soak-${o.seed}-logs`));
     await env.stop();
     writeReport(o, report);
   }
@@ -621,7 +621,7 @@ async function fillStateDisk(h: LabHost, full: boolean): Promise<void> {
 }
 
 /** The management plane's logs (provider replicas, CAPI managers, API server), kept as evidence. */
-function keepLogs(from: string, to: string): void {
+function logsAsEvidence(from: string, to: string): void {
   mkdirSync(to, { recursive: true });
   for (const f of readdirSync(from)) if (f.endsWith('.log')) copyFileSync(join(from, f), join(to, f));
 }
