@@ -153,6 +153,7 @@ try {
   await new Promise((r) => setTimeout(r, 3000));
   const rssEmpty = status(p1, 'VmRSS');
 
+  say(`manager leader with nothing to manage (RSS ${fmt(rssEmpty)} MiB); creating ${C} pools of ${M} hosts`);
   // 2. Pools (one per cluster, host keys pinned as an operator pins them), expanded into hosts.
   await raw(cp.kc, 'POST', `/api/v1/namespaces/${ns}/secrets`, {
     apiVersion: 'v1',
@@ -193,6 +194,7 @@ try {
   const tHosts = (performance.now() - tHosts0) / 1000;
   await new Promise((r) => setTimeout(r, 3000));
 
+  say(`${M} hosts in ${fmt(tHosts)} s; creating ${C} Clusters and ${M} Machines as CAPI would`);
   // 3. What CAPI core and CABPK would create, then wait for every BareMetalMachine to be provisioned.
   const provisioned = new Set<string>();
   let allProvisioned: (() => void) | undefined;
@@ -260,6 +262,9 @@ try {
     });
   });
   const tCreated = performance.now();
+  say(
+    `objects created in ${fmt((tCreated - t0) / 1000)} s; waiting for ${M} provisioned (at most ${limitMs / 1000} s)`,
+  );
   const cpuCreated = procStat(p1);
   let timer: NodeJS.Timeout | undefined;
   await Promise.race([
@@ -278,6 +283,7 @@ try {
   const peakRss = status(p1, 'VmHWM');
   await watch.stop();
 
+  say(`all provisioned; idle for ${idleMs / 1000} s`);
   // 4. Idle: nothing to do for idleMs.
   await new Promise((r) => setTimeout(r, 5000));
   const idle0 = await scrape(port1);
@@ -288,6 +294,7 @@ try {
   const rssSteady = status(p1, 'VmRSS');
   const simIdle = await sim.stats();
 
+  say('restarting the manager');
   // 5. A restarted manager: from its start to steady state (leader, every machine reconciled once, queues empty).
   await p1.stop();
   const r0 = performance.now();
@@ -307,6 +314,7 @@ try {
   const settled = await scrape(port2);
   const simRestart = await sim.stats();
 
+  say('the SSH floor on the same hosts');
   // 6. The SSH floor on the same hosts, at the provider's connection cap: a new connection and one
   // command per host; and the bootstrap's own duration as one command each (the provisioning floor).
   const target = (h: (typeof hosts)[number]) => ({
@@ -348,14 +356,20 @@ try {
       `objects created (${M} machines):    ${fmt((tCreated - t0) / 1000)} s`,
       `all created -> all provisioned:    ${fmt(tAll)} s (first created -> all provisioned ${fmt((tDone - t0) / 1000)} s); ideal at ${cap} SSH connections: ceil(${M}/${cap}) x ${bootstrapMs / 1000} s = ${fmt(ideal)} s (ratio ${fmt(tAll / ideal, 2)})`,
       `provider CPU, create -> provisioned: ${fmt(cpu1 - cpu0, 1)} s (${fmt(((cpu1 - cpu0) / M) * 1000, 1)} ms per machine; ${fmt(cpuCreated - cpu0, 1)} s of it while the objects were created)`,
-      `API requests per machine:          ${fmt((after.api - before.api) / M, 2)}; by verb and resource: ${per(delta(before, after, () => true), M)}`,
+      `API requests per machine:          ${fmt((after.api - before.api) / M, 2)}; by verb and resource: ${per(
+        delta(before, after, () => true),
+        M,
+      )}`,
       `writes per machine:                ${fmt(total(objWrites) / M, 2)} (objects ${fmt((total(objWrites) - events) / M, 2)}, events ${fmt(events / M, 2)}): ${per(objWrites, M)}; the leader's Lease renewals apart: ${renewals}`,
       `SSH connections per machine:       ${fmt((after.ssh - before.ssh) / M, 2)} (the provider's count); the simulator saw ${fmt((simAfter.connections - simBefore.connections) / M, 2)} per machine, at most ${simAfter.peakOpen} open at once; bootstraps started ${simAfter.runsStarted - simBefore.runsStarted}, attached ${simAfter.runsAttached - simBefore.runsAttached}; commands not simulated: ${simAfter.unknown}`,
       `  commands by kind: ${Object.entries(simAfter.execs)
         .map(([k, v]) => `${k} ${fmt((v - (simBefore.execs[k] ?? 0)) / M, 2)}`)
         .join(', ')} per machine`,
       `provider RSS:                      peak ${fmt(peakRss)} MiB; ${fmt(rssEmpty)} MiB leader with nothing cached, ${fmt(rssSteady)} MiB after, idle, with ${cached} objects cached (${fmt(((rssSteady - rssEmpty) * 1024) / cached, 1)} KiB per cached object)`,
-      `idle over ${idleMs / 1000} s (nothing to do):     CPU ${fmt(cpuIdle1 - cpuIdle0, 2)} s (${fmt(((cpuIdle1 - cpuIdle0) / (idleMs / 1000)) * 100, 2)}% of a core); API requests ${idleReq} (${per(delta(idle0, idle1, () => true), 1)}); SSH connections ${idle1.ssh - idle0.ssh} (simulator: ${simIdle.connections - simAfter.connections})`,
+      `idle over ${idleMs / 1000} s (nothing to do):     CPU ${fmt(cpuIdle1 - cpuIdle0, 2)} s (${fmt(((cpuIdle1 - cpuIdle0) / (idleMs / 1000)) * 100, 2)}% of a core); API requests ${idleReq} (${per(
+        delta(idle0, idle1, () => true),
+        1,
+      )}); SSH connections ${idle1.ssh - idle0.ssh} (simulator: ${simIdle.connections - simAfter.connections})`,
       `restarted manager -> steady state: ${fmt(tSteady)} s (stop, start, leadership, caches, every machine reconciled once, queues empty); then: bootstraps started ${simRestart.runsStarted - simIdle.runsStarted}, resets ${simRestart.resets - simIdle.resets}, SSH connections ${simRestart.connections - simIdle.connections}, object writes ${total(restartWrites)}${restartWrites.length ? ` (${per(restartWrites, 1)})` : ''}`,
       `SSH floor, same run, ${cap} at once: ${fmt(floorTrue, 2)} s for ${M} new connections + \`true\` (${fmt(M / floorTrue, 0)}/s); ${fmt(floorRun, 2)} s for ${M} connections each running one ${bootstrapMs / 1000} s command (provisioning / floor: ${fmt(tAll / floorRun, 2)})`,
       '',
