@@ -46,8 +46,12 @@ const bootstrapMs = duration('bootstrap', '20s');
 const idleMs = duration('idle', '60s');
 const limitMs = duration('limit', '20m');
 const cap = Number(flag('ssh-max-connections', '256'));
-if (!(C >= 1 && M >= C && Number.isInteger(C) && Number.isInteger(M)))
-  throw new Error('give --clusters C --machines M with 1 <= C <= M (whole numbers)');
+const S = Number(flag('shards', '1'));
+if (!(C >= 1 && M >= C && Number.isInteger(C) && Number.isInteger(M) && S >= 1 && S <= C))
+  throw new Error('give --clusters C --machines M [--shards S] with 1 <= S <= C <= M (whole numbers)');
+/** Sharded (--shards S > 1): cluster c and its pool and machines belong to shard c % S. */
+const shardLabel = (c: number): Record<string, string> =>
+  S > 1 ? { 'cluster.x-k8s.io/watch-filter': `shard-${c % S}` } : {};
 const ns = 'fleet';
 const say = (m: string) => process.stderr.write(`    ${m}\n`);
 const fmt = (x: number, d = 1) => x.toFixed(d);
@@ -78,7 +82,7 @@ try {
   const simReady = (performance.now() - simStart) / 1000;
   const hosts = sim.hosts;
 
-  const startProvider = (name: string) => {
+  const startProvider = (name: string, extra: string[]) => {
     const p = startProcess({
       name,
       command: process.execPath,
@@ -90,6 +94,7 @@ try {
         '--metrics-bind-address=127.0.0.1:0',
         '--health-probe-bind-address=127.0.0.1:0',
         `--ssh-max-connections=${cap}`,
+        ...extra,
       ],
       logFile: join(cp.dir, `${name}.log`),
       env: { ...process.env, CAPBM_LOG_LEVEL: process.env.CAPBM_LOG_LEVEL ?? 'info' },
@@ -130,12 +135,45 @@ try {
     };
   };
   type Scrape = Awaited<ReturnType<typeof scrape>>;
+  interface Manager {
+    proc: ManagedProcess;
+    port: number;
+  }
+  /** S managers (one per shard, each its own watch filter, Lease and caches), generation gen. */
+  const startManagers = (gen: number): Promise<Manager[]> =>
+    Promise.all(
+      Array.from({ length: S }, async (_, k) => {
+        const proc = startProvider(`capbm-manager-${gen}-${k}`, S > 1 ? [`--watch-filter=shard-${k}`] : []);
+        return { proc, port: await metricsPort(proc) };
+      }),
+    );
+  /** The managers' metrics, summed. */
+  const scrapeAll = async (ms: Manager[]): Promise<Scrape> => {
+    const all = await Promise.all(ms.map((m) => scrape(m.port)));
+    const byVerb: Record<string, number> = {};
+    for (const a of all) for (const [k, v] of Object.entries(a.byVerb)) byVerb[k] = (byVerb[k] ?? 0) + v;
+    const add = (f: Exclude<keyof Scrape, 'byVerb'>) => all.reduce((x, a) => x + a[f], 0);
+    return {
+      byVerb,
+      api: add('api'),
+      ssh: add('ssh'),
+      depth: add('depth'),
+      active: add('active'),
+      leader: add('leader'),
+      machineReconciles: add('machineReconciles'),
+    };
+  };
+  /** Machines of shard k. */
+  const shardMachines = (k: number) => Array.from({ length: M }, (_, i) => i % C).filter((c) => c % S === k).length;
   const procStat = (p: ManagedProcess) => {
     const f = readFileSync(`/proc/${p.pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
     return (Number(f[11]) + Number(f[12])) / 100;
   };
-  const status = (p: ManagedProcess, field: 'VmHWM' | 'VmRSS') =>
+  const status1 = (p: ManagedProcess, field: 'VmHWM' | 'VmRSS') =>
     Number(new RegExp(`${field}:\\s+(\\d+)`).exec(readFileSync(`/proc/${p.pid}/status`, 'utf8'))![1]) / 1024;
+  /** Summed over the managers (the largest one's apart, in the output). */
+  const status = (ms: Manager[], field: 'VmHWM' | 'VmRSS') => ms.reduce((x, m) => x + status1(m.proc, field), 0);
+  const cpuOf = (ms: Manager[]) => ms.reduce((x, m) => x + procStat(m.proc), 0);
   const isWrite = (k: string) => !k.startsWith('GET ') && !k.startsWith('WATCH ');
   const delta = (a: Scrape, b: Scrape, keep: (k: string) => boolean) =>
     Object.entries(b.byVerb)
@@ -147,9 +185,8 @@ try {
   const per = (xs: Array<[string, number]>, n: number) => xs.map(([k, v]) => `${k} ${fmt(v / n, 2)}`).join(', ');
 
   // 1. The manager, started with nothing to manage: its baseline RSS.
-  const p1 = startProvider('capbm-manager-0');
-  const port1 = await metricsPort(p1);
-  await waitFor('leadership', async () => ((await scrape(port1)).leader === 1 ? true : undefined), 60_000, 250);
+  const p1 = await startManagers(0);
+  await waitFor('leadership', async () => ((await scrapeAll(p1)).leader === S ? true : undefined), 60_000, 250);
   await new Promise((r) => setTimeout(r, 3000));
   const rssEmpty = status(p1, 'VmRSS');
 
@@ -168,7 +205,7 @@ try {
     return raw(cp.kc, 'POST', `/apis/${API_VERSION}/namespaces/${ns}/baremetalhostpools`, {
       apiVersion: API_VERSION,
       kind: 'BareMetalHostPool',
-      metadata: { name: `pool-${c}`, namespace: ns },
+      metadata: { name: `pool-${c}`, namespace: ns, labels: shardLabel(c) },
       spec: {
         addresses: mine.map((h) => h.address),
         ssh: { user: 'root', secretRef: { name: 'fleet-ssh' } },
@@ -207,16 +244,16 @@ try {
   };
   watch.addEventHandler({ add: seen, update: (_o, m) => seen(m) });
   watch.start();
-  const before = await scrape(port1);
+  const before = await scrapeAll(p1);
   const simBefore = await sim.stats();
-  const cpu0 = procStat(p1);
+  const cpu0 = cpuOf(p1);
   const t0 = performance.now();
   await each(C, 8, async (c) => {
     const name = `c${c}`;
     await raw(cp.kc, 'POST', `/apis/cluster.x-k8s.io/v1beta2/namespaces/${ns}/clusters`, {
       apiVersion: 'cluster.x-k8s.io/v1beta2',
       kind: 'Cluster',
-      metadata: { name, namespace: ns },
+      metadata: { name, namespace: ns, labels: shardLabel(c) },
       spec: {
         infrastructureRef: { apiGroup: 'infrastructure.cluster.x-k8s.io', kind: 'BareMetalCluster', name },
       },
@@ -229,7 +266,7 @@ try {
   await each(M, 16, async (i) => {
     const cluster = `c${i % C}`;
     const name = `${cluster}-m${Math.floor(i / C)}`;
-    const labels = clusterLabel(cluster);
+    const labels = { ...clusterLabel(cluster), ...shardLabel(i % C) };
     await raw(cp.kc, 'POST', `/api/v1/namespaces/${ns}/secrets`, {
       apiVersion: 'v1',
       kind: 'Secret',
@@ -265,7 +302,7 @@ try {
   say(
     `objects created in ${fmt((tCreated - t0) / 1000)} s; waiting for ${M} provisioned (at most ${limitMs / 1000} s)`,
   );
-  const cpuCreated = procStat(p1);
+  const cpuCreated = cpuOf(p1);
   let timer: NodeJS.Timeout | undefined;
   await Promise.race([
     done,
@@ -277,66 +314,45 @@ try {
     }),
   ]).finally(() => clearTimeout(timer));
   const tDone = performance.now();
-  const cpu1 = procStat(p1);
-  const after = await scrape(port1);
+  const cpu1 = cpuOf(p1);
+  const after = await scrapeAll(p1);
   const simAfter = await sim.stats();
   const peakRss = status(p1, 'VmHWM');
+  const peakRssLargest = Math.max(...p1.map((m) => status1(m.proc, 'VmHWM')));
   await watch.stop();
 
   say(`all provisioned; idle for ${idleMs / 1000} s`);
   // 4. Idle: nothing to do for idleMs.
   await new Promise((r) => setTimeout(r, 5000));
-  const idle0 = await scrape(port1);
-  const cpuIdle0 = procStat(p1);
+  const idle0 = await scrapeAll(p1);
+  const cpuIdle0 = cpuOf(p1);
   await new Promise((r) => setTimeout(r, idleMs));
-  const idle1 = await scrape(port1);
-  const cpuIdle1 = procStat(p1);
+  const idle1 = await scrapeAll(p1);
+  const cpuIdle1 = cpuOf(p1);
   const rssSteady = status(p1, 'VmRSS');
   const simIdle = await sim.stats();
 
   say('restarting the manager');
   // 5. A restarted manager: from its start to steady state (leader, every machine reconciled once, queues empty).
-  await p1.stop();
+  await Promise.all(p1.map((m) => m.proc.stop()));
   const r0 = performance.now();
-  const p2 = startProvider('capbm-manager-1');
-  const port2 = await metricsPort(p2);
+  const p2 = await startManagers(1);
   const steady = await waitFor(
-    'the restarted manager to reach steady state',
+    'the restarted managers to reach steady state',
     async () => {
-      const s = await scrape(port2);
-      return s.leader === 1 && s.machineReconciles >= M && s.depth === 0 && s.active === 0 ? s : undefined;
+      const each = await Promise.all(p2.map((m) => scrape(m.port)));
+      const ok = each.every(
+        (s, k) => s.leader === 1 && s.machineReconciles >= shardMachines(k) && s.depth === 0 && s.active === 0,
+      );
+      return ok ? scrapeAll(p2) : undefined;
     },
     limitMs,
     200,
   );
   const tSteady = (performance.now() - r0) / 1000;
   await new Promise((r) => setTimeout(r, 5000));
-  const settled = await scrape(port2);
+  const settled = await scrapeAll(p2);
   const simRestart = await sim.stats();
-
-  say('the SSH floor on the same hosts');
-  // 6. The SSH floor on the same hosts, at the provider's connection cap: a new connection and one
-  // command per host; and the bootstrap's own duration as one command each (the provisioning floor).
-  const target = (h: (typeof hosts)[number]) => ({
-    host: h.address,
-    user: 'root',
-    credentials: { privateKey: key.private },
-    hostKey: { kind: 'pinned' as const, fingerprints: [h.fingerprint] },
-  });
-  const f0 = performance.now();
-  await each(M, cap, async (i) => {
-    const c = await connect(target(hosts[i]!));
-    await c.exec('true');
-    c.close();
-  });
-  const floorTrue = (performance.now() - f0) / 1000;
-  const g0 = performance.now();
-  await each(M, cap, async (i) => {
-    const c = await connect(target(hosts[i]!));
-    await c.exec(`capbm-sim-sleep ${bootstrapMs}`);
-    c.close();
-  });
-  const floorRun = (performance.now() - g0) / 1000;
 
   const writes = delta(before, after, isWrite);
   const renewals = total(writes.filter(([k]) => k === 'PUT leases'));
@@ -350,6 +366,9 @@ try {
   process.stdout.write(
     [
       `$ ${process.env.CAPBM_BENCH_COMMAND ?? `hack/bench fleet --clusters ${C} --machines ${M}`}`,
+      S > 1
+        ? `shards: ${S} managers, each --watch-filter=shard-K (its own Lease and caches of its shard's clusters, machines, pools and hosts); figures below are summed over them`
+        : 'one manager',
       `fleet: ${C} clusters, ${M} machines (${M / C} per cluster), ${M} simulated hosts (host simulator: one process, ${M} addresses in its own network namespace, each its own host key; started in ${fmt(simReady)} s); bootstrap simulated: ${bootstrapMs / 1000} s each`,
       `NOTE: no Cluster API controllers ran; the bench created what they would (Cluster, and per machine a bootstrap data Secret, a Machine, a BareMetalMachine owned by it); the provider ran unchanged, as its own process under its ServiceAccount, against a real kube-apiserver and etcd`,
       `pools expanded into ${M} hosts:       ${fmt(tHosts)} s`,
@@ -365,15 +384,46 @@ try {
       `  commands by kind: ${Object.entries(simAfter.execs)
         .map(([k, v]) => `${k} ${fmt((v - (simBefore.execs[k] ?? 0)) / M, 2)}`)
         .join(', ')} per machine`,
-      `provider RSS:                      peak ${fmt(peakRss)} MiB; ${fmt(rssEmpty)} MiB leader with nothing cached, ${fmt(rssSteady)} MiB after, idle, with ${cached} objects cached (${fmt(((rssSteady - rssEmpty) * 1024) / cached, 1)} KiB per cached object)`,
+      `provider RSS:                      peak ${fmt(peakRss)} MiB${S > 1 ? ` (summed; largest manager ${fmt(peakRssLargest)} MiB)` : ''}; ${fmt(rssEmpty)} MiB leader with nothing cached, ${fmt(rssSteady)} MiB after, idle, with ${cached} objects cached (${fmt(((rssSteady - rssEmpty) * 1024) / cached, 1)} KiB per cached object)`,
       `idle over ${idleMs / 1000} s (nothing to do):     CPU ${fmt(cpuIdle1 - cpuIdle0, 2)} s (${fmt(((cpuIdle1 - cpuIdle0) / (idleMs / 1000)) * 100, 2)}% of a core); API requests ${idleReq} (${per(
         delta(idle0, idle1, () => true),
         1,
       )}); SSH connections ${idle1.ssh - idle0.ssh} (simulator: ${simIdle.connections - simAfter.connections})`,
       `restarted manager -> steady state: ${fmt(tSteady)} s (stop, start, leadership, caches, every machine reconciled once, queues empty); then: bootstraps started ${simRestart.runsStarted - simIdle.runsStarted}, resets ${simRestart.resets - simIdle.resets}, SSH connections ${simRestart.connections - simIdle.connections}, object writes ${total(restartWrites)}${restartWrites.length ? ` (${per(restartWrites, 1)})` : ''}`,
-      `SSH floor, same run, ${cap} at once: ${fmt(floorTrue, 2)} s for ${M} new connections + \`true\` (${fmt(M / floorTrue, 0)}/s); ${fmt(floorRun, 2)} s for ${M} connections each running one ${bootstrapMs / 1000} s command (provisioning / floor: ${fmt(tAll / floorRun, 2)})`,
       '',
     ].join('\n'),
+  );
+  say('the SSH floor on the same hosts');
+  // 6. The SSH floor on the same hosts, at the provider's connection cap: a new connection and one
+  // command per host; and the bootstrap's own duration as one command each (the provisioning floor).
+  const target = (h: (typeof hosts)[number]) => ({
+    host: h.address,
+    user: 'root',
+    credentials: { privateKey: key.private },
+    hostKey: { kind: 'pinned' as const, fingerprints: [h.fingerprint] },
+  });
+  // A handshake that times out (60 s, the machine is loaded) is counted and tried again, up to 3 times.
+  let failed = 0;
+  const once = async (i: number, command: string) => {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        const c = await connect({ ...target(hosts[i]!), connectTimeoutMs: 60_000 });
+        await c.exec(command).finally(() => c.close());
+        return;
+      } catch (err) {
+        failed++;
+        if (attempt >= 3) throw err;
+      }
+    }
+  };
+  const f0 = performance.now();
+  await each(M, cap, (i) => once(i, 'true'));
+  const floorTrue = (performance.now() - f0) / 1000;
+  const g0 = performance.now();
+  await each(M, cap, (i) => once(i, `capbm-sim-sleep ${bootstrapMs}`));
+  const floorRun = (performance.now() - g0) / 1000;
+  process.stdout.write(
+    `SSH floor, same run, ${cap} at once: ${fmt(floorTrue, 2)} s for ${M} new connections + \`true\` (${fmt(M / floorTrue, 0)}/s); ${fmt(floorRun, 2)} s for ${M} connections each running one ${bootstrapMs / 1000} s command (provisioning / floor: ${fmt(tAll / floorRun, 2)}); attempts that failed and were tried again: ${failed}\n`,
   );
 } finally {
   for (const p of providers) await p.stop();

@@ -14,8 +14,9 @@ import { answer, newStats, simHost, type SimHost, type SimOptions } from './host
 const [addressesFile, authorizedFile, bootstrapMs, controlSocket, hostsOut] = process.argv.slice(2);
 if (!hostsOut) throw new Error('usage: host-sim-server.ts ADDRESSES_FILE AUTHORIZED_KEY_FILE BOOTSTRAP_MS SOCKET OUT');
 const addresses = readFileSync(addressesFile!, 'utf8').split('\n').filter(Boolean);
-const authorized = ssh2.utils.parseKey(readFileSync(authorizedFile!, 'utf8'));
-if (authorized instanceof Error) throw new Error(`the authorized key cannot be read: ${authorized.message}`);
+const parsed = ssh2.utils.parseKey(readFileSync(authorizedFile!, 'utf8'));
+if (parsed instanceof Error) throw new Error(`the authorized key cannot be read: ${parsed.message}`);
+const authorized = Array.isArray(parsed) ? parsed[0]! : parsed;
 const opts: SimOptions = { bootstrapMs: Number(bootstrapMs), stats: newStats() };
 
 /** An ed25519 host key ssh2 can read back (about 1 in 200 of the keys it generates it cannot parse: measured). */

@@ -49,7 +49,9 @@ function session(h: SimHost, o: SimOptions): SshSession {
 }
 
 const script = render(workerData, {
-  metaData: bootstrapMetaData({ namespace: 'fleet', machineName: 'c0-m0', hostName: 'h0', address: '10.250.192.1' }),
+  metaData: {
+    ...bootstrapMetaData({ namespace: 'fleet', machineName: 'c0-m0', hostName: 'h0', address: '10.250.192.1' }),
+  },
   format: 'cloud-config',
 });
 
