@@ -132,6 +132,7 @@ try {
       active: sum('controller_runtime_active_workers{'),
       leader: sum('leader_election_master_status'),
       machineReconciles: sum('controller_runtime_reconcile_total{', 'controller="baremetalmachine"'),
+      heapMiB: sum('nodejs_heap_size_used_bytes') / 2 ** 20,
     };
   };
   type Scrape = Awaited<ReturnType<typeof scrape>>;
@@ -161,6 +162,7 @@ try {
       active: add('active'),
       leader: add('leader'),
       machineReconciles: add('machineReconciles'),
+      heapMiB: add('heapMiB'),
     };
   };
   /** Machines of shard k. */
@@ -189,6 +191,7 @@ try {
   await waitFor('leadership', async () => ((await scrapeAll(p1)).leader === S ? true : undefined), 60_000, 250);
   await new Promise((r) => setTimeout(r, 3000));
   const rssEmpty = status(p1, 'VmRSS');
+  const emptyScrape = await scrapeAll(p1);
 
   say(`manager leader with nothing to manage (RSS ${fmt(rssEmpty)} MiB); creating ${C} pools of ${M} hosts`);
   // 2. Pools (one per cluster, host keys pinned as an operator pins them), expanded into hosts.
@@ -325,6 +328,7 @@ try {
   // 4. Idle: nothing to do for idleMs.
   await new Promise((r) => setTimeout(r, 5000));
   const idle0 = await scrapeAll(p1);
+  const heapEmpty = emptyScrape.heapMiB;
   const cpuIdle0 = cpuOf(p1);
   await new Promise((r) => setTimeout(r, idleMs));
   const idle1 = await scrapeAll(p1);
@@ -384,7 +388,7 @@ try {
       `  commands by kind: ${Object.entries(simAfter.execs)
         .map(([k, v]) => `${k} ${fmt((v - (simBefore.execs[k] ?? 0)) / M, 2)}`)
         .join(', ')} per machine`,
-      `provider RSS:                      peak ${fmt(peakRss)} MiB${S > 1 ? ` (summed; largest manager ${fmt(peakRssLargest)} MiB)` : ''}; ${fmt(rssEmpty)} MiB leader with nothing cached, ${fmt(rssSteady)} MiB after, idle, with ${cached} objects cached (${fmt(((rssSteady - rssEmpty) * 1024) / cached, 1)} KiB per cached object)`,
+      `provider RSS:                      peak ${fmt(peakRss)} MiB${S > 1 ? ` (summed; largest manager ${fmt(peakRssLargest)} MiB)` : ''}; ${fmt(rssEmpty)} MiB leader with nothing cached, ${fmt(rssSteady)} MiB after, idle, with ${cached} objects cached (${fmt(((rssSteady - rssEmpty) * 1024) / cached, 1)} KiB per cached object); V8 heap in use ${fmt(heapEmpty)} MiB empty, ${fmt(idle1.heapMiB)} MiB after (${fmt(((idle1.heapMiB - heapEmpty) * 1024) / cached, 1)} KiB per cached object)`,
       `idle over ${idleMs / 1000} s (nothing to do):     CPU ${fmt(cpuIdle1 - cpuIdle0, 2)} s (${fmt(((cpuIdle1 - cpuIdle0) / (idleMs / 1000)) * 100, 2)}% of a core); API requests ${idleReq} (${per(
         delta(idle0, idle1, () => true),
         1,
