@@ -365,7 +365,7 @@ try {
   const cached = 3 * M + 2 * C; // hosts, BareMetalMachines, Machines; pools, Clusters
   const idleReq = idle1.api - idle0.api;
   const restartWrites = delta(steady, settled, isWrite).filter(([k]) => k !== 'PUT leases');
-  const ideal = Math.ceil(M / cap) * (bootstrapMs / 1000);
+  const ideal = Math.ceil(M / (cap * S)) * (bootstrapMs / 1000);
   const tAll = (tDone - tCreated) / 1000;
   process.stdout.write(
     [
@@ -377,7 +377,7 @@ try {
       `NOTE: no Cluster API controllers ran; the bench created what they would (Cluster, and per machine a bootstrap data Secret, a Machine, a BareMetalMachine owned by it); the provider ran unchanged, as its own process under its ServiceAccount, against a real kube-apiserver and etcd`,
       `pools expanded into ${M} hosts:       ${fmt(tHosts)} s`,
       `objects created (${M} machines):    ${fmt((tCreated - t0) / 1000)} s`,
-      `all created -> all provisioned:    ${fmt(tAll)} s (first created -> all provisioned ${fmt((tDone - t0) / 1000)} s); ideal at ${cap} SSH connections: ceil(${M}/${cap}) x ${bootstrapMs / 1000} s = ${fmt(ideal)} s (ratio ${fmt(tAll / ideal, 2)})`,
+      `all created -> all provisioned:    ${fmt(tAll)} s (first created -> all provisioned ${fmt((tDone - t0) / 1000)} s); ideal at ${cap * S} SSH connections (${cap} per manager): ceil(${M}/${cap * S}) x ${bootstrapMs / 1000} s = ${fmt(ideal)} s (ratio ${fmt(tAll / ideal, 2)})`,
       `provider CPU, create -> provisioned: ${fmt(cpu1 - cpu0, 1)} s (${fmt(((cpu1 - cpu0) / M) * 1000, 1)} ms per machine; ${fmt(cpuCreated - cpu0, 1)} s of it while the objects were created)`,
       `API requests per machine:          ${fmt((after.api - before.api) / M, 2)}; by verb and resource: ${per(
         delta(before, after, () => true),
