@@ -192,6 +192,16 @@ try {
   await new Promise((r) => setTimeout(r, 3000));
   const rssEmpty = status(p1, 'VmRSS');
   const emptyScrape = await scrapeAll(p1);
+  // The leader Leases held (one per shard), by name and holder.
+  const leases = (
+    await raw<{ items: Array<{ metadata: { name: string }; spec: { holderIdentity?: string } }> }>(
+      cp.kc,
+      'GET',
+      `/apis/coordination.k8s.io/v1/namespaces/${PROVIDER_NAMESPACE}/leases`,
+    )
+  ).items
+    .filter((l) => l.metadata.name.includes('leader-election'))
+    .map((l) => `${l.metadata.name} (held by ${l.spec.holderIdentity ?? 'nobody'})`);
 
   say(`manager leader with nothing to manage (RSS ${fmt(rssEmpty)} MiB); creating ${C} pools of ${M} hosts`);
   // 2. Pools (one per cluster, host keys pinned as an operator pins them), expanded into hosts.
@@ -373,6 +383,7 @@ try {
       S > 1
         ? `shards: ${S} managers, each --watch-filter=shard-K (its own Lease and caches of its shard's clusters, machines, pools and hosts); figures below are summed over them`
         : 'one manager',
+      `leader Leases: ${leases.join(', ')}`,
       `fleet: ${C} clusters, ${M} machines (${M / C} per cluster), ${M} simulated hosts (host simulator: one process, ${M} addresses in its own network namespace, each its own host key; started in ${fmt(simReady)} s); bootstrap simulated: ${bootstrapMs / 1000} s each`,
       `NOTE: no Cluster API controllers ran; the bench created what they would (Cluster, and per machine a bootstrap data Secret, a Machine, a BareMetalMachine owned by it); the provider ran unchanged, as its own process under its ServiceAccount, against a real kube-apiserver and etcd`,
       `pools expanded into ${M} hosts:       ${fmt(tHosts)} s`,
