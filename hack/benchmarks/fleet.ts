@@ -1,0 +1,447 @@
+// hack/bench fleet --clusters C --machines M [--bootstrap 20s] [--idle 60s] [--ssh-max-connections 256]
+// One provider process (its own ServiceAccount, leader election on) provisioning M machines of C
+// clusters on M simulated hosts (test/harness/host-sim.ts: one SSH process, one address each, in
+// its own network namespace; the bootstrap takes --bootstrap instead of running kubeadm), against a
+// real kube-apiserver and etcd. Prints, each beside the command: time from all machines created to
+// all provisioned (and the ideal at the provider's SSH connection cap), provider CPU per machine,
+// API requests and writes per machine, SSH connections per machine, peak RSS and RSS per cached
+// object, idle CPU and requests over --idle, the time a restarted manager takes to reach steady
+// state (and that nothing ran again), and the SSH floor measured in the same run.
+// WHAT IT SIMULATES: the hosts (docs/scale.md), and the Cluster API controllers: none run (on 2
+// cores they, not the provider, would be the limit); the bench creates what CAPI core and CABPK
+// would: a Cluster per cluster (infrastructure marked provisioned), and per machine a bootstrap
+// data Secret (CABPK's worker fixture), a Machine naming it, and a BareMetalMachine owned by the
+// Machine. Bounded: every wait has a limit (--limit, default 20 minutes for the provisioning).
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import ssh2 from 'ssh2';
+import { createLogger } from '../../common/log.ts';
+import { API_VERSION } from '../../provider/api/common.ts';
+import type { BareMetalMachine } from '../../provider/api/machine.ts';
+import { BareMetalHosts, BareMetalMachines, collectionPath, Machines } from '../../provider/kube/kinds.ts';
+import { raw } from '../../provider/kube/raw.ts';
+import { createInformer } from '../../provider/runtime/informer.ts';
+import { connect } from '../../provider/ssh/index.ts';
+import { installCapiCrds, installProviderCrds, startControlPlane } from '../../test/harness/controlplane.ts';
+import { onboardNamespace, PROVIDER_NAMESPACE, providerIdentity } from '../../test/harness/env.ts';
+import { startHostSim, type HostSim } from '../../test/harness/host-sim-net.ts';
+import { ensureBridge } from '../../test/harness/lab.ts';
+import { clusterLabel, workerData } from '../../test/harness/machine-world.ts';
+import { repoRoot } from '../../test/harness/paths.ts';
+import { startProcess, waitFor, type ManagedProcess } from '../../test/harness/process.ts';
+
+function flag(name: string, def: string): string {
+  const i = process.argv.indexOf(`--${name}`);
+  return i >= 0 && process.argv[i + 1] ? process.argv[i + 1]! : def;
+}
+const duration = (name: string, def: string) => {
+  const v = flag(name, def);
+  const m = /^(\d+(?:\.\d+)?)(ms|s|m)$/.exec(v);
+  if (!m) throw new Error(`--${name} ${v}: give a duration such as 500ms, 20s or 2m`);
+  return Number(m[1]) * { ms: 1, s: 1000, m: 60_000 }[m[2] as 'ms' | 's' | 'm'];
+};
+const C = Number(flag('clusters', '10'));
+const M = Number(flag('machines', '100'));
+const bootstrapMs = duration('bootstrap', '20s');
+const idleMs = duration('idle', '60s');
+const limitMs = duration('limit', '20m');
+const cap = Number(flag('ssh-max-connections', '256'));
+const S = Number(flag('shards', '1'));
+if (!(C >= 1 && M >= C && Number.isInteger(C) && Number.isInteger(M) && S >= 1 && S <= C))
+  throw new Error('give --clusters C --machines M [--shards S] with 1 <= S <= C <= M (whole numbers)');
+/** Sharded (--shards S > 1): cluster c and its pool and machines belong to shard c % S. */
+const shardLabel = (c: number): Record<string, string> =>
+  S > 1 ? { 'cluster.x-k8s.io/watch-filter': `shard-${c % S}` } : {};
+const ns = 'fleet';
+const say = (m: string) => process.stderr.write(`    ${m}\n`);
+const fmt = (x: number, d = 1) => x.toFixed(d);
+
+/** Runs fn for 0..n-1 with at most `width` in flight. */
+async function each(n: number, width: number, fn: (i: number) => Promise<unknown>): Promise<void> {
+  let next = 0;
+  await Promise.all(
+    Array.from({ length: Math.min(width, n) }, async () => {
+      while (next < n) await fn(next++);
+    }),
+  );
+}
+
+say('starting etcd and kube-apiserver (no Cluster API controllers: see the note in the output)');
+const cp = await startControlPlane({ log: say });
+let sim: HostSim | undefined;
+const providers: ManagedProcess[] = [];
+try {
+  await installCapiCrds(cp.kc);
+  await installProviderCrds(cp.kc);
+  const kubeconfig = await providerIdentity(cp);
+  await onboardNamespace(cp.kc, ns);
+  await ensureBridge();
+  const key = ssh2.utils.generateKeyPairSync('ed25519');
+  const simStart = performance.now();
+  sim = await startHostSim({ count: M, bootstrapMs, authorizedKey: key.public, log: say });
+  const simReady = (performance.now() - simStart) / 1000;
+  const hosts = sim.hosts;
+
+  const startProvider = (name: string, extra: string[]) => {
+    const p = startProcess({
+      name,
+      command: process.execPath,
+      args: [
+        join(repoRoot, 'provider/main.ts'),
+        `--kubeconfig=${kubeconfig}`,
+        '--leader-elect',
+        `--leader-election-namespace=${PROVIDER_NAMESPACE}`,
+        '--metrics-bind-address=127.0.0.1:0',
+        '--health-probe-bind-address=127.0.0.1:0',
+        `--ssh-max-connections=${cap}`,
+        ...extra,
+      ],
+      logFile: join(cp.dir, `${name}.log`),
+      env: { ...process.env, CAPBM_LOG_LEVEL: process.env.CAPBM_LOG_LEVEL ?? 'info' },
+    });
+    providers.push(p);
+    return p;
+  };
+  const metricsPort = (p: ManagedProcess) =>
+    waitFor(
+      `the metrics port of ${p.name}`,
+      () => {
+        const line = readFileSync(p.logFile, 'utf8')
+          .split('\n')
+          .find((l) => l.includes('"manager started"'));
+        return Promise.resolve(line ? (JSON.parse(line) as { metricsPort: number }).metricsPort : undefined);
+      },
+      60_000,
+    );
+  const scrape = async (port: number) => {
+    const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+    const rows = text.split('\n').filter((l) => l && !l.startsWith('#'));
+    const sum = (name: string, also = '') =>
+      rows.filter((l) => l.startsWith(name) && l.includes(also)).reduce((a, l) => a + Number(l.split(' ').pop()), 0);
+    const byVerb: Record<string, number> = {};
+    for (const l of rows.filter((x) => x.startsWith('rest_client_requests_total{'))) {
+      const verb = /method="([^"]*)"/.exec(l)?.[1] ?? '?';
+      const r = /resource="([^"]*)"/.exec(l)?.[1] ?? '?';
+      byVerb[`${verb} ${r}`] = (byVerb[`${verb} ${r}`] ?? 0) + Number(l.split(' ').pop());
+    }
+    return {
+      byVerb,
+      api: sum('rest_client_requests_total{'),
+      ssh: sum('capbm_ssh_operations_total{'),
+      depth: sum('workqueue_depth{'),
+      active: sum('controller_runtime_active_workers{'),
+      leader: sum('leader_election_master_status'),
+      machineReconciles: sum('controller_runtime_reconcile_total{', 'controller="baremetalmachine"'),
+      heapMiB: sum('nodejs_heap_size_used_bytes') / 2 ** 20,
+    };
+  };
+  type Scrape = Awaited<ReturnType<typeof scrape>>;
+  interface Manager {
+    proc: ManagedProcess;
+    port: number;
+  }
+  /** S managers (one per shard, each its own watch filter, Lease and caches), generation gen. */
+  const startManagers = (gen: number): Promise<Manager[]> =>
+    Promise.all(
+      Array.from({ length: S }, async (_, k) => {
+        const proc = startProvider(`capbm-manager-${gen}-${k}`, S > 1 ? [`--watch-filter=shard-${k}`] : []);
+        return { proc, port: await metricsPort(proc) };
+      }),
+    );
+  /** The managers' metrics, summed. */
+  const scrapeAll = async (ms: Manager[]): Promise<Scrape> => {
+    const all = await Promise.all(ms.map((m) => scrape(m.port)));
+    const byVerb: Record<string, number> = {};
+    for (const a of all) for (const [k, v] of Object.entries(a.byVerb)) byVerb[k] = (byVerb[k] ?? 0) + v;
+    const add = (f: Exclude<keyof Scrape, 'byVerb'>) => all.reduce((x, a) => x + a[f], 0);
+    return {
+      byVerb,
+      api: add('api'),
+      ssh: add('ssh'),
+      depth: add('depth'),
+      active: add('active'),
+      leader: add('leader'),
+      machineReconciles: add('machineReconciles'),
+      heapMiB: add('heapMiB'),
+    };
+  };
+  /** Machines of shard k. */
+  const shardMachines = (k: number) => Array.from({ length: M }, (_, i) => i % C).filter((c) => c % S === k).length;
+  const procStat = (p: ManagedProcess) => {
+    const f = readFileSync(`/proc/${p.pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+    return (Number(f[11]) + Number(f[12])) / 100;
+  };
+  const status1 = (p: ManagedProcess, field: 'VmHWM' | 'VmRSS') =>
+    Number(new RegExp(`${field}:\\s+(\\d+)`).exec(readFileSync(`/proc/${p.pid}/status`, 'utf8'))![1]) / 1024;
+  /** Summed over the managers (the largest one's apart, in the output). */
+  const status = (ms: Manager[], field: 'VmHWM' | 'VmRSS') => ms.reduce((x, m) => x + status1(m.proc, field), 0);
+  const cpuOf = (ms: Manager[]) => ms.reduce((x, m) => x + procStat(m.proc), 0);
+  const isWrite = (k: string) => !k.startsWith('GET ') && !k.startsWith('WATCH ');
+  const delta = (a: Scrape, b: Scrape, keep: (k: string) => boolean) =>
+    Object.entries(b.byVerb)
+      .filter(([k]) => keep(k))
+      .map(([k, v]) => [k, v - (a.byVerb[k] ?? 0)] as [string, number])
+      .filter(([, v]) => v > 0)
+      .sort((x, y) => y[1] - x[1]);
+  const total = (xs: Array<[string, number]>) => xs.reduce((s, [, v]) => s + v, 0);
+  const per = (xs: Array<[string, number]>, n: number) => xs.map(([k, v]) => `${k} ${fmt(v / n, 2)}`).join(', ');
+
+  // 1. The manager, started with nothing to manage: its baseline RSS.
+  const p1 = await startManagers(0);
+  await waitFor('leadership', async () => ((await scrapeAll(p1)).leader === S ? true : undefined), 60_000, 250);
+  await new Promise((r) => setTimeout(r, 3000));
+  const rssEmpty = status(p1, 'VmRSS');
+  const emptyScrape = await scrapeAll(p1);
+  // The leader Leases held (one per shard), by name and holder.
+  const leases = (
+    await raw<{ items: Array<{ metadata: { name: string }; spec: { holderIdentity?: string } }> }>(
+      cp.kc,
+      'GET',
+      `/apis/coordination.k8s.io/v1/namespaces/${PROVIDER_NAMESPACE}/leases`,
+    )
+  ).items
+    .filter((l) => l.metadata.name.includes('leader-election'))
+    .map((l) => `${l.metadata.name} (held by ${l.spec.holderIdentity ?? 'nobody'})`);
+
+  say(`manager leader with nothing to manage (RSS ${fmt(rssEmpty)} MiB); creating ${C} pools of ${M} hosts`);
+  // 2. Pools (one per cluster, host keys pinned as an operator pins them), expanded into hosts.
+  await raw(cp.kc, 'POST', `/api/v1/namespaces/${ns}/secrets`, {
+    apiVersion: 'v1',
+    kind: 'Secret',
+    type: 'kubernetes.io/ssh-auth',
+    metadata: { name: 'fleet-ssh', namespace: ns },
+    stringData: { 'ssh-privatekey': key.private },
+  });
+  const perCluster = (c: number) => hosts.filter((_, i) => i % C === c);
+  await each(C, 8, (c) => {
+    const mine = perCluster(c);
+    return raw(cp.kc, 'POST', `/apis/${API_VERSION}/namespaces/${ns}/baremetalhostpools`, {
+      apiVersion: API_VERSION,
+      kind: 'BareMetalHostPool',
+      metadata: { name: `pool-${c}`, namespace: ns, labels: shardLabel(c) },
+      spec: {
+        addresses: mine.map((h) => h.address),
+        ssh: { user: 'root', secretRef: { name: 'fleet-ssh' } },
+        hostKeyPolicy: { type: 'Pinned', pinned: Object.fromEntries(mine.map((h) => [h.address, [h.fingerprint]])) },
+      },
+    });
+  });
+  const tHosts0 = performance.now();
+  await waitFor(
+    `${M} BareMetalHosts from the pools`,
+    async () => {
+      const l = await raw<{ items: unknown[]; metadata?: { remainingItemCount?: number } }>(
+        cp.kc,
+        'GET',
+        `${collectionPath(BareMetalHosts, ns)}?limit=1`,
+      );
+      const left = l.metadata?.remainingItemCount ?? 0;
+      return l.items.length + left >= M ? true : undefined;
+    },
+    limitMs,
+    1000,
+  );
+  const tHosts = (performance.now() - tHosts0) / 1000;
+  await new Promise((r) => setTimeout(r, 3000));
+
+  say(`${M} hosts in ${fmt(tHosts)} s; creating ${C} Clusters and ${M} Machines as CAPI would`);
+  // 3. What CAPI core and CABPK would create, then wait for every BareMetalMachine to be provisioned.
+  const provisioned = new Set<string>();
+  let allProvisioned: (() => void) | undefined;
+  const done = new Promise<void>((r) => (allProvisioned = r));
+  const watch = createInformer<BareMetalMachine>(cp.kc, BareMetalMachines, { log: createLogger({ level: 'error' }) });
+  const seen = (m: BareMetalMachine) => {
+    if (!m.status?.initialization?.provisioned) return;
+    provisioned.add(m.metadata.name);
+    if (provisioned.size >= M) allProvisioned?.();
+  };
+  watch.addEventHandler({ add: seen, update: (_o, m) => seen(m) });
+  watch.start();
+  const before = await scrapeAll(p1);
+  const simBefore = await sim.stats();
+  const cpu0 = cpuOf(p1);
+  const t0 = performance.now();
+  await each(C, 8, async (c) => {
+    const name = `c${c}`;
+    await raw(cp.kc, 'POST', `/apis/cluster.x-k8s.io/v1beta2/namespaces/${ns}/clusters`, {
+      apiVersion: 'cluster.x-k8s.io/v1beta2',
+      kind: 'Cluster',
+      metadata: { name, namespace: ns, labels: shardLabel(c) },
+      spec: {
+        infrastructureRef: { apiGroup: 'infrastructure.cluster.x-k8s.io', kind: 'BareMetalCluster', name },
+      },
+    });
+    await raw(cp.kc, 'PATCH', `/apis/cluster.x-k8s.io/v1beta2/namespaces/${ns}/clusters/${name}/status`, {
+      status: { initialization: { infrastructureProvisioned: true } },
+    });
+  });
+  const b64 = (s: string) => Buffer.from(s).toString('base64');
+  await each(M, 16, async (i) => {
+    const cluster = `c${i % C}`;
+    const name = `${cluster}-m${Math.floor(i / C)}`;
+    const labels = { ...clusterLabel(cluster), ...shardLabel(i % C) };
+    await raw(cp.kc, 'POST', `/api/v1/namespaces/${ns}/secrets`, {
+      apiVersion: 'v1',
+      kind: 'Secret',
+      type: 'cluster.x-k8s.io/secret',
+      metadata: { name: `${name}-bootstrap`, namespace: ns, labels },
+      data: { value: b64(workerData), format: b64('cloud-config') },
+    });
+    const m = await raw<{ metadata: { uid: string } }>(cp.kc, 'POST', collectionPath(Machines, ns), {
+      apiVersion: 'cluster.x-k8s.io/v1beta2',
+      kind: 'Machine',
+      metadata: { name, namespace: ns, labels },
+      spec: {
+        clusterName: cluster,
+        bootstrap: { dataSecretName: `${name}-bootstrap` },
+        infrastructureRef: { apiGroup: 'infrastructure.cluster.x-k8s.io', kind: 'BareMetalMachine', name },
+      },
+    });
+    await raw(cp.kc, 'POST', collectionPath(BareMetalMachines, ns), {
+      apiVersion: API_VERSION,
+      kind: 'BareMetalMachine',
+      metadata: {
+        name,
+        namespace: ns,
+        labels,
+        ownerReferences: [
+          { apiVersion: 'cluster.x-k8s.io/v1beta2', kind: 'Machine', name, uid: m.metadata.uid, controller: true },
+        ],
+      },
+      spec: { poolRef: { name: `pool-${i % C}` } },
+    });
+  });
+  const tCreated = performance.now();
+  say(
+    `objects created in ${fmt((tCreated - t0) / 1000)} s; waiting for ${M} provisioned (at most ${limitMs / 1000} s)`,
+  );
+  const cpuCreated = cpuOf(p1);
+  let timer: NodeJS.Timeout | undefined;
+  await Promise.race([
+    done,
+    new Promise((_, reject) => {
+      timer = setTimeout(
+        () => reject(new Error(`only ${provisioned.size} of ${M} machines provisioned after ${limitMs / 1000} s`)),
+        limitMs,
+      );
+    }),
+  ]).finally(() => clearTimeout(timer));
+  const tDone = performance.now();
+  const cpu1 = cpuOf(p1);
+  const after = await scrapeAll(p1);
+  const simAfter = await sim.stats();
+  const peakRss = status(p1, 'VmHWM');
+  const peakRssLargest = Math.max(...p1.map((m) => status1(m.proc, 'VmHWM')));
+  await watch.stop();
+
+  say(`all provisioned; idle for ${idleMs / 1000} s`);
+  // 4. Idle: nothing to do for idleMs.
+  await new Promise((r) => setTimeout(r, 5000));
+  const idle0 = await scrapeAll(p1);
+  const heapEmpty = emptyScrape.heapMiB;
+  const cpuIdle0 = cpuOf(p1);
+  await new Promise((r) => setTimeout(r, idleMs));
+  const idle1 = await scrapeAll(p1);
+  const cpuIdle1 = cpuOf(p1);
+  const rssSteady = status(p1, 'VmRSS');
+  const simIdle = await sim.stats();
+
+  say('restarting the manager');
+  // 5. A restarted manager: from its start to steady state (leader, every machine reconciled once, queues empty).
+  await Promise.all(p1.map((m) => m.proc.stop()));
+  const r0 = performance.now();
+  const p2 = await startManagers(1);
+  const steady = await waitFor(
+    'the restarted managers to reach steady state',
+    async () => {
+      const each = await Promise.all(p2.map((m) => scrape(m.port)));
+      const ok = each.every(
+        (s, k) => s.leader === 1 && s.machineReconciles >= shardMachines(k) && s.depth === 0 && s.active === 0,
+      );
+      return ok ? scrapeAll(p2) : undefined;
+    },
+    limitMs,
+    200,
+  );
+  const tSteady = (performance.now() - r0) / 1000;
+  await new Promise((r) => setTimeout(r, 5000));
+  const settled = await scrapeAll(p2);
+  const simRestart = await sim.stats();
+
+  const writes = delta(before, after, isWrite);
+  const renewals = total(writes.filter(([k]) => k === 'PUT leases'));
+  const objWrites = writes.filter(([k]) => k !== 'PUT leases');
+  const events = total(objWrites.filter(([k]) => k.endsWith(' events')));
+  const cached = 3 * M + 2 * C; // hosts, BareMetalMachines, Machines; pools, Clusters
+  const idleReq = idle1.api - idle0.api;
+  const restartWrites = delta(steady, settled, isWrite).filter(([k]) => k !== 'PUT leases');
+  const ideal = Math.ceil(M / (cap * S)) * (bootstrapMs / 1000);
+  const tAll = (tDone - tCreated) / 1000;
+  process.stdout.write(
+    [
+      `$ ${process.env.CAPBM_BENCH_COMMAND ?? `hack/bench fleet --clusters ${C} --machines ${M}`}`,
+      S > 1
+        ? `shards: ${S} managers, each --watch-filter=shard-K (its own Lease and caches of its shard's clusters, machines, pools and hosts); figures below are summed over them`
+        : 'one manager',
+      `leader Leases: ${leases.join(', ')}`,
+      `fleet: ${C} clusters, ${M} machines (${M / C} per cluster), ${M} simulated hosts (host simulator: one process, ${M} addresses in its own network namespace, each its own host key; started in ${fmt(simReady)} s); bootstrap simulated: ${bootstrapMs / 1000} s each`,
+      `NOTE: no Cluster API controllers ran; the bench created what they would (Cluster, and per machine a bootstrap data Secret, a Machine, a BareMetalMachine owned by it); the provider ran unchanged, as its own process under its ServiceAccount, against a real kube-apiserver and etcd`,
+      `pools expanded into ${M} hosts:       ${fmt(tHosts)} s`,
+      `objects created (${M} machines):    ${fmt((tCreated - t0) / 1000)} s`,
+      `all created -> all provisioned:    ${fmt(tAll)} s (first created -> all provisioned ${fmt((tDone - t0) / 1000)} s); ideal at ${cap * S} SSH connections (${cap} per manager): ceil(${M}/${cap * S}) x ${bootstrapMs / 1000} s = ${fmt(ideal)} s (ratio ${fmt(tAll / ideal, 2)})`,
+      `provider CPU, create -> provisioned: ${fmt(cpu1 - cpu0, 1)} s (${fmt(((cpu1 - cpu0) / M) * 1000, 1)} ms per machine; ${fmt(cpuCreated - cpu0, 1)} s of it while the objects were created)`,
+      `API requests per machine:          ${fmt((after.api - before.api) / M, 2)}; by verb and resource: ${per(
+        delta(before, after, () => true),
+        M,
+      )}`,
+      `writes per machine:                ${fmt(total(objWrites) / M, 2)} (objects ${fmt((total(objWrites) - events) / M, 2)}, events ${fmt(events / M, 2)}): ${per(objWrites, M)}; the leader's Lease renewals apart: ${renewals}`,
+      `SSH connections per machine:       ${fmt((after.ssh - before.ssh) / M, 2)} (the provider's count); the simulator saw ${fmt((simAfter.connections - simBefore.connections) / M, 2)} per machine, at most ${simAfter.peakOpen} open at once; bootstraps started ${simAfter.runsStarted - simBefore.runsStarted}, attached ${simAfter.runsAttached - simBefore.runsAttached}; commands not simulated: ${simAfter.unknown}`,
+      `  commands by kind: ${Object.entries(simAfter.execs)
+        .map(([k, v]) => `${k} ${fmt((v - (simBefore.execs[k] ?? 0)) / M, 2)}`)
+        .join(', ')} per machine`,
+      `provider RSS:                      peak ${fmt(peakRss)} MiB${S > 1 ? ` (summed; largest manager ${fmt(peakRssLargest)} MiB)` : ''}; ${fmt(rssEmpty)} MiB leader with nothing cached, ${fmt(rssSteady)} MiB after, idle, with ${cached} objects cached (${fmt(((rssSteady - rssEmpty) * 1024) / cached, 1)} KiB per cached object); V8 heap in use ${fmt(heapEmpty)} MiB empty, ${fmt(idle1.heapMiB)} MiB after (${fmt(((idle1.heapMiB - heapEmpty) * 1024) / cached, 1)} KiB per cached object)`,
+      `idle over ${idleMs / 1000} s (nothing to do):     CPU ${fmt(cpuIdle1 - cpuIdle0, 2)} s (${fmt(((cpuIdle1 - cpuIdle0) / (idleMs / 1000)) * 100, 2)}% of a core); API requests ${idleReq} (${per(
+        delta(idle0, idle1, () => true),
+        1,
+      )}); SSH connections ${idle1.ssh - idle0.ssh} (simulator: ${simIdle.connections - simAfter.connections})`,
+      `restarted manager -> steady state: ${fmt(tSteady)} s (stop, start, leadership, caches, every machine reconciled once, queues empty); then: bootstraps started ${simRestart.runsStarted - simIdle.runsStarted}, resets ${simRestart.resets - simIdle.resets}, SSH connections ${simRestart.connections - simIdle.connections}, object writes ${total(restartWrites)}${restartWrites.length ? ` (${per(restartWrites, 1)})` : ''}`,
+      '',
+    ].join('\n'),
+  );
+  say('the SSH floor on the same hosts');
+  // 6. The SSH floor on the same hosts, at the provider's connection cap: a new connection and one
+  // command per host; and the bootstrap's own duration as one command each (the provisioning floor).
+  const target = (h: (typeof hosts)[number]) => ({
+    host: h.address,
+    user: 'root',
+    credentials: { privateKey: key.private },
+    hostKey: { kind: 'pinned' as const, fingerprints: [h.fingerprint] },
+  });
+  // A handshake that times out (60 s, the machine is loaded) is counted and tried again, up to 3 times.
+  let failed = 0;
+  const once = async (i: number, command: string) => {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        const c = await connect({ ...target(hosts[i]!), connectTimeoutMs: 60_000 });
+        await c.exec(command).finally(() => c.close());
+        return;
+      } catch (err) {
+        failed++;
+        if (attempt >= 3) throw err;
+      }
+    }
+  };
+  const f0 = performance.now();
+  await each(M, cap, (i) => once(i, 'true'));
+  const floorTrue = (performance.now() - f0) / 1000;
+  const g0 = performance.now();
+  await each(M, cap, (i) => once(i, `capbm-sim-sleep ${bootstrapMs}`));
+  const floorRun = (performance.now() - g0) / 1000;
+  process.stdout.write(
+    `SSH floor, same run, ${cap} at once: ${fmt(floorTrue, 2)} s for ${M} new connections + \`true\` (${fmt(M / floorTrue, 0)}/s); ${fmt(floorRun, 2)} s for ${M} connections each running one ${bootstrapMs / 1000} s command (provisioning / floor: ${fmt(tAll / floorRun, 2)}); attempts that failed and were tried again: ${failed}\n`,
+  );
+} finally {
+  for (const p of providers) await p.stop();
+  await sim?.stop();
+  await cp.stop();
+}

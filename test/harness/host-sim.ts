@@ -1,0 +1,263 @@
+// The host simulator's hosts: what one simulated host answers to each command the provider sends
+// over SSH (provider/controllers/host-ops.ts: the preflight, `id -u`, the run directory, uploads,
+// the bootstrap run or attach, the scrub, the reset; the SSH floor's `true`), and the state those
+// commands leave (files uploaded, the run and its log, step markers, the sentinel). The bootstrap
+// is not run: its step ids are read from the rendered script and each is reported started and done
+// over a configurable duration, then the sentinel is written, as CABPK's runcmd would. Anything
+// else is refused (exit 127, said on stderr and counted), so a provider change shows up here.
+// Pure apart from timers: host-sim-server.ts puts it behind SSH, one address per host.
+
+export interface SimStats {
+  connections: number;
+  /** Connections open now, and the most at once. */
+  open: number;
+  peakOpen: number;
+  execs: Record<string, number>;
+  runsStarted: number;
+  runsAttached: number;
+  runsCompleted: number;
+  resets: number;
+  unknown: number;
+}
+
+export const newStats = (): SimStats => ({
+  connections: 0,
+  open: 0,
+  peakOpen: 0,
+  execs: {},
+  runsStarted: 0,
+  runsAttached: 0,
+  runsCompleted: 0,
+  resets: 0,
+  unknown: 0,
+});
+
+export interface SimRun {
+  steps: string[];
+  log: string[];
+  rc?: number;
+  listeners: Set<(line: string | undefined) => void>;
+  timer?: NodeJS.Timeout;
+}
+
+export interface SimHost {
+  address: string;
+  /** Files the provider wrote (path -> content). */
+  files: Map<string, string>;
+  /** Run directory -> its run. */
+  runs: Map<string, SimRun>;
+  /** Steps done (the rendered script's markers: a step done is skipped when run again). */
+  stepsDone: Set<string>;
+  sentinel: boolean;
+}
+
+export const simHost = (address: string): SimHost => ({
+  address,
+  files: new Map(),
+  runs: new Map(),
+  stepsDone: new Set(),
+  sentinel: false,
+});
+
+/** The session's side of one command: output lines as they come, then the exit code. */
+export interface SimChannel {
+  out(text: string): void;
+  err(text: string): void;
+  exit(code: number): void;
+  /** Set by the command: called when the client goes away before the exit. */
+  onClose?: () => void;
+}
+
+export interface SimOptions {
+  /** How long a simulated bootstrap takes, in ms. */
+  bootstrapMs: number;
+  stats: SimStats;
+}
+
+/** The inverse of common/quote.ts shQuote for one quoted word. */
+export function unquote(word: string): string {
+  return word.startsWith("'") ? word.slice(1, -1).replaceAll(`'\\''`, "'") : word;
+}
+
+const quoted = String.raw`('(?:[^']|'\\'')*'|\S+)`;
+
+/** Which command this is: a name for the stats and what it needs. */
+export type SimCommand =
+  | { kind: 'run'; dir: string }
+  | { kind: 'upload'; path: string }
+  | { kind: 'reset' }
+  | { kind: 'preflight' }
+  | { kind: 'id' }
+  | { kind: 'probe'; paths: string[] }
+  | { kind: 'mkdir' }
+  | { kind: 'scrub'; paths: string[]; failed: boolean }
+  | { kind: 'true' }
+  | { kind: 'sleep'; ms: number }
+  | { kind: 'unknown' };
+
+export function classify(command: string): SimCommand {
+  const run = /^D=('(?:[^']|'\\'')*')$/m.exec(command);
+  if (run && command.includes('CAPBM-RUN')) return { kind: 'run', dir: unquote(run[1]!) };
+  const up = new RegExp(String.raw`mv -f -- "\$t" ${quoted}; then`).exec(command);
+  if (command.startsWith('umask 077') && up) return { kind: 'upload', path: unquote(up[1]!) };
+  if (command.includes('kubeadm reset -f')) return { kind: 'reset' };
+  if (command.includes('echo "os=')) return { kind: 'preflight' };
+  if (command === 'id -u') return { kind: 'id' };
+  const probe = new RegExp(String.raw`^test -f ${quoted} -o -f ${quoted}$`).exec(command);
+  if (probe) return { kind: 'probe', paths: [unquote(probe[1]!), unquote(probe[2]!)] };
+  if (/^mkdir -p '[^']*' && chmod 700 /.test(command)) return { kind: 'mkdir' };
+  const scrub = new RegExp(String.raw`^rm -f ${quoted} ${quoted}`).exec(command);
+  if (scrub && command.endsWith('\ntrue'))
+    return { kind: 'scrub', paths: [unquote(scrub[1]!), unquote(scrub[2]!)], failed: command.includes('while IFS=') };
+  if (command === 'true') return { kind: 'true' };
+  const sleep = /^capbm-sim-sleep (\d+)$/.exec(command);
+  if (sleep) return { kind: 'sleep', ms: Number(sleep[1]) };
+  return { kind: 'unknown' };
+}
+
+/** The step ids of a script rendered by cloud-init/render.ts, in order. */
+export function stepIds(script: string): string[] {
+  return [...script.matchAll(new RegExp(String.raw`^capbm_step ${quoted} `, 'gm'))].map((m) => unquote(m[1]!));
+}
+
+const preflightOutput = () =>
+  [
+    'os=debian 12',
+    'kernel=6.1.0-simulated',
+    'arch=x86_64',
+    'cpus=2',
+    'memory_kib=4096000',
+    'swap_kib=0',
+    `epoch=${Math.round(Date.now() / 1000)}`,
+    'uid=0',
+    '',
+  ].join('\n');
+
+function emit(r: SimRun, line: string | undefined): void {
+  if (line !== undefined) r.log.push(line);
+  for (const f of r.listeners) f(line);
+}
+
+/** Starts the simulated bootstrap: each step start and done over bootstrapMs, then rc and sentinel. */
+function startRun(h: SimHost, r: SimRun, o: SimOptions): void {
+  const events: string[] = [];
+  for (const id of r.steps) {
+    if (h.stepsDone.has(id)) events.push(`CAPBM-STEP ${id} skip`);
+    else events.push(`CAPBM-STEP ${id} start`, `CAPBM-STEP ${id} done`);
+  }
+  const every = o.bootstrapMs / Math.max(1, events.length);
+  let i = 0;
+  const next = () => {
+    const line = events[i++];
+    if (line === undefined) {
+      r.timer = undefined;
+      r.rc = 0;
+      h.sentinel = true;
+      o.stats.runsCompleted++;
+      emit(r, 'CAPBM-RESULT ok');
+      emit(r, undefined);
+      return;
+    }
+    if (line.endsWith(' done')) h.stepsDone.add(line.split(' ')[1]!);
+    emit(r, line);
+    r.timer = setTimeout(next, line.endsWith(' start') ? every * 2 : 0);
+  };
+  r.timer = setTimeout(next, 0);
+}
+
+function runOrAttach(h: SimHost, dir: string, ch: SimChannel, o: SimOptions): void {
+  let r = h.runs.get(dir);
+  if (!r) {
+    const script = h.files.get(`${dir}/bootstrap.sh.new`);
+    if (script === undefined) {
+      ch.out('CAPBM-RUN no-script\n');
+      return ch.exit(3);
+    }
+    h.files.delete(`${dir}/bootstrap.sh.new`);
+    h.files.set(`${dir}/bootstrap.sh`, script);
+    r = { steps: stepIds(script), log: [], listeners: new Set() };
+    h.runs.set(dir, r);
+    o.stats.runsStarted++;
+    ch.out('CAPBM-RUN started\n');
+    startRun(h, r, o);
+  } else {
+    h.files.delete(`${dir}/bootstrap.sh.new`);
+    o.stats.runsAttached++;
+    ch.out('CAPBM-RUN attached\n');
+  }
+  const run = r;
+  const end = () => {
+    ch.out(`CAPBM-RUN rc=${run.rc ?? 'none'}\n${h.sentinel ? 'CAPBM-RUN sentinel\n' : ''}`);
+    ch.exit(0);
+  };
+  if (run.log.length) ch.out(run.log.join('\n') + '\n');
+  if (run.rc !== undefined) return end();
+  const listener = (line: string | undefined) => {
+    if (line !== undefined) return ch.out(line + '\n');
+    run.listeners.delete(listener);
+    end();
+  };
+  run.listeners.add(listener);
+  ch.onClose = () => run.listeners.delete(listener);
+}
+
+function reset(h: SimHost): void {
+  for (const r of h.runs.values()) clearTimeout(r.timer);
+  h.runs.clear();
+  h.files.clear();
+  h.stepsDone.clear();
+  h.sentinel = false;
+}
+
+const exists = (h: SimHost, p: string) => {
+  const m = /^(.*)\/(pid|rc)$/.exec(p);
+  if (!m) return h.files.has(p);
+  const r = h.runs.get(m[1]!);
+  return m[2] === 'pid' ? r !== undefined : r?.rc !== undefined;
+};
+
+/**
+ * Answers one command on a host. `stdin` resolves to what the client sent (uploads read it).
+ * Returns at once; the channel gets the output and the exit code, now or later (the bootstrap).
+ */
+export function answer(h: SimHost, command: string, stdin: () => Promise<string>, ch: SimChannel, o: SimOptions): void {
+  const c = classify(command);
+  o.stats.execs[c.kind] = (o.stats.execs[c.kind] ?? 0) + 1;
+  switch (c.kind) {
+    case 'run':
+      return runOrAttach(h, c.dir, ch, o);
+    case 'upload':
+      void stdin().then((content) => {
+        h.files.set(c.path, content);
+        ch.exit(0);
+      });
+      return;
+    case 'reset':
+      o.stats.resets++;
+      reset(h);
+      return ch.exit(0);
+    case 'preflight':
+      ch.out(preflightOutput());
+      return ch.exit(0);
+    case 'id':
+      ch.out('0\n');
+      return ch.exit(0);
+    case 'probe':
+      return ch.exit(c.paths.some((p) => exists(h, p)) ? 0 : 1);
+    case 'scrub':
+      for (const p of c.paths) h.files.delete(p);
+      return ch.exit(0);
+    case 'mkdir':
+    case 'true':
+      return ch.exit(0);
+    case 'sleep': {
+      const t = setTimeout(() => ch.exit(0), c.ms);
+      ch.onClose = () => clearTimeout(t);
+      return;
+    }
+    case 'unknown':
+      o.stats.unknown++;
+      ch.err(`capbm host simulator: this command is not simulated: ${command.slice(0, 80).replace(/\n/g, ' ')}\n`);
+      return ch.exit(127);
+  }
+}
