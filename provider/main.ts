@@ -1,6 +1,7 @@
 // The manager command: `node dist/provider/main.js [flags]` (flags.ts lists them, --help prints
 // them). Builds the controllers on shared informers and runs them under the manager (leader
 // election, probes, metrics, graceful stop on SIGTERM).
+import { Bundles } from './preparation/bundles.ts';
 import { buildProvider } from './controllers/index.ts';
 import type { AgentOptions } from './health/service.ts';
 import { createLogger } from '../common/log.ts';
@@ -71,6 +72,7 @@ export async function main(argv: readonly string[]): Promise<number> {
     addressLocks: ownNamespace(flags),
     bootstrapProgressIntervalMs: flags.bootstrapProgressIntervalMs,
     ...templateGcOf(flags),
+    ...(flags.bundleDir ? { bundles: new Bundles(flags.bundleDir) } : {}),
     log,
   });
   await provider.agent?.start();

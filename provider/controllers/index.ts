@@ -1,5 +1,6 @@
 // Wires the controllers: one set of shared informers, the event mappings between kinds, and the
 // metrics of hosts and SSH. main.ts builds this from the flags; tests build it with their own kc.
+import type { Bundles } from '../preparation/bundles.ts';
 import type { KubeConfig } from '@kubernetes/client-node';
 import { Gauge } from 'prom-client';
 import type { BareMetalHost } from '../api/host.ts';
@@ -49,6 +50,8 @@ export interface ProviderOptions {
   bootstrapProgressIntervalMs?: number;
   /** The node agent endpoint; without it no agent is installed. */
   agent?: AgentOptions;
+  /** Host preparation bundles (--bundle-dir); without them spec.preparation is refused. */
+  bundles?: Bundles;
   /** Delete labelled machine templates no rollout needs (template-gc.ts); undefined: off. */
   templateGc?: { graceMs: number };
   log?: Logger;
@@ -180,6 +183,7 @@ export function buildProvider(o: ProviderOptions): Provider {
     pools,
     ...(agent ? { agent } : {}),
     ...(o.addressLocks ? { addressLocks: o.addressLocks } : {}),
+    ...(o.bundles ? { bundles: o.bundles } : {}),
     runs: new BootstrapRuns({
       wake: (key) => wake.send(key),
       log,

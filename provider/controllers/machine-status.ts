@@ -16,6 +16,7 @@ import {
 import { MachineConditions as C, type WaitReason } from './machine-plan.ts';
 import type { PreflightProblemReason } from './preflight.ts';
 import type { ProblemReason } from './problems.ts';
+import type { PreparationProblemReason } from '../preparation/prepare.ts';
 
 /** What carrying out one step came to. */
 export type Outcome =
@@ -23,8 +24,15 @@ export type Outcome =
   | { kind: 'waiting'; reason: WaitReason; message: string }
   | { kind: 'claimed'; host: string; address: string }
   | { kind: 'preflight-passed'; host: string; summary: string }
+  | { kind: 'preparing'; host: string; message: string }
+  | { kind: 'prepared'; host: string; message: string }
   | { kind: 'refused'; host: string; message: string }
-  | { kind: 'problem'; on: ProblemCondition; reason: ProblemReason | PreflightProblemReason; message: string }
+  | {
+      kind: 'problem';
+      on: ProblemCondition;
+      reason: ProblemReason | PreflightProblemReason | PreparationProblemReason;
+      message: string;
+    }
   | { kind: 'bootstrap-data-invalid'; message: string }
   | { kind: 'bootstrap-started'; total: number }
   | { kind: 'bootstrap-progress'; message: string }
@@ -42,7 +50,8 @@ export type Outcome =
   | { kind: 'health'; host: string; condition: ConditionInput };
 
 /** The conditions a problem can show on: the one of the step it happened in. */
-export type ProblemCondition = typeof C.HostReady | typeof C.BootstrapSucceeded | typeof C.AgentInstalled;
+export type ProblemCondition =
+  typeof C.HostReady | typeof C.HostPrepared | typeof C.BootstrapSucceeded | typeof C.AgentInstalled;
 
 export type AgentResult = AgentInstall | 'not-configured';
 
@@ -62,7 +71,7 @@ export interface MachineEvent {
 /** The condition types this controller owns on a BareMetalMachine (its writes win). */
 export const ownedConditions: string[] = Object.values(C);
 
-const summaryOf = [C.HostClaimed, C.HostReady, C.BootstrapSucceeded];
+const summaryOf = [C.HostClaimed, C.HostReady, C.HostPrepared, C.BootstrapSucceeded];
 
 /** A condition and its v1beta1 twin; waiting is Info there, anything else that is False a Warning. */
 function cond(m: BareMetalMachine, c: ConditionInput): void {
@@ -233,6 +242,14 @@ export function applyOutcome(m: BareMetalMachine, o: Outcome): MachineEvent[] {
       cond(m, { type: C.HostReady, status: true, reason: 'PreflightPassed', message: o.summary });
       setPhase(m, 'Provisioning');
       break;
+    case 'preparing':
+      cond(m, { type: C.HostPrepared, status: false, reason: 'Preparing', message: o.message });
+      break;
+    case 'prepared':
+      if (transition(m, C.HostPrepared, true, 'HostPrepared'))
+        events.push({ type: 'Normal', reason: 'HostPrepared', message: `Host ${o.host}: ${o.message}`, onHost: true });
+      cond(m, { type: C.HostPrepared, status: true, reason: 'HostPrepared', message: o.message });
+      break;
     case 'refused':
       events.push({
         type: 'Warning',
@@ -267,7 +284,8 @@ export function applyOutcome(m: BareMetalMachine, o: Outcome): MachineEvent[] {
     default:
       bootstrap(m, o, events);
   }
-  setSummary(m, C.Ready, summaryOf, { ignoreIfMissing: [] });
+  // HostPrepared only exists on machines with spec.preparation.
+  setSummary(m, C.Ready, summaryOf, { ignoreIfMissing: [C.HostPrepared] });
   setV1Beta1Summary(m, summaryOf);
   return events;
 }

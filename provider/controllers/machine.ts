@@ -17,6 +17,7 @@ import { ApiError, raw } from '../kube/raw.ts';
 import { getCondition, setPausedCondition } from '../runtime/conditions.ts';
 import type { ReconcileContext, Request, Result } from '../runtime/controller.ts';
 import { finishBootstrap, followBootstrap, startBootstrap } from './bootstrap-steps.ts';
+import { prepareHost } from './prepare-step.ts';
 import { capiOwner, ClusterNameLabel, ControlPlaneLabel, type CapiCluster, type CapiMachine } from './capi.ts';
 import {
   MachineConditions as C,
@@ -76,6 +77,7 @@ function hostFacts(d: MachineDeps, h: BareMetalHost, m: BareMetalMachine): HostF
     name: h.metadata.name,
     phase,
     preflightPassed: phase === 'Provisioning' || phase === 'Provisioned',
+    prepared: getCondition(m, C.HostPrepared)?.status === 'True',
     bootstrapSucceeded: phase === 'Provisioned',
     agentInstalled: getCondition(m, C.AgentInstalled)?.status === 'True',
     // Claimed (phaseOf): nothing of ours ran on it, or it was reset and its release is pending.
@@ -118,6 +120,7 @@ function facts(
     provisioned: m.status?.initialization?.provisioned === true,
     ...bootstrapFailure(m),
     agentEnabled: d.agent !== undefined,
+    preparationWanted: m.spec.preparation !== undefined,
     ageMs: Date.now() - Date.parse(m.metadata.creationTimestamp ?? ''),
     quietMs: d.quietWaitMs ?? defaultQuietWaitMs,
     said: getCondition(m, C.HostClaimed) !== undefined,
@@ -132,6 +135,7 @@ const carryOut: {
   'add-finalizer': () => ({ outcome: { kind: 'none' } }),
   'claim-host': steps.claim,
   preflight: steps.preflight,
+  'prepare-host': prepareHost,
   'start-bootstrap': startBootstrap,
   'follow-bootstrap': followBootstrap,
   'finish-bootstrap': finishBootstrap,
@@ -183,6 +187,7 @@ async function finalizer(w: Writer<BareMetalMachine>, read: BareMetalMachine, ad
 const chains: ReadonlySet<StepKind> = new Set([
   'claim-host',
   'preflight',
+  'prepare-host',
   'finish-bootstrap',
   'install-agent',
   'set-provisioned',

@@ -89,7 +89,10 @@ export function parseManifest(text: string, where = 'manifest.json'): BundleMani
     }
   }
   p.push(...problemsOfLists(m));
-  if (p.length) throw new BundleInvalid(`${where} is not a valid bundle manifest: ${p.join('; ')}; build the bundle again (hack/bundle)`);
+  if (p.length)
+    throw new BundleInvalid(
+      `${where} is not a valid bundle manifest: ${p.join('; ')}; build the bundle again (hack/bundle)`,
+    );
   return m as BundleManifest;
 }
 
