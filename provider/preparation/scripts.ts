@@ -63,10 +63,15 @@ function installFiles(m: BundleManifest, staged: string): string {
 }
 
 function settings(m: BundleManifest): string {
+  // A module built into the kernel has no /sys/module entry of its own: what it provides is looked for.
+  const present: Record<string, string> = {
+    overlay: 'grep -qw overlay /proc/filesystems',
+    br_netfilter: '[ -d /proc/sys/net/bridge ]',
+  };
   const modules = m.modules
     .map(
       (x) =>
-        `[ -d /sys/module/${x} ] || modprobe ${x} 2>/dev/null || fail ModuleFailed "kernel module ${x} cannot be loaded; install the running kernel's modules package"`,
+        `{ [ -d /sys/module/${x} ] || ${present[x] ?? 'false'} || modprobe ${x} 2>/dev/null; } || fail ModuleFailed "kernel module ${x} cannot be loaded; install the running kernel's modules package"`,
     )
     .join('\n');
   const sysctls = Object.entries(m.sysctls)
@@ -117,10 +122,11 @@ ${units(m)}
   echo "prepared=$(date -u +%Y-%m-%dT%H:%M:%SZ)"; [ -n "$swap" ] && echo "swap=$swap"; sed 's/^/file=/' "$I"; } > ${RECORD}.new &&
   mv -f ${RECORD}.new ${RECORD} || fail InstallFailed "cannot write ${RECORD}"
 rm -f "$I"
-rm -rf "$S"
+rm -rf "$S"; rmdir /var/lib/capbm/bundle 2>/dev/null
 echo "prepared=${m.name}"
 `;
 }
 
 /** Removes a staged bundle (after a checksum mismatch: nothing of it is used). */
-export const dropStagedScript = (digest: string) => `rm -rf ${shQuote(stagingDir(digest))}`;
+export const dropStagedScript = (digest: string) =>
+  `rm -rf ${shQuote(stagingDir(digest))}; rmdir /var/lib/capbm/bundle 2>/dev/null; true`;
