@@ -50,7 +50,10 @@ function flagsOrUsage(argv: readonly string[]): ManagerFlags | undefined {
   }
 }
 
-export async function main(argv: readonly string[]): Promise<number> {
+export /** The host preparation bundles (--bundle-dir), if given. */
+const bundlesOf = (flags: ManagerFlags) => (flags.bundleDir ? { bundles: new Bundles(flags.bundleDir) } : {});
+
+async function main(argv: readonly string[]): Promise<number> {
   if (argv.includes('--help') || argv.includes('-h')) {
     process.stdout.write(`${usage}\n`);
     return 0;
@@ -72,7 +75,7 @@ export async function main(argv: readonly string[]): Promise<number> {
     addressLocks: ownNamespace(flags),
     bootstrapProgressIntervalMs: flags.bootstrapProgressIntervalMs,
     ...templateGcOf(flags),
-    ...(flags.bundleDir ? { bundles: new Bundles(flags.bundleDir) } : {}),
+    ...bundlesOf(flags),
     log,
   });
   await provider.agent?.start();

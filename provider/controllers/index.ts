@@ -65,6 +65,12 @@ export interface Provider {
   agent?: AgentService;
 }
 
+/** The machine controller's optional parts: claim locks, preparation bundles. */
+const machineOptions = (o: ProviderOptions): Pick<MachineDeps, 'addressLocks' | 'bundles'> => ({
+  ...(o.addressLocks ? { addressLocks: o.addressLocks } : {}),
+  ...(o.bundles ? { bundles: o.bundles } : {}),
+});
+
 const sshOps = counter('capbm_ssh_operations_total', 'SSH units of work (connect + commands) by result', [
   'result',
   'reason',
@@ -135,7 +141,7 @@ export function buildProvider(o: ProviderOptions): Provider {
   const bmClusters = inf<BareMetalCluster>(BareMetalClusters, filtered);
   const capiMachines = inf<CapiMachine>(Machines, {
     ...filtered,
-    transform: slim(['clusterName', 'bootstrap', 'infrastructureRef'], ['nodeRef']),
+    transform: slim(['clusterName', 'version', 'bootstrap', 'infrastructureRef'], ['nodeRef']),
   });
   const clusters = inf<CapiCluster>(Clusters, {
     ...filtered,
@@ -182,8 +188,7 @@ export function buildProvider(o: ProviderOptions): Provider {
     hosts,
     pools,
     ...(agent ? { agent } : {}),
-    ...(o.addressLocks ? { addressLocks: o.addressLocks } : {}),
-    ...(o.bundles ? { bundles: o.bundles } : {}),
+    ...machineOptions(o),
     runs: new BootstrapRuns({
       wake: (key) => wake.send(key),
       log,

@@ -175,6 +175,10 @@ function nextProvisionStep(f: MachineFacts): MachineStep {
   return capiWait(f) ?? hostStep(f, h);
 }
 
+/** Preparation comes before a bootstrap starts, never under one already running, done or failed. */
+const needsPreparation = (f: MachineFacts, h: HostFacts): boolean =>
+  f.preparationWanted && !h.prepared && !h.bootstrapSucceeded && h.run === 'none' && f.bootstrapFailure === undefined;
+
 /** The next step on the host this machine holds, once it may be provisioned. */
 function hostStep(f: MachineFacts, h: HostFacts): MachineStep {
   if (h.phase === 'Quarantined') {
@@ -184,15 +188,7 @@ function hostStep(f: MachineFacts, h: HostFacts): MachineStep {
     );
   }
   if (!h.preflightPassed) return { kind: 'preflight', host: h.name };
-  // Preparation comes before a bootstrap starts, never under one already running or done.
-  if (
-    f.preparationWanted &&
-    !h.prepared &&
-    !h.bootstrapSucceeded &&
-    h.run === 'none' &&
-    f.bootstrapFailure === undefined
-  )
-    return { kind: 'prepare-host', host: h.name };
+  if (needsPreparation(f, h)) return { kind: 'prepare-host', host: h.name };
   if (!h.bootstrapSucceeded) return bootstrapStep(f, h);
   if (f.agentEnabled && !h.agentInstalled) return { kind: 'install-agent', host: h.name };
   if (!f.providerIDSet || !f.provisioned) return { kind: 'set-provisioned', host: h.name };

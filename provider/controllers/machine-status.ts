@@ -24,7 +24,6 @@ export type Outcome =
   | { kind: 'waiting'; reason: WaitReason; message: string }
   | { kind: 'claimed'; host: string; address: string }
   | { kind: 'preflight-passed'; host: string; summary: string }
-  | { kind: 'preparing'; host: string; message: string }
   | { kind: 'prepared'; host: string; message: string }
   | { kind: 'refused'; host: string; message: string }
   | {
@@ -212,6 +211,23 @@ function bootstrap(m: BareMetalMachine, o: BootstrapOutcome, events: MachineEven
   }
 }
 
+/** HostPrepared=True: the host has the runtime and Kubernetes of the machine's version. */
+function prepared(m: BareMetalMachine, o: Extract<Outcome, { kind: 'prepared' }>, events: MachineEvent[]): void {
+  if (transition(m, C.HostPrepared, true, 'HostPrepared'))
+    events.push({ type: 'Normal', reason: 'HostPrepared', message: `Host ${o.host}: ${o.message}`, onHost: true });
+  cond(m, { type: C.HostPrepared, status: true, reason: 'HostPrepared', message: o.message });
+}
+
+/** The outcomes of the steps after preflight: preparation and the bootstrap's. */
+function later(
+  m: BareMetalMachine,
+  o: BootstrapOutcome | Extract<Outcome, { kind: 'prepared' }>,
+  events: MachineEvent[],
+) {
+  if (o.kind === 'prepared') prepared(m, o, events);
+  else bootstrap(m, o, events);
+}
+
 const attachedEvent = (m: BareMetalMachine): MachineEvent => ({
   type: 'Normal',
   reason: 'BootstrapAttached',
@@ -241,14 +257,6 @@ export function applyOutcome(m: BareMetalMachine, o: Outcome): MachineEvent[] {
     case 'preflight-passed':
       cond(m, { type: C.HostReady, status: true, reason: 'PreflightPassed', message: o.summary });
       setPhase(m, 'Provisioning');
-      break;
-    case 'preparing':
-      cond(m, { type: C.HostPrepared, status: false, reason: 'Preparing', message: o.message });
-      break;
-    case 'prepared':
-      if (transition(m, C.HostPrepared, true, 'HostPrepared'))
-        events.push({ type: 'Normal', reason: 'HostPrepared', message: `Host ${o.host}: ${o.message}`, onHost: true });
-      cond(m, { type: C.HostPrepared, status: true, reason: 'HostPrepared', message: o.message });
       break;
     case 'refused':
       events.push({
@@ -282,7 +290,7 @@ export function applyOutcome(m: BareMetalMachine, o: Outcome): MachineEvent[] {
       health(m, o.host, o.condition, events);
       break;
     default:
-      bootstrap(m, o, events);
+      later(m, o, events);
   }
   // HostPrepared only exists on machines with spec.preparation.
   setSummary(m, C.Ready, summaryOf, { ignoreIfMissing: [C.HostPrepared] });

@@ -2,17 +2,27 @@
 // version, prepare the host over SSH (preparation/prepare.ts), and say on HostPrepared what came of
 // it. A refusal or a failure leaves the host held by this machine and is retried: the condition
 // says what to fix (the host, the bundle, the template), or to delete the machine for another host.
+import type { Bundle } from '../preparation/bundles.ts';
 import { BundleInvalid } from '../preparation/manifest.ts';
 import { prepareOn, type PreparationProblemReason } from '../preparation/prepare.ts';
+import { histogram } from '../runtime/metrics.ts';
 import { MachineConditions as C } from './machine-plan.ts';
 import { hostProblem, onHost, type Step, type StepResult } from './machine-steps.ts';
+
+const seconds = histogram(
+  'capbm_host_preparation_duration_seconds',
+  'Host preparation over SSH (probe, upload, verify, install) by result: installed, recorded, image, or the refusal reason',
+  ['result'],
+  [1, 5, 10, 30, 60, 120, 300, 600],
+);
 
 const problem = (reason: PreparationProblemReason, message: string, requeueAfter = 60_000): StepResult => ({
   outcome: { kind: 'problem', on: C.HostPrepared, reason, message },
   result: { requeueAfter },
 });
 
-export async function prepareHost(s: Step): Promise<StepResult> {
+/** The bundle for the Machine's version, or the step's result when there is none to use. */
+async function bundleFor(s: Step): Promise<Bundle | StepResult> {
   const prep = s.m.spec.preparation ?? {};
   const version = s.owner?.spec?.version;
   if (!s.d.bundles)
@@ -23,16 +33,18 @@ export async function prepareHost(s: Step): Promise<StepResult> {
     );
   if (!version)
     return problem('PreparationNotConfigured', 'The Machine has no spec.version: preparation installs that version.');
-  let bundle;
   try {
-    bundle = await s.d.bundles.find(version, {
-      ...(prep.bundle?.name ? { name: prep.bundle.name } : {}),
-      ...(prep.bundle?.sha256 ? { sha256: prep.bundle.sha256 } : {}),
-    });
+    return await s.d.bundles.find(version, { ...prep.bundle });
   } catch (err) {
     if (!(err instanceof BundleInvalid)) throw err;
     return problem('BundleUnavailable', `${err.message}. Nothing was installed on host ${s.host!.metadata.name}.`);
   }
+}
+
+export async function prepareHost(s: Step): Promise<StepResult> {
+  const bundle = await bundleFor(s);
+  if ('outcome' in bundle) return bundle;
+  const prep = s.m.spec.preparation ?? {};
   const policy = { onVersionMismatch: prep.onVersionMismatch ?? 'Refuse', minFreeDiskMiB: prep.minFreeDiskMiB ?? 2048 };
   const host = s.host!.metadata.name;
   let r;
@@ -44,7 +56,7 @@ export async function prepareHost(s: Step): Promise<StepResult> {
     return hostProblem(s, err, C.HostPrepared);
   }
   s.log.info('preparation', { host, ok: r.ok, ms: r.ms, ...(r.ok ? { how: r.how } : { reason: r.reason }) });
+  seconds.observe({ result: r.ok ? r.how : r.reason }, r.ms / 1000);
   if (!r.ok) return problem(r.reason, `Host ${host}: ${r.message}`);
-  const secs = Math.round(r.ms / 1000);
-  return { outcome: { kind: 'prepared', host, message: `${r.message} (${secs} s)` } };
+  return { outcome: { kind: 'prepared', host, message: `${r.message} (${Math.round(r.ms / 1000)} s)` } };
 }

@@ -30,7 +30,7 @@ export class Bundles {
   }
 
   /** The bundle for a Kubernetes version (or the named one), checked; BundleInvalid when there is none. */
-  find(version: string, o: { name?: string; sha256?: string } = {}): Promise<Bundle> {
+  find(version: string, o: { name?: string; sha256?: string; source?: string } = {}): Promise<Bundle> {
     const name = o.name ?? this.#newest(version);
     let p = this.#checked.get(name);
     if (!p) {

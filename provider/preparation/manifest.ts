@@ -65,6 +65,27 @@ function problemsOfLists(m: Partial<BundleManifest>): string[] {
   return p;
 }
 
+function problemsOfHeader(m: Partial<BundleManifest>): string[] {
+  const p: string[] = [];
+  if (m.apiVersion !== MANIFEST_API) p.push(`apiVersion must be ${MANIFEST_API}`);
+  if (typeof m.name !== 'string' || !/^[a-z0-9][a-z0-9.-]*$/.test(m.name)) p.push('name must be a DNS-like name');
+  if (typeof m.kubernetesVersion !== 'string' || !/^v\d+\.\d+\.\d+/.test(m.kubernetesVersion))
+    p.push('kubernetesVersion must look like v1.36.3');
+  if (typeof m.arch !== 'string' || !m.arch) p.push('arch must be set (x86_64, aarch64)');
+  return p;
+}
+
+function problemsOfFiles(m: Partial<BundleManifest>): string[] {
+  if (!Array.isArray(m.files) || m.files.length === 0) return ['files must list at least one file'];
+  const p = m.files.flatMap((f, i) => problemsOfFile(f, i));
+  const seen = new Set<string>();
+  for (const f of m.files) {
+    if (seen.has(f.path)) p.push(`files: ${f.path} is listed twice`);
+    seen.add(f.path);
+  }
+  return p;
+}
+
 /** Parses and checks a manifest.json; throws BundleInvalid saying everything that is wrong. */
 export function parseManifest(text: string, where = 'manifest.json'): BundleManifest {
   let m: Partial<BundleManifest>;
@@ -73,21 +94,7 @@ export function parseManifest(text: string, where = 'manifest.json'): BundleMani
   } catch (err) {
     throw new BundleInvalid(`${where} is not JSON (${(err as Error).message}); build the bundle again (hack/bundle)`);
   }
-  const p: string[] = [];
-  if (m.apiVersion !== MANIFEST_API) p.push(`apiVersion must be ${MANIFEST_API}`);
-  if (typeof m.name !== 'string' || !/^[a-z0-9][a-z0-9.-]*$/.test(m.name)) p.push('name must be a DNS-like name');
-  if (typeof m.kubernetesVersion !== 'string' || !/^v\d+\.\d+\.\d+/.test(m.kubernetesVersion))
-    p.push('kubernetesVersion must look like v1.36.3');
-  if (typeof m.arch !== 'string' || !m.arch) p.push('arch must be set (x86_64, aarch64)');
-  if (!Array.isArray(m.files) || m.files.length === 0) p.push('files must list at least one file');
-  else {
-    m.files.forEach((f, i) => p.push(...problemsOfFile(f, i)));
-    const seen = new Set<string>();
-    for (const f of m.files) {
-      if (seen.has(f.path)) p.push(`files: ${f.path} is listed twice`);
-      seen.add(f.path);
-    }
-  }
+  const p = [...problemsOfHeader(m), ...problemsOfFiles(m)];
   p.push(...problemsOfLists(m));
   if (p.length)
     throw new BundleInvalid(

@@ -13,7 +13,15 @@ import { API_VERSION } from '../../provider/api/common.ts';
 import { ApiError, raw } from '../../provider/kube/raw.ts';
 import { exampleRepoDir, KUBE_ROUTER_IMAGE } from './clusters-repo.ts';
 import { installProviderCrds, startControlPlane, type CapiComponent, type ControlPlane } from './controlplane.ts';
-import { BRIDGE_ADDRESS, bundleDir, ensureBridge, kubernetesVersions, startHosts, stopHost, type LabHost } from './lab.ts';
+import {
+  BRIDGE_ADDRESS,
+  bundleDir,
+  ensureBridge,
+  kubernetesVersions,
+  startHosts,
+  stopHost,
+  type LabHost,
+} from './lab.ts';
 import { startLoadBalancer, type LoadBalancer } from './loadbalancer.ts';
 import { containerCommand } from './image.ts';
 import { repoRoot } from './paths.ts';

@@ -184,7 +184,9 @@ function rootfs(): string {
 function stockRootfs(): string {
   const dir = process.env.CAPBM_STOCK_ROOTFS;
   if (!dir || !existsSync(join(dir, 'usr/sbin/sshd')))
-    throw new Error('stock lab hosts need the stock rootfs: run hack/bundle stock and export CAPBM_STOCK_ROOTFS (hack/test does both)');
+    throw new Error(
+      'stock lab hosts need the stock rootfs: run hack/bundle stock and export CAPBM_STOCK_ROOTFS (hack/test does both)',
+    );
   return dir;
 }
 
@@ -192,7 +194,9 @@ function stockRootfs(): string {
 export function bundleDir(): string {
   const dir = process.env.CAPBM_BUNDLES;
   if (!dir || !existsSync(dir))
-    throw new Error('host preparation needs bundles: run hack/bundle build and export CAPBM_BUNDLES (hack/test does both)');
+    throw new Error(
+      'host preparation needs bundles: run hack/bundle build and export CAPBM_BUNDLES (hack/test does both)',
+    );
   return dir;
 }
 
