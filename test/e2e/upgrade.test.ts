@@ -109,7 +109,7 @@ const t0 = Date.now();
 const t0Log = (m: string) => process.stderr.write(`    ${Math.round((Date.now() - t0) / 1000)} s: ${m}\n`);
 
 test.serial(
-  `a cluster on ${previous} is upgraded to ${current}: every machine replaced on the new pool, old hosts reset`,
+  `on stock hosts, a cluster on ${previous} is upgraded to ${current}: every machine replaced onto a host prepared with the new version (a reused one prepared again), the last old host reset to stock`,
   async (t) => {
     t.timeout(40 * 60_000);
     for (const h of env.hosts)
