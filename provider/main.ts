@@ -1,6 +1,7 @@
 // The manager command: `node dist/provider/main.js [flags]` (flags.ts lists them, --help prints
 // them). Builds the controllers on shared informers and runs them under the manager (leader
 // election, probes, metrics, graceful stop on SIGTERM).
+import { Bundles } from './preparation/bundles.ts';
 import { buildProvider } from './controllers/index.ts';
 import type { AgentOptions } from './health/service.ts';
 import { createLogger } from '../common/log.ts';
@@ -49,7 +50,10 @@ function flagsOrUsage(argv: readonly string[]): ManagerFlags | undefined {
   }
 }
 
-export async function main(argv: readonly string[]): Promise<number> {
+export /** The host preparation bundles (--bundle-dir), if given. */
+const bundlesOf = (flags: ManagerFlags) => (flags.bundleDir ? { bundles: new Bundles(flags.bundleDir) } : {});
+
+async function main(argv: readonly string[]): Promise<number> {
   if (argv.includes('--help') || argv.includes('-h')) {
     process.stdout.write(`${usage}\n`);
     return 0;
@@ -71,6 +75,7 @@ export async function main(argv: readonly string[]): Promise<number> {
     addressLocks: ownNamespace(flags),
     bootstrapProgressIntervalMs: flags.bootstrapProgressIntervalMs,
     ...templateGcOf(flags),
+    ...bundlesOf(flags),
     log,
   });
   await provider.agent?.start();

@@ -7,6 +7,8 @@
 // is a named fake (/usr/local/bin/kubeadm, "bench-fake-kubeadm", exits 0 at once): N real kubelets
 // joining would measure kubeadm on 2 cores, not the provider. So worker Machines are provisioned
 // (the bootstrap ran, the sentinel is written) but get no Node.
+// --stock: the worker hosts are stock (docs/hosts.md), prepared from the bundle of the pinned
+// version before their bootstrap; preparation time per host is printed apart from bootstrap time.
 import { chmodSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { API_VERSION } from '../../provider/api/common.ts';
@@ -15,14 +17,18 @@ import { connect } from '../../provider/ssh/index.ts';
 import { applyClusterTemplate, createPool, startEnv, waitForRunning } from '../../test/harness/env.ts';
 import { waitFor } from '../../test/harness/process.ts';
 
-const n = Number(process.argv[2] ?? 50);
+const args = process.argv.slice(2);
+const stock = args.includes('--stock');
+const n = Number(args.find((a) => !a.startsWith('--')) ?? (stock ? 3 : 50));
 const limitMs = 15 * 60_000;
 const ns = 'bench';
 const say = (m: string) => process.stderr.write(`    ${m}\n`);
 
-const env = await startEnv({ hosts: n + 1, log: say });
+const env = await startEnv({ hosts: stock ? 1 : n + 1, stockHosts: stock ? n : 0, log: say });
+// `kubeadm version` fails: preparation's probe then sees no kubeadm of an OS image (a stock host).
 const fakeKubeadm = `#!/bin/sh
 # bench-fake-kubeadm: hack/benchmarks/provision.ts puts this on worker hosts; not kubeadm.
+[ "$1" = version ] && exit 1
 echo "bench-fake-kubeadm: $* (simulated, nothing done)"
 `;
 for (const h of env.hosts.slice(1)) {
@@ -34,7 +40,14 @@ try {
   await createPool(env, ns, 'cp', env.hosts.slice(0, 1));
   await createPool(env, ns, 'rack', env.hosts.slice(1));
   const provider = env.startProvider();
-  await applyClusterTemplate(env, { namespace: ns, name: 'bench', pool: 'cp', workerPool: 'rack', workers: 0 });
+  await applyClusterTemplate(env, {
+    namespace: ns,
+    name: 'bench',
+    pool: 'cp',
+    workerPool: 'rack',
+    workers: 0,
+    ...(stock ? { preparation: { bundle: { source: 'Provider' } } } : {}),
+  });
   await waitForRunning(env, ns, 'bench', 1, 600_000);
   say('control plane Running; scaling the workers');
 
@@ -136,6 +149,7 @@ try {
   const floor = (performance.now() - f0) / 1000;
 
   const fmt = (x: number, d = 1) => x.toFixed(d);
+  const phases = await perHost();
   const isWrite = (verb: string) => !['GET', 'WATCH'].includes(verb);
   // The leader's Lease renewals (PUT leases; address locks are POSTed and DELETEd) are the
   // manager's, one every few seconds whatever it does: shown apart from the writes per machine.
@@ -174,10 +188,38 @@ try {
       `  requests by verb and resource: ${list(perMachine(before, after, () => true))}`,
       ...writesLines(before, after),
       `SSH connections per machine:      ${fmt((after.ssh - before.ssh) / n)}`,
+      ...phases,
       `SSH floor, same run:              ${fmt(floor, 2)} s for ${n} new connections + 1 command (${fmt((n / floor) * 1, 0)}/s)`,
       '',
     ].join('\n'),
   );
 } finally {
   await env.stop();
+}
+
+type Cond = { type: string; status: string; message?: string; lastTransitionTime?: string };
+
+/** Per worker host: preparation (HostPrepared's own timing) and bootstrap (its start to BootstrapSucceeded). */
+async function perHost(): Promise<string[]> {
+  const l = await raw<{
+    items: Array<{ metadata: { name: string }; status?: { hostRef?: { name: string }; conditions?: Cond[] } }>;
+  }>(env.cp.kc, 'GET', `/apis/${API_VERSION}/namespaces/${ns}/baremetalmachines`);
+  const at = (cs: Cond[], type: string) =>
+    Date.parse(cs.find((c) => c.type === type && c.status === 'True')?.lastTransitionTime ?? '');
+  const rows = l.items
+    .filter((m) => !m.metadata.name.includes('control-plane'))
+    .map((m) => {
+      const cs = m.status?.conditions ?? [];
+      const prep = cs.find((c) => c.type === 'HostPrepared' && c.status === 'True');
+      const prepS = Number(/\((\d+) s\)$/.exec(prep?.message ?? '')?.[1] ?? NaN);
+      const bootS = (at(cs, 'BootstrapSucceeded') - (prep ? at(cs, 'HostPrepared') : at(cs, 'HostReady'))) / 1000;
+      return { host: m.status?.hostRef?.name ?? '?', prepS, bootS };
+    });
+  const med = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] ?? NaN;
+  const prepared = rows.filter((r) => Number.isFinite(r.prepS));
+  return [
+    `preparation per host:             ${prepared.length ? `median ${med(prepared.map((r) => r.prepS))} s, max ${Math.max(...prepared.map((r) => r.prepS))} s (${prepared.length} stock hosts)` : 'none (prepared hosts; --stock prepares stock ones)'}`,
+    `bootstrap per host:               median ${med(rows.map((r) => r.bootS)).toFixed(0)} s, max ${Math.max(...rows.map((r) => r.bootS)).toFixed(0)} s (after preflight${prepared.length ? ' and preparation' : ''}; lastTransitionTime, 1 s resolution)`,
+    ...(stock ? rows.map((r) => `  ${r.host}: preparation ${r.prepS} s, bootstrap ${r.bootS.toFixed(0)} s`) : []),
+  ];
 }

@@ -57,11 +57,14 @@ agent_bundle() {
 # lab_prerequisites: everything lab hosts and workload clusters need, built once and cached:
 # the OS image (hack/rootfs, both Kubernetes versions), the registry content (hack/images), and the
 # Debian packages the lab runs beside the hosts (the registry, the load balancer). Exports
-# CAPBM_ROOTFS and CAPBM_REGISTRY for the harness.
+# CAPBM_ROOTFS, CAPBM_REGISTRY, CAPBM_STOCK_ROOTFS and CAPBM_BUNDLES for the harness.
 lab_prerequisites() {
   need_root lab_prerequisites
   apt_install docker-registry haproxy
   CAPBM_ROOTFS="$("$ROOT/hack/rootfs" build)" || die "building the lab OS image failed (output above)"
   CAPBM_REGISTRY="$("$ROOT/hack/images" build)" || die "building the lab images failed (output above)"
-  export CAPBM_ROOTFS CAPBM_REGISTRY
+  # Stock lab hosts and the bundles that prepare them (docs/hosts.md).
+  CAPBM_STOCK_ROOTFS="$("$ROOT/hack/bundle" stock)" || die "making the stock lab rootfs failed (output above)"
+  CAPBM_BUNDLES="$("$ROOT/hack/bundle" build)" || die "building the host preparation bundles failed (output above)"
+  export CAPBM_ROOTFS CAPBM_REGISTRY CAPBM_STOCK_ROOTFS CAPBM_BUNDLES
 }

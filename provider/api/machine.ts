@@ -8,7 +8,7 @@ import {
   localRef,
   machineAddress,
 } from './common.ts';
-import { array, bool, int, map, object, string, type Infer } from './schema.ts';
+import { array, bool, enumeration, int, map, object, string, type Infer } from './schema.ts';
 
 export const healthCheck = object(
   {
@@ -20,11 +20,57 @@ export const healthCheck = object(
   { required: ['name', 'command'] },
 );
 
+/** Host preparation (docs/hosts.md): make a stock host a node of the Machine's Kubernetes version. */
+export const preparation = object(
+  {
+    bundle: object(
+      {
+        source: enumeration(['Provider'] as const, {
+          default: 'Provider',
+          description:
+            'Where the bundle comes from. Provider: the provider uploads it over SSH from its --bundle-dir (air-gapped; hosts download nothing).',
+        }),
+        name: string({
+          pattern: '^[a-z0-9][a-z0-9.-]*$',
+          maxLength: 128,
+          description: "A bundle folder of --bundle-dir; default: the newest kubernetes-<the Machine's version>-b<n>.",
+        }),
+        sha256: string({
+          pattern: '^[0-9a-f]{64}$',
+          description: 'Pins the bundle: the sha256 of its manifest.json (hack/bundle prints it).',
+        }),
+      },
+      {
+        rules: [
+          {
+            rule: '!has(self.sha256) || has(self.name)',
+            message: 'bundle.sha256 pins one bundle: set bundle.name too',
+          },
+        ],
+      },
+    ),
+    onVersionMismatch: enumeration(['Refuse', 'Replace'] as const, {
+      default: 'Refuse',
+      description:
+        'A host CAPBM prepared for another Kubernetes version: Refuse it (the machine waits), or Replace what was installed. A host whose OS image has another version is always refused.',
+    }),
+    minFreeDiskMiB: int({
+      minimum: 0,
+      maximum: 1048576,
+      default: 2048,
+      description:
+        'Free space left after the bundle is staged and installed; less is refused before anything is installed.',
+    }),
+  },
+  { description: "Absent: hosts must already have a container runtime and Kubernetes of the Machine's version." },
+);
+
 const machineSpecProps = {
   providerID: string({ description: 'capbm://<namespace>/<host>; set once by the provider, never changed.' }),
   poolRef: localRef,
   hostSelector: labelSelector,
   healthChecks: array(healthCheck, { maxItems: 16, description: 'Extra checks the node agent runs.' }),
+  preparation,
 };
 
 export const machineSpec = object(machineSpecProps, {
@@ -51,7 +97,14 @@ export const machineStatus = object({
 export const machineTemplateSpec = object(
   {
     template: object(
-      { spec: object({ poolRef: localRef, hostSelector: labelSelector, healthChecks: machineSpecProps.healthChecks }) },
+      {
+        spec: object({
+          poolRef: localRef,
+          hostSelector: labelSelector,
+          healthChecks: machineSpecProps.healthChecks,
+          preparation,
+        }),
+      },
       { required: ['spec'] },
     ),
   },
@@ -82,6 +135,7 @@ export const clusterTemplateSpec = object(
 );
 
 export type MachineSpec = Infer<typeof machineSpec>;
+export type Preparation = Infer<typeof preparation>;
 export type MachineStatus = Infer<typeof machineStatus>;
 export type ClusterSpec = Infer<typeof clusterSpec>;
 export type ClusterStatus = Infer<typeof clusterStatus>;

@@ -9,6 +9,8 @@ export const ControlPlaneLabel = 'cluster.x-k8s.io/control-plane';
 export interface CapiMachine extends KubeObject {
   spec?: {
     clusterName?: string;
+    /** The Kubernetes version: what host preparation installs. */
+    version?: string;
     bootstrap?: { dataSecretName?: string };
     infrastructureRef?: { kind?: string; name?: string };
   };

@@ -13,6 +13,7 @@ import { nodeCleanupScript } from './node-cleanup.ts';
 import { parseMarkers, type RunMarkers } from './moved.ts';
 import { judgePreflight, leftoverPaths, preflightScript, type PreflightResult } from './preflight.ts';
 import { redactLine } from './redact.ts';
+import { uninstallScript } from '../preparation/scripts.ts';
 
 /** Where the provider keeps its own files on a host; the reset removes all of it. */
 export const STATE_DIR = '/var/lib/capbm';
@@ -207,6 +208,7 @@ if command -v kubeadm >/dev/null 2>&1; then
 fi
 ${nodeCleanupScript}
 ${extra}
+${uninstallScript}
 for d in ${shQuote(STATE_DIR)}/*/run; do
   [ -f "$d/files" ] || continue
   while IFS= read -r f; do [ -n "$f" ] && rm -f -- "$f"; done < "$d/files"

@@ -1,5 +1,6 @@
 // Wires the controllers: one set of shared informers, the event mappings between kinds, and the
 // metrics of hosts and SSH. main.ts builds this from the flags; tests build it with their own kc.
+import type { Bundles } from '../preparation/bundles.ts';
 import type { KubeConfig } from '@kubernetes/client-node';
 import { Gauge } from 'prom-client';
 import type { BareMetalHost } from '../api/host.ts';
@@ -49,6 +50,8 @@ export interface ProviderOptions {
   bootstrapProgressIntervalMs?: number;
   /** The node agent endpoint; without it no agent is installed. */
   agent?: AgentOptions;
+  /** Host preparation bundles (--bundle-dir); without them spec.preparation is refused. */
+  bundles?: Bundles;
   /** Delete labelled machine templates no rollout needs (template-gc.ts); undefined: off. */
   templateGc?: { graceMs: number };
   log?: Logger;
@@ -61,6 +64,12 @@ export interface Provider {
   /** Started before and stopped after the controllers (main.ts). */
   agent?: AgentService;
 }
+
+/** The machine controller's optional parts: claim locks, preparation bundles. */
+const machineOptions = (o: ProviderOptions): Pick<MachineDeps, 'addressLocks' | 'bundles'> => ({
+  ...(o.addressLocks ? { addressLocks: o.addressLocks } : {}),
+  ...(o.bundles ? { bundles: o.bundles } : {}),
+});
 
 const sshOps = counter('capbm_ssh_operations_total', 'SSH units of work (connect + commands) by result', [
   'result',
@@ -132,7 +141,7 @@ export function buildProvider(o: ProviderOptions): Provider {
   const bmClusters = inf<BareMetalCluster>(BareMetalClusters, filtered);
   const capiMachines = inf<CapiMachine>(Machines, {
     ...filtered,
-    transform: slim(['clusterName', 'bootstrap', 'infrastructureRef'], ['nodeRef']),
+    transform: slim(['clusterName', 'version', 'bootstrap', 'infrastructureRef'], ['nodeRef']),
   });
   const clusters = inf<CapiCluster>(Clusters, {
     ...filtered,
@@ -179,7 +188,7 @@ export function buildProvider(o: ProviderOptions): Provider {
     hosts,
     pools,
     ...(agent ? { agent } : {}),
-    ...(o.addressLocks ? { addressLocks: o.addressLocks } : {}),
+    ...machineOptions(o),
     runs: new BootstrapRuns({
       wake: (key) => wake.send(key),
       log,

@@ -11,6 +11,8 @@ export const MachineConditions = {
   HostClaimed: 'HostClaimed',
   /** The host passed preflight over SSH. */
   HostReady: 'HostReady',
+  /** The host has the container runtime and Kubernetes of the machine's version (spec.preparation). */
+  HostPrepared: 'HostPrepared',
   /** The bootstrap data ran and the CAPI success sentinel exists. */
   BootstrapSucceeded: 'BootstrapSucceeded',
   /** The node agent runs on the host. */
@@ -48,6 +50,8 @@ export interface MachineFacts {
   bootstrapFailure?: string;
   /** The node agent is configured: it is installed before the machine is provisioned. */
   agentEnabled: boolean;
+  /** spec.preparation is set: the host is prepared (preparation/plan.ts) before the bootstrap. */
+  preparationWanted: boolean;
   /** Milliseconds since the machine was created. */
   ageMs: number;
   /** A wait this young (ms since creation), before anything was said, is not written (below). */
@@ -60,6 +64,8 @@ export interface HostFacts {
   name: string;
   phase: 'Claimed' | 'Provisioning' | 'Provisioned' | 'Deprovisioning' | 'Quarantined' | 'Available';
   preflightPassed: boolean;
+  /** Preparation found or made the host ready for this machine's version (HostPrepared=True). */
+  prepared: boolean;
   /** The bootstrap finished and /run/cluster-api/bootstrap-success.complete was seen. */
   bootstrapSucceeded: boolean;
   agentInstalled: boolean;
@@ -75,6 +81,7 @@ export type MachineStep =
   | { kind: 'claim-host' }
   | { kind: 'adopt-host'; host: string }
   | { kind: 'preflight'; host: string }
+  | { kind: 'prepare-host'; host: string }
   | { kind: 'start-bootstrap'; host: string }
   | { kind: 'follow-bootstrap'; host: string }
   | { kind: 'finish-bootstrap'; host: string }
@@ -176,6 +183,10 @@ function nextProvisionStep(f: MachineFacts): MachineStep {
   return capiWait(f) ?? hostStep(f, h);
 }
 
+/** Preparation comes before a bootstrap starts, never under one already running, done or failed. */
+const needsPreparation = (f: MachineFacts, h: HostFacts): boolean =>
+  f.preparationWanted && !h.prepared && !h.bootstrapSucceeded && h.run === 'none' && f.bootstrapFailure === undefined;
+
 /** The next step on the host this machine holds, once it may be provisioned. */
 function hostStep(f: MachineFacts, h: HostFacts): MachineStep {
   if (h.phase === 'Quarantined') {
@@ -185,6 +196,7 @@ function hostStep(f: MachineFacts, h: HostFacts): MachineStep {
     );
   }
   if (!h.preflightPassed) return { kind: 'preflight', host: h.name };
+  if (needsPreparation(f, h)) return { kind: 'prepare-host', host: h.name };
   if (!h.bootstrapSucceeded) return bootstrapStep(f, h);
   if (f.agentEnabled && !h.agentInstalled) return { kind: 'install-agent', host: h.name };
   if (!f.providerIDSet || !f.provisioned) return { kind: 'set-provisioned', host: h.name };

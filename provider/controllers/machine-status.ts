@@ -16,6 +16,7 @@ import {
 import { MachineConditions as C, type WaitReason } from './machine-plan.ts';
 import type { PreflightProblemReason } from './preflight.ts';
 import type { ProblemReason } from './problems.ts';
+import type { PreparationProblemReason } from '../preparation/prepare.ts';
 
 /** What carrying out one step came to. */
 export type Outcome =
@@ -29,8 +30,14 @@ export type Outcome =
       adopted?: { message: string; ran: boolean };
     }
   | { kind: 'preflight-passed'; host: string; summary: string }
+  | { kind: 'prepared'; host: string; message: string }
   | { kind: 'refused'; host: string; message: string }
-  | { kind: 'problem'; on: ProblemCondition; reason: ProblemReason | PreflightProblemReason; message: string }
+  | {
+      kind: 'problem';
+      on: ProblemCondition;
+      reason: ProblemReason | PreflightProblemReason | PreparationProblemReason;
+      message: string;
+    }
   | { kind: 'bootstrap-data-invalid'; message: string }
   | { kind: 'bootstrap-started'; total: number }
   | { kind: 'bootstrap-progress'; message: string }
@@ -48,7 +55,8 @@ export type Outcome =
   | { kind: 'health'; host: string; condition: ConditionInput };
 
 /** The conditions a problem can show on: the one of the step it happened in. */
-export type ProblemCondition = typeof C.HostReady | typeof C.BootstrapSucceeded | typeof C.AgentInstalled;
+export type ProblemCondition =
+  typeof C.HostReady | typeof C.HostPrepared | typeof C.BootstrapSucceeded | typeof C.AgentInstalled;
 
 export type AgentResult = AgentInstall | 'not-configured';
 
@@ -68,7 +76,7 @@ export interface MachineEvent {
 /** The condition types this controller owns on a BareMetalMachine (its writes win). */
 export const ownedConditions: string[] = Object.values(C);
 
-const summaryOf = [C.HostClaimed, C.HostReady, C.BootstrapSucceeded];
+const summaryOf = [C.HostClaimed, C.HostReady, C.HostPrepared, C.BootstrapSucceeded];
 
 /** A condition and its v1beta1 twin; waiting is Info there, anything else that is False a Warning. */
 function cond(m: BareMetalMachine, c: ConditionInput): void {
@@ -209,6 +217,23 @@ function bootstrap(m: BareMetalMachine, o: BootstrapOutcome, events: MachineEven
   }
 }
 
+/** HostPrepared=True: the host has the runtime and Kubernetes of the machine's version. */
+function prepared(m: BareMetalMachine, o: Extract<Outcome, { kind: 'prepared' }>, events: MachineEvent[]): void {
+  if (transition(m, C.HostPrepared, true, 'HostPrepared'))
+    events.push({ type: 'Normal', reason: 'HostPrepared', message: `Host ${o.host}: ${o.message}`, onHost: true });
+  cond(m, { type: C.HostPrepared, status: true, reason: 'HostPrepared', message: o.message });
+}
+
+/** The outcomes of the steps after preflight: preparation and the bootstrap's. */
+function later(
+  m: BareMetalMachine,
+  o: BootstrapOutcome | Extract<Outcome, { kind: 'prepared' }>,
+  events: MachineEvent[],
+) {
+  if (o.kind === 'prepared') prepared(m, o, events);
+  else bootstrap(m, o, events);
+}
+
 const attachedEvent = (m: BareMetalMachine): MachineEvent => ({
   type: 'Normal',
   reason: 'BootstrapAttached',
@@ -283,9 +308,10 @@ export function applyOutcome(m: BareMetalMachine, o: Outcome): MachineEvent[] {
       health(m, o.host, o.condition, events);
       break;
     default:
-      bootstrap(m, o, events);
+      later(m, o, events);
   }
-  setSummary(m, C.Ready, summaryOf, { ignoreIfMissing: [] });
+  // HostPrepared only exists on machines with spec.preparation.
+  setSummary(m, C.Ready, summaryOf, { ignoreIfMissing: [C.HostPrepared] });
   setV1Beta1Summary(m, summaryOf);
   return events;
 }

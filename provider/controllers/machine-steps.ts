@@ -24,6 +24,7 @@ import type { MachineEvent, Outcome, ProblemCondition } from './machine-status.t
 import type { NodeAgent } from '../health/node-agent.ts';
 import { providerID } from './metadata.ts';
 import { problemOf } from './problems.ts';
+import type { Bundles } from '../preparation/bundles.ts';
 import { resetHost } from './reset.ts';
 import { Fresher, Writer } from '../runtime/writer.ts';
 
@@ -45,6 +46,8 @@ export interface MachineDeps {
   fresh: { machines: Fresher<BareMetalMachine>; hosts: Fresher<BareMetalHost> };
   /** Hosts this process is claiming now (claim.ts): its claimers try different hosts. */
   claiming: Set<string>;
+  /** The host preparation bundles (--bundle-dir); machines with spec.preparation need it. */
+  bundles?: Bundles;
   /** How long a new worker's wait for CAPI stays unwritten; default defaultQuietWaitMs (machine.ts). */
   quietWaitMs?: number;
 }

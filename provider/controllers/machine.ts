@@ -18,6 +18,7 @@ import { getCondition, setPausedCondition } from '../runtime/conditions.ts';
 import type { ReconcileContext, Request, Result } from '../runtime/controller.ts';
 import { adopt, movedHost } from './adopt.ts';
 import { finishBootstrap, followBootstrap, startBootstrap } from './bootstrap-steps.ts';
+import { prepareHost } from './prepare-step.ts';
 import { capiOwner, ClusterNameLabel, ControlPlaneLabel, type CapiCluster, type CapiMachine } from './capi.ts';
 import {
   MachineConditions as C,
@@ -78,6 +79,7 @@ function hostFacts(d: MachineDeps, h: BareMetalHost, m: BareMetalMachine): HostF
     name: h.metadata.name,
     phase,
     preflightPassed: phase === 'Provisioning' || phase === 'Provisioned',
+    prepared: getCondition(m, C.HostPrepared)?.status === 'True',
     bootstrapSucceeded: phase === 'Provisioned',
     agentInstalled: getCondition(m, C.AgentInstalled)?.status === 'True',
     // Claimed (phaseOf): nothing of ours ran on it, or it was reset and its release is pending.
@@ -121,6 +123,7 @@ function facts(
     provisioned: m.status?.initialization?.provisioned === true,
     ...bootstrapFailure(m),
     agentEnabled: d.agent !== undefined,
+    preparationWanted: m.spec.preparation !== undefined,
     ageMs: Date.now() - Date.parse(m.metadata.creationTimestamp ?? ''),
     quietMs: d.quietWaitMs ?? defaultQuietWaitMs,
     said: getCondition(m, C.HostClaimed) !== undefined,
@@ -142,6 +145,7 @@ const carryOut: {
   'claim-host': steps.claim,
   'adopt-host': adopt,
   preflight: steps.preflight,
+  'prepare-host': prepareHost,
   'start-bootstrap': startBootstrap,
   'follow-bootstrap': followBootstrap,
   'finish-bootstrap': finishBootstrap,
@@ -194,6 +198,7 @@ const chains: ReadonlySet<StepKind> = new Set([
   'claim-host',
   'adopt-host',
   'preflight',
+  'prepare-host',
   'finish-bootstrap',
   'install-agent',
   'set-provisioned',

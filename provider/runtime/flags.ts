@@ -36,6 +36,8 @@ export interface ManagerFlags {
   templateGc: boolean;
   /** How long a template must be unused (and exist) before it is deleted. */
   templateGcGraceMs: number;
+  /** Folder of host preparation bundles (hack/bundle), served to hosts over SSH. */
+  bundleDir?: string;
 }
 
 export const WatchFilterLabel = 'cluster.x-k8s.io/watch-filter';
@@ -95,6 +97,8 @@ export const usage = `capbm manager flags:
   --agent-unknown-after DUR             HostHealthy turns Unknown after this much silence (default 3m)
   --agent-disabled-checks a,b           built-in agent checks to turn off (e.g. kubelet,container-runtime)
   --agent-max-connections N             connections the agents' endpoint holds at once (default 50000)
+  --bundle-dir DIR                      host preparation bundles (hack/bundle) served to hosts over SSH
+                                        for machines with spec.preparation (docs/hosts.md)
   --template-gc[=true|false]            delete machine templates labelled infrastructure.cluster.x-k8s.io/capbm-template-gc=true
                                         once nothing references them (default true; needs the kubeadm
                                         bootstrap and control plane CRDs)
@@ -152,6 +156,7 @@ const valued: Record<string, Setter> = {
   '--leader-elect-renew-deadline': (f, v, flag) => (f.renewDeadlineMs = parseDuration(flag, v)),
   '--leader-elect-retry-period': (f, v, flag) => (f.retryPeriodMs = parseDuration(flag, v)),
   '--agent-report-url': (f, v) => (f.agentReportUrl = v),
+  '--bundle-dir': (f, v) => (f.bundleDir = v),
   '--agent-bind-address': (f, v) => (f.agentBindAddress = v),
   '--agent-ca-secret': (f, v) => (f.agentCaSecret = v),
   '--agent-interval': (f, v, flag) => (f.agentIntervalMs = parseDuration(flag, v)),

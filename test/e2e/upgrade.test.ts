@@ -1,11 +1,14 @@
 // A Kubernetes upgrade the way Cluster API does it on immutable hosts, with every real part (see
-// provision.test.ts). Hosts carry one Kubernetes version each, as OS images built per version do:
-// pool "old" has hosts of the version before the pinned one, pool "new" hosts of the pinned one.
-// The cluster starts on the old version and pool; the upgrade gives the KubeadmControlPlane, then
-// the MachineDeployment, the new version and a machine template on the new pool. Every Machine is
-// replaced by a new one on a new host; the old hosts are reset, clean and Available. A client keeps
-// asking the workload API server (through the control-plane endpoint) during the control-plane
-// rollout; the failed requests are counted and reported.
+// provision.test.ts), on stock hosts: Debian with systemd and sshd only, nothing of Kubernetes
+// installed. The machine templates ask for host preparation (docs/hosts.md): each machine's host is
+// prepared with the bundle of the machine's version, uploaded by the provider over SSH. One pool of
+// three stock hosts: the cluster starts on the version before the pinned one (two hosts prepared
+// with it); the upgrade gives the KubeadmControlPlane, then the MachineDeployment, the new version
+// and new machine templates. The new control-plane machine takes the third host (prepared with the
+// new version); the old control-plane host is reset (what preparation installed removed: stock
+// again) and the new worker takes it (prepared afresh, with the new version). The last old host is
+// reset to stock. A client keeps asking the workload API server (through the control-plane
+// endpoint) during the control-plane rollout; the failed requests are counted and reported.
 import test from 'ava';
 import type { KubeConfig } from '@kubernetes/client-node';
 import { API_VERSION } from '../../provider/api/common.ts';
@@ -33,19 +36,20 @@ const capi = `/apis/cluster.x-k8s.io/v1beta2/namespaces/${ns}`;
 const kcp = `/apis/controlplane.cluster.x-k8s.io/v1beta2/namespaces/${ns}/kubeadmcontrolplanes/${cluster}-control-plane`;
 const md = `${capi}/machinedeployments/${cluster}-md-0`;
 
+const pool = 'stock';
+/** Prepare every host (defaults: the bundle of the Machine's version from the provider's --bundle-dir). */
+const preparation = { bundle: { source: 'Provider' } };
+
 test.before(async () => {
-  env = await startEnv({ hosts: 2, previousVersionHosts: 2 });
-  const neu = env.hosts.filter((h) => h.kubernetesVersion === current);
-  const old = env.hosts.filter((h) => h.kubernetesVersion === previous);
-  await createPool(env, ns, 'old', old);
-  await createPool(env, ns, 'new', neu);
+  env = await startEnv({ hosts: 0, stockHosts: 3 });
+  await createPool(env, ns, pool, env.hosts);
   env.startProvider();
 });
 test.after.always(async () => {
   await env?.stop();
 });
 
-const hosts = async (pool: string) =>
+const hosts = async () =>
   (
     await raw<{ items: BareMetalHost[] }>(
       env.cp.kc,
@@ -54,31 +58,70 @@ const hosts = async (pool: string) =>
     )
   ).items;
 
-/** A copy of a BareMetalMachineTemplate on another pool: templates are immutable, a new one is made. */
-async function templateOnPool(from: string, to: string, pool: string): Promise<void> {
+/** A new BareMetalMachineTemplate for the new version: templates are immutable, a new one is made. */
+async function newTemplate(from: string, to: string): Promise<void> {
   await raw(env.cp.kc, 'POST', `${base}/baremetalmachinetemplates`, {
     apiVersion: API_VERSION,
     kind: 'BareMetalMachineTemplate',
     metadata: { name: to, namespace: ns },
-    spec: { template: { spec: { poolRef: { name: pool } } } },
+    spec: { template: { spec: { poolRef: { name: pool }, preparation } } },
   });
   t0Log(`template ${to} (from ${from}) on pool ${pool}`);
+}
+
+interface PreparedView {
+  machine: string;
+  host: string;
+  prepared?: { status: string; reason: string; message?: string };
+}
+
+/** Each BareMetalMachine's host and HostPrepared condition. */
+async function preparedHosts(): Promise<PreparedView[]> {
+  const list = await raw<{
+    items: Array<{
+      metadata: { name: string };
+      status?: {
+        hostRef?: { name: string };
+        conditions?: Array<{ type: string; status: string; reason: string; message?: string }>;
+      };
+    }>;
+  }>(env.cp.kc, 'GET', `${base}/baremetalmachines`);
+  return list.items.map((m) => ({
+    machine: m.metadata.name,
+    host: m.status?.hostRef?.name ?? '',
+    prepared: m.status?.conditions?.find((c) => c.type === 'HostPrepared'),
+  }));
+}
+
+/** What the host says it has: the kubeadm version and the preparation record's bundle, or ''. */
+async function onHost(name: string): Promise<{ kubeadm: string; bundle: string }> {
+  const h = (await hosts()).find((x) => x.metadata.name === name)!;
+  const lab = env.hosts.find((x) => x.address === h.spec.address)!;
+  const r = await hostExec(
+    lab,
+    'echo "$(kubeadm version -o short 2>/dev/null)|$(sed -n s/^bundle=//p /etc/capbm/prepared 2>/dev/null)"',
+  );
+  const [kubeadm = '', bundle = ''] = r.stdout.trim().split('|');
+  return { kubeadm, bundle };
 }
 
 const t0 = Date.now();
 const t0Log = (m: string) => process.stderr.write(`    ${Math.round((Date.now() - t0) / 1000)} s: ${m}\n`);
 
 test.serial(
-  `a cluster on ${previous} is upgraded to ${current}: every machine replaced on the new pool, old hosts reset`,
+  `on stock hosts, a cluster on ${previous} is upgraded to ${current}: every machine replaced onto a host prepared with the new version (a reused one prepared again), the last old host reset to stock`,
   async (t) => {
     t.timeout(40 * 60_000);
+    for (const h of env.hosts)
+      t.is((await hostExec(h, 'command -v kubeadm kubelet containerd runc; true')).stdout.trim(), '', 'a stock host');
     await applyClusterTemplate(env, {
       namespace: ns,
       name: cluster,
-      pool: 'old',
+      pool,
       controlPlane: 1,
       workers: 1,
       kubernetesVersion: previous,
+      preparation,
     });
     const before = await waitForClusterAvailable(env, ns, cluster, 2, 15 * 60_000);
     wl = (await workloadKubeconfig(env, ns, cluster)).kc;
@@ -90,10 +133,18 @@ test.serial(
       `${Math.round((Date.now() - t0) / 1000)} s: cluster Available on ${previous}: ${before.machines.map((m) => m.name).join(', ')}`,
     );
     await deployHello(wl);
+    const first = await preparedHosts();
+    for (const p of first) {
+      t.like(p.prepared, { status: 'True', reason: 'HostPrepared' }, p.machine);
+      t.regex(p.prepared?.message ?? '', new RegExp(`^Prepared with kubernetes-${previous}-b\\d+: .* \\(\\d+ s\\)$`));
+      t.is((await onHost(p.host)).kubeadm, previous);
+      t.log(`${p.machine} on ${p.host}: ${p.prepared?.message ?? ''}`);
+    }
+    const oldCpHost = first.find((p) => p.machine.includes('control-plane'))!.host;
 
     // The control plane: new version, a machine template on the new pool. KCP rolls one at a time
     // (maxSurge 1): the new machine joins, then the old one leaves.
-    await templateOnPool(`${cluster}-control-plane`, `${cluster}-control-plane-${current.replaceAll('.', '-')}`, 'new');
+    await newTemplate(`${cluster}-control-plane`, `${cluster}-control-plane-${current.replaceAll('.', '-')}`);
     const probe = probeApi(wl, { intervalMs: 250, maxRequests: 8000 });
     const cpStart = Date.now();
     await raw(env.cp.kc, 'PATCH', kcp, {
@@ -130,7 +181,7 @@ test.serial(
     t.true(count.ok > 0, 'the workload API answered during the rollout');
 
     // The workers: same, through the MachineDeployment (maxSurge 1, maxUnavailable 0).
-    await templateOnPool(`${cluster}-md-0`, `${cluster}-md-0-${current.replaceAll('.', '-')}`, 'new');
+    await newTemplate(`${cluster}-md-0`, `${cluster}-md-0-${current.replaceAll('.', '-')}`);
     await raw(env.cp.kc, 'PATCH', md, {
       spec: {
         template: {
@@ -155,12 +206,22 @@ test.serial(
       after.machines.some((m) => oldNames.has(m.name)),
       'every Machine was replaced',
     );
-    const newPool = await hosts('new');
-    for (const m of after.machines)
-      t.true(
-        newPool.some((h) => m.providerID === `capbm://${ns}/${h.metadata.name}`),
-        `${m.name} on a new-pool host`,
-      );
+    // Every machine's host prepared with the new version's bundle; the new worker on the host the old
+    // control plane left: reset to stock, then prepared afresh.
+    const now = await preparedHosts();
+    for (const p of now) {
+      t.like(p.prepared, { status: 'True', reason: 'HostPrepared' }, p.machine);
+      t.regex(p.prepared?.message ?? '', new RegExp(`^Prepared with kubernetes-${current}-b\\d+: `));
+      const has = await onHost(p.host);
+      t.is(has.kubeadm, current, p.host);
+      t.regex(has.bundle, new RegExp(`^kubernetes-${current}-b\\d+$`), p.host);
+      t.log(`${p.machine} on ${p.host}: ${p.prepared?.message ?? ''}`);
+    }
+    t.is(
+      now.find((p) => !p.machine.includes('control-plane'))?.host,
+      oldCpHost,
+      'the new worker reused the old control-plane host',
+    );
     const ready = await waitForNodesReady(wl, 2);
     t.deepEqual(
       ready.map((n) => n.kubeletVersion),
@@ -176,28 +237,37 @@ test.serial(
       2000,
     );
     t.true(hello.every((p) => ready.some((n) => n.name === p.node)));
-    // The old hosts: reset, clean, Available for the next cluster.
-    const old = await waitFor(
-      'the old hosts reset and Available',
+    // The host left over: reset, clean, Available, and stock again (what preparation installed removed).
+    const inUse = new Set(now.map((p) => p.host));
+    const left = await waitFor(
+      'the last old host reset and Available',
       async () => {
-        const hs = await hosts('old');
-        return hs.every((h) => h.status?.phase === 'Available' && !h.spec.consumerRef && h.status.lastResetTime)
+        const hs = (await hosts()).filter((h) => !inUse.has(h.metadata.name));
+        return hs.length === 1 &&
+          hs.every((h) => h.status?.phase === 'Available' && !h.spec.consumerRef && h.status.lastResetTime)
           ? hs
           : undefined;
       },
       180_000,
       1000,
     );
-    for (const h of old) {
+    for (const h of left) {
       const lab = env.hosts.find((x) => x.address === h.spec.address)!;
       for (const p of [
         '/etc/kubernetes/kubelet.conf',
         '/var/lib/etcd/member',
         '/var/lib/kubelet/config.yaml',
         '/run/cluster-api',
+        '/etc/capbm/prepared',
+        '/usr/bin/kubeadm',
+        '/usr/bin/containerd',
+        '/opt/cni/bin/bridge',
       ])
         t.not((await hostExec(lab, `test -e ${p}`)).exitCode, 0, `${p} left on ${h.metadata.name}`);
-      t.is((await hostExec(lab, 'ctr -n k8s.io containers ls -q | wc -l')).stdout.trim(), '0');
+      t.is(
+        (await hostExec(lab, 'pgrep -x containerd-shim-runc-v2 | wc -l; pgrep -x kubelet | wc -l')).stdout.trim(),
+        '0\n0',
+      );
     }
     t.is((await nodes(wl)).length, 2, 'the old Nodes are gone from the cluster');
   },

@@ -13,7 +13,15 @@ import { API_VERSION } from '../../provider/api/common.ts';
 import { ApiError, raw } from '../../provider/kube/raw.ts';
 import { exampleRepoDir, KUBE_ROUTER_IMAGE } from './clusters-repo.ts';
 import { installProviderCrds, startControlPlane, type CapiComponent, type ControlPlane } from './controlplane.ts';
-import { BRIDGE_ADDRESS, ensureBridge, kubernetesVersions, startHosts, stopHost, type LabHost } from './lab.ts';
+import {
+  BRIDGE_ADDRESS,
+  bundleDir,
+  ensureBridge,
+  kubernetesVersions,
+  startHosts,
+  stopHost,
+  type LabHost,
+} from './lab.ts';
 import { startLoadBalancer, type LoadBalancer } from './loadbalancer.ts';
 import { containerCommand } from './image.ts';
 import { repoRoot } from './paths.ts';
@@ -25,6 +33,8 @@ export interface EnvOptions {
   hosts: number;
   /** More hosts, after those, whose OS image carries the version before (for upgrades). */
   previousVersionHosts?: number;
+  /** More hosts, after those, with nothing of Kubernetes installed (host preparation, docs/hosts.md). */
+  stockHosts?: number;
   persistent?: boolean;
   /** Folders for the management plane and the lab's own processes (the lab keeps them); default temp folders. */
   dirs?: { management?: string; lab?: string };
@@ -182,6 +192,7 @@ export async function startEnv(o: EnvOptions): Promise<Env> {
     hosts.push(...(await startHosts(o.hosts, { ...common, kubernetesVersion: current })));
     if (o.previousVersionHosts)
       hosts.push(...(await startHosts(o.previousVersionHosts, { ...common, kubernetesVersion: previous })));
+    if (o.stockHosts) hosts.push(...(await startHosts(o.stockHosts, { ...common, stock: true })));
     const lb = await startLoadBalancer({
       backends: hosts.map((h) => h.address),
       ...(o.persistent ? { persistent: true } : {}),
@@ -216,6 +227,7 @@ export async function startEnv(o: EnvOptions): Promise<Env> {
         '--metrics-bind-address=127.0.0.1:0',
         '--health-probe-bind-address=127.0.0.1:0',
         ...agentArgs,
+        ...(o.stockHosts ? [`--bundle-dir=${bundleDir()}`] : []),
         ...(po.args ?? []),
       ];
       const logLevel = { CAPBM_LOG_LEVEL: process.env.CAPBM_LOG_LEVEL ?? 'info' };
@@ -322,8 +334,10 @@ export interface ClusterVars {
   workerPool?: string;
   controlPlane?: number;
   workers?: number;
-  /** Default: the pinned version. Hosts of the pools must carry it. */
+  /** Default: the pinned version. Hosts of the pools must carry it, or be prepared (`preparation`). */
   kubernetesVersion?: string;
+  /** spec.preparation of both machine templates (stock hosts, docs/hosts.md). */
+  preparation?: Record<string, unknown>;
 }
 
 /** The template variables the lab sets, as a user of this lab would pass them to clusterctl. */
@@ -455,6 +469,10 @@ export function labClusterObjects(env: Pick<Env, 'lb'>, v: ClusterVars): LabClus
   for (const d of docs) {
     if (v.workerPool && d.kind === 'BareMetalMachineTemplate' && d.metadata.name === `${v.name}-md-0`) {
       d.spec = { template: { spec: { poolRef: { name: v.workerPool } } } };
+    }
+    if (v.preparation && d.kind === 'BareMetalMachineTemplate') {
+      const spec = d.spec as { template: { spec: Record<string, unknown> } };
+      spec.template.spec.preparation = v.preparation;
     }
     labHostAdjustments(d);
   }

@@ -48,6 +48,11 @@ export interface HostOptions {
   persistent?: boolean;
   /** The Kubernetes version of the host's OS image (kubelet, kubeadm, kubectl). Default: the pinned one. */
   kubernetesVersion?: string;
+  /**
+   * A stock host: Debian with systemd, sshd and sudo only, no container runtime and no Kubernetes
+   * (hack/bundle stock), for host preparation (docs/hosts.md). kubernetesVersion is then ignored.
+   */
+  stock?: boolean;
   /** Extra sshd_config lines, e.g. "MaxSessions 1" to try the provider against a strict server. */
   sshd?: string[];
 }
@@ -62,7 +67,9 @@ export interface LabHost {
   hostKeyPublic: string;
   /** The host's root as provisioning left it (overlay upper layer merged with the rootfs). */
   root: string;
+  /** The OS image's Kubernetes version; '' on a stock host. */
   kubernetesVersion: string;
+  stock: boolean;
 }
 
 export function slotDir(slot: number): string {
@@ -173,6 +180,26 @@ function rootfs(): string {
   return dir;
 }
 
+/** The stock OS image: the base rootfs without the runtime, units and Kubernetes (hack/bundle stock). */
+function stockRootfs(): string {
+  const dir = process.env.CAPBM_STOCK_ROOTFS;
+  if (!dir || !existsSync(join(dir, 'usr/sbin/sshd')))
+    throw new Error(
+      'stock lab hosts need the stock rootfs: run hack/bundle stock and export CAPBM_STOCK_ROOTFS (hack/test does both)',
+    );
+  return dir;
+}
+
+/** The folder of host preparation bundles (hack/bundle build), for the provider's --bundle-dir. */
+export function bundleDir(): string {
+  const dir = process.env.CAPBM_BUNDLES;
+  if (!dir || !existsSync(dir))
+    throw new Error(
+      'host preparation needs bundles: run hack/bundle build and export CAPBM_BUNDLES (hack/test does both)',
+    );
+  return dir;
+}
+
 /** The OS image layer with one Kubernetes version's kubelet, kubeadm and kubectl (hack/rootfs). */
 export function kubernetesLayer(version: string): string {
   const cache = process.env.CAPBM_CACHE ?? join(repoRoot, '.cache');
@@ -215,7 +242,9 @@ async function prepareRoot(
   mkdirSync(join(d, 'sysctl'), { recursive: true });
   for (const [k, v] of Object.entries(kubeletSysctls))
     writeFileSync(join(d, 'sysctl', k.replaceAll('/', '.')), `${v}\n`);
-  const layer = kubernetesLayer(o.kubernetesVersion ?? kubernetesVersions().current);
+  const lower = o.stock
+    ? stockRootfs()
+    : `${kubernetesLayer(o.kubernetesVersion ?? kubernetesVersions().current)}:${rootfs()}`;
   const mounts = readFileSync('/proc/mounts', 'utf8');
   if (!mounts.includes(` ${merged} `)) {
     await sh('mount', [
@@ -223,7 +252,7 @@ async function prepareRoot(
       'overlay',
       'overlay',
       '-o',
-      `lowerdir=${layer}:${rootfs()},upperdir=${upper},workdir=${work}`,
+      `lowerdir=${lower},upperdir=${upper},workdir=${work}`,
       merged,
     ]);
   }
@@ -467,7 +496,7 @@ export async function startHost(o: HostOptions): Promise<LabHost> {
   void cleanupStaleHosts();
   const slot = reserveSlot(!!o.persistent);
   const name = `lab-${slot}`;
-  const kubernetesVersion = o.kubernetesVersion ?? kubernetesVersions().current;
+  const kubernetesVersion = o.stock ? '' : (o.kubernetesVersion ?? kubernetesVersions().current);
   const { merged, fingerprint, publicKey } = await prepareRoot(slot, o);
   await createNetwork(slot);
   await bootOrRetry(slot, merged, name, { owner: process.pid, persistent: !!o.persistent }).catch(
@@ -485,6 +514,7 @@ export async function startHost(o: HostOptions): Promise<LabHost> {
     hostKeyPublic: publicKey,
     root: merged,
     kubernetesVersion,
+    stock: !!o.stock,
   };
   if (!o.persistent) {
     started.set(slot, host);

@@ -14,6 +14,7 @@ const ready: MachineFacts = {
   providerIDSet: false,
   provisioned: false,
   agentEnabled: true,
+  preparationWanted: false,
   ageMs: 60_000,
   quietMs: 10_000,
   said: true,
@@ -22,6 +23,7 @@ const host: HostFacts = {
   name: 'pool-a-10-0-0-1',
   phase: 'Provisioning',
   preflightPassed: false,
+  prepared: false,
   bootstrapSucceeded: false,
   agentInstalled: false,
   reset: false,
@@ -112,6 +114,7 @@ test('property: no fact combination releases a host that was not reset, or runs 
     name: fc.constant('h'),
     phase: fc.constantFrom('Claimed', 'Provisioning', 'Provisioned', 'Deprovisioning', 'Quarantined', 'Available'),
     preflightPassed: fc.boolean(),
+    prepared: fc.boolean(),
     bootstrapSucceeded: fc.boolean(),
     agentInstalled: fc.boolean(),
     reset: fc.boolean(),
@@ -131,6 +134,7 @@ test('property: no fact combination releases a host that was not reset, or runs 
     provisioned: fc.boolean(),
     bootstrapFailure: fc.option(fc.string(), { nil: undefined }),
     agentEnabled: fc.boolean(),
+    preparationWanted: fc.boolean(),
     ageMs: fc.nat(20_000),
     quietMs: fc.constantFrom(0, 10_000),
     said: fc.boolean(),
@@ -140,6 +144,10 @@ test('property: no fact combination releases a host that was not reset, or runs 
       const step = nextMachineStep(f);
       if (step.kind === 'release-host') return f.host?.reset === true && f.host.phase !== 'Quarantined';
       if (f.paused) return step.kind === 'wait' || step.kind === 'done';
+      // A bootstrap never starts on a host that wants preparation and is not prepared.
+      if (step.kind === 'start-bootstrap' && f.preparationWanted && !f.host?.prepared) return false;
+      if (step.kind === 'prepare-host')
+        return f.preparationWanted && !!f.host?.preflightPassed && f.host.run === 'none' && !f.host.bootstrapSucceeded;
       if (['preflight', 'start-bootstrap', 'install-agent'].includes(step.kind)) {
         return f.host?.phase !== 'Quarantined' && f.bootstrapDataReady && f.clusterInfraProvisioned;
       }
@@ -172,4 +180,21 @@ test('after a clusterctl move: a machine adopts the host it held (never claims a
   t.like(nextMachineStep({ ...source, deletedForMove: true }), { kind: 'remove-finalizer' });
   t.like(nextMachineStep({ ...source, deletedForMove: true, hasFinalizer: false }), { kind: 'done' });
   t.like(nextMachineStep({ ...source, paused: false }), { kind: 'reset-host' });
+});
+
+test('a host is prepared after preflight and before the bootstrap, only when spec.preparation asks', (t) => {
+  const held = { ...host, preflightPassed: true };
+  t.like(nextMachineStep({ ...ready, host: held }), { kind: 'start-bootstrap' });
+  t.like(nextMachineStep({ ...ready, preparationWanted: true, host: { ...host } }), { kind: 'preflight' });
+  t.like(nextMachineStep({ ...ready, preparationWanted: true, host: held }), { kind: 'prepare-host' });
+  t.like(nextMachineStep({ ...ready, preparationWanted: true, host: { ...held, prepared: true } }), {
+    kind: 'start-bootstrap',
+  });
+  // Never under a bootstrap that runs, ended, or failed.
+  t.like(nextMachineStep({ ...ready, preparationWanted: true, host: { ...held, run: 'running' } }), {
+    kind: 'follow-bootstrap',
+  });
+  t.like(nextMachineStep({ ...ready, preparationWanted: true, bootstrapFailure: 'x', host: held }), {
+    reason: 'BootstrapFailed',
+  });
 });
