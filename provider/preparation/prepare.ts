@@ -2,7 +2,7 @@
 // the bundle, verify every staged file's sha256 on the host, and install. Nothing is installed
 // before the host passed every check and every file verified; an install that fails part-way
 // undoes itself (scripts.ts). Returns what happened; the caller turns it into conditions.
-import { readFileSync } from 'node:fs';
+import { createReadStream } from 'node:fs';
 import { join } from 'node:path';
 import type { SshSession } from '../ssh/index.ts';
 import type { Bundle } from './bundles.ts';
@@ -32,7 +32,8 @@ async function stage(conn: SshSession, b: Bundle): Promise<number> {
   let sent = 0;
   for (const f of b.manifest.files) {
     if (have.get(f.path) === f.sha256) continue; // staged before (an interrupted preparation)
-    await conn.upload(`${dir}${f.path}`, readFileSync(join(b.dir, 'files', f.path)), { mode: 0o600 });
+    // Streamed: a bundle is hundreds of MiB, and several hosts may be prepared at once.
+    await conn.upload(`${dir}${f.path}`, createReadStream(join(b.dir, 'files', f.path)), { mode: 0o600 });
     sent += f.size;
   }
   return sent;

@@ -19,7 +19,7 @@ import {
 } from './errors.ts';
 import { verifyHostKey } from './hostkey.ts';
 import { SudoGate, sudoWithPassword } from './sudo.ts';
-import type { Endpoint, ExecOptions, ExecResult, Privilege, SshSession, Target } from './target.ts';
+import type { Endpoint, ExecOptions, ExecResult, Input, Privilege, SshSession, Target } from './target.ts';
 
 export type { Credentials, Endpoint, ExecOptions, ExecResult, Privilege, SshSession, Target } from './target.ts';
 import { shQuote } from '../../common/quote.ts';
@@ -162,7 +162,15 @@ export class SshConnection implements SshSession {
     const what = o.what ?? `command "${command.slice(0, 60)}"`;
     const out = { stdout: '', stderr: '' };
     const partial = { stdout: '', stderr: '' };
-    const input = () => stream.end(o.stdin ?? '');
+    const input = () => {
+      const stdin = o.stdin ?? '';
+      if (typeof stdin === 'string' || Buffer.isBuffer(stdin)) return stream.end(stdin);
+      stdin.once('error', (e: Error) => {
+        stream.close();
+        settle(new Error(`reading the input of ${what}: ${e.message}`, { cause: e }));
+      });
+      stdin.pipe(stream);
+    };
     const gate = sudoPassword
       ? new SudoGate(sudoPassword, {
           write: (d) => stream.write(d),
@@ -219,7 +227,7 @@ export class SshConnection implements SshSession {
    * Runs through the target's privilege, so root-owned paths work for sudo users too; the content
    * travels on stdin, never on a command line.
    */
-  async upload(path: string, content: string | Buffer, o: { mode?: number; owner?: string } = {}): Promise<void> {
+  async upload(path: string, content: Input, o: { mode?: number; owner?: string } = {}): Promise<void> {
     if (!path.startsWith('/')) throw new Error(`upload path must be absolute: ${path}`);
     const mode = (o.mode ?? 0o600).toString(8).padStart(4, '0');
     const p = shQuote(path);

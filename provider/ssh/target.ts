@@ -1,5 +1,6 @@
 // What the SSH layer is told and gives back: where a host is and how to get root on it (Target),
 // the options and results of a command, and the session interface the provider works through.
+import type { Readable } from 'node:stream';
 import type { HostKeyPolicy } from './hostkey.ts';
 
 /** How commands get root: the user is root, sudo without a password, or sudo with one. */
@@ -36,8 +37,11 @@ export interface Target extends Endpoint {
   keepaliveCountMax?: number;
 }
 
+/** A command's input; a stream is piped (with backpressure), so a large file is never held whole. */
+export type Input = string | Buffer | Readable;
+
 export interface ExecOptions {
-  stdin?: string | Buffer;
+  stdin?: Input;
   /** Called for every complete output line. */
   onLine?: (line: string, stream: 'stdout' | 'stderr') => void;
   /** Kill the command after this long. Default: no limit (keepalives still catch a dead host). */
@@ -69,6 +73,6 @@ export interface SshSession {
   /** The jump host's key, when there is one (trust-on-first-use: record it too). */
   readonly jump?: { readonly hostKeyFingerprint: string; readonly hostKeyFirstUse: boolean };
   exec(command: string, o?: ExecOptions): Promise<ExecResult>;
-  upload(path: string, content: string | Buffer, o?: { mode?: number; owner?: string }): Promise<void>;
+  upload(path: string, content: Input, o?: { mode?: number; owner?: string }): Promise<void>;
   close(): void;
 }

@@ -1,7 +1,9 @@
 // The SSH transport against real OpenSSH servers in lab hosts (network namespaces on this machine).
 import test from 'ava';
+import { createHash, randomBytes } from 'node:crypto';
 import { readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
+import { Readable } from 'node:stream';
 import ssh2 from 'ssh2';
 import {
   AuthFailed,
@@ -265,6 +267,26 @@ test('upload is atomic, through sudo, with the mode asked for (0600 by default) 
   t.is(statSync(join(dir, 'secret.bin')).uid, 0);
   t.is(statSync(join(dir, 'public.conf')).mode & 0o777, 0o644);
   t.deepEqual((await hostExec(a, 'ls -A /etc/capbm')).stdout.split('\n').sort(), ['public.conf', 'secret.bin']);
+});
+
+test('upload streams a large input (never held whole); a failing input fails the upload, no file left', async (t) => {
+  const c = await connect(target(a, { user: 'capbm' }));
+  t.teardown(() => c.close());
+  const chunk = randomBytes(1 << 20);
+  const want = createHash('sha256');
+  function* mebibytes(n: number, fail = false) {
+    for (let i = 0; i < n; i++) {
+      if (!fail) want.update(chunk);
+      yield chunk;
+    }
+    if (fail) throw new Error('disk read error');
+  }
+  await c.upload('/var/tmp/capbm-stream/big.bin', Readable.from(mebibytes(48)));
+  const got = await hostExec(a, 'sha256sum /var/tmp/capbm-stream/big.bin');
+  t.is(got.stdout.split(' ')[0], want.digest('hex'));
+  const err = await t.throwsAsync(c.upload('/var/tmp/capbm-stream/broken.bin', Readable.from(mebibytes(2, true))));
+  t.regex(err.message, /reading the input of upload to \/var\/tmp\/capbm-stream\/broken\.bin: disk read error/);
+  t.is((await hostExec(a, 'ls -A /var/tmp/capbm-stream')).stdout.trim(), 'big.bin', 'no partial or temp file');
 });
 
 test.serial(

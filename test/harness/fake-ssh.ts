@@ -2,6 +2,8 @@
 // (test/integration/machine-reconcile.test.ts): every host is a script of what its shell answers to
 // the provider's scripts (preflight, the bootstrap run, the reset), and everything run or uploaded
 // is recorded. It is not a host: the real SSH transport and real hosts are tested in test/e2e.
+import { buffer } from 'node:stream/consumers';
+import type { Readable } from 'node:stream';
 import { AuthFailed, HostUnreachable, type SshRunner, type SshSession } from '../../provider/ssh/index.ts';
 import type { ExecOptions, ExecResult, Target } from '../../provider/ssh/target.ts';
 
@@ -104,9 +106,11 @@ class FakeSession implements SshSession {
     return ok();
   }
 
-  upload(path: string, content: string | Buffer): Promise<void> {
-    this.#h.uploads.set(path, content.toString());
-    return Promise.resolve();
+  async upload(path: string, content: string | Buffer | Readable): Promise<void> {
+    this.#h.uploads.set(
+      path,
+      (typeof content === 'string' || Buffer.isBuffer(content) ? content : await buffer(content)).toString(),
+    );
   }
 
   close(): void {}
