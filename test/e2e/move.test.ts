@@ -230,6 +230,18 @@ test.serial('3. plane B carries on: the moved machines adopt their hosts, no boo
     (e) => e.reason === 'HostAdopted' && e.involvedObject.kind === 'BareMetalMachine',
   );
   t.deepEqual([...new Set(adopted.map((e) => e.involvedObject.name))].sort(), [...before.keys()].sort());
+  // What an operator runs next: `clusterctl describe cluster` on plane B shows the cluster healthy.
+  const config = join(env.cp.dir, 'clusterctl-move', 'clusterctl.yaml');
+  const d = await clusterctl(['describe', 'cluster', cluster, '-n', ns, '--kubeconfig', b!.cp.kubeconfigPath], {
+    config,
+  });
+  t.is(d.exitCode, 0, d.stderr);
+  const rows = d.stdout.split('\n');
+  t.regex(rows.find((l) => l.startsWith(`Cluster ${ns}/${cluster} `)) ?? '', /\bTrue\s+Available\b/, d.stdout);
+  t.regex(rows.find((l) => l.includes(`BareMetalCluster ${ns}/${cluster} `)) ?? '', /\bTrue\b/, d.stdout);
+  const machineRows = rows.filter((l) => /\bMachine \S+/.test(l));
+  t.is(machineRows.length, 2, d.stdout);
+  for (const l of machineRows) t.regex(l, /\bTrue\s+Ready\b/, d.stdout);
 });
 
 test.serial('4. scaled on plane B: a new worker provisions on the free host', async (t) => {
