@@ -150,6 +150,8 @@ export function poolManifests(o: PoolOptions): string {
       namespace: o.namespace,
       annotations: {
         'capbm.dev/vagrant-vms': o.hosts.map((h) => `${h.vm}=${h.address}`).join(','),
+        // The provider quotes it when a host's key changes (provider/controllers/problems.ts).
+        'capbm.dev/host-keys-from': `hack/vagrant-pool --name ${o.name} --namespace ${o.namespace} --apply --kubeconfig FILE`,
       },
     },
     spec: {

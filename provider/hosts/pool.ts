@@ -14,6 +14,7 @@ import { EventRecorder } from '../runtime/events.ts';
 import { Writer } from '../runtime/writer.ts';
 import { WatchFilterLabel } from '../runtime/flags.ts';
 import { POOL_LABEL, isAvailable } from './claim.ts';
+import { hostKeysCondition } from './host-keys.ts';
 import { expandPool, hostName, MAX_POOL_NAME } from './expand.ts';
 import { heldElsewhere, heldMessage, type PoolAddresses } from './overlap.ts';
 
@@ -331,7 +332,9 @@ async function reconcile(
     creds.status === 'True'
       ? { type: 'Ready', status: 'True', reason: 'HostsMaterialized', message: `${desired.length} hosts` }
       : { ...creds, type: 'Ready' };
-  await writeStatus(kc, pool, counts, [ready, creds, clash]);
+  const keys = hostKeysCondition(pool, kept);
+  await writeStatus(kc, pool, counts, [ready, creds, clash, keys]);
+  if (keys.status === 'False') recorder.event(pool, 'Warning', keys.reason, keys.message);
   if (clash.status === 'True') recorder.event(pool, 'Warning', clash.reason, clash.message);
   if (creds.status === 'False') recorder.event(pool, 'Warning', creds.reason, creds.message);
   return {

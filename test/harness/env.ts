@@ -31,6 +31,8 @@ export interface EnvOptions {
   capi?: CapiComponent[];
   /** Install the node agent on provisioned hosts (reports to the provider over the lab bridge). */
   agent?: { unknownAfter?: string; interval?: string };
+  /** More servers behind the control-plane load balancer than the lab hosts (Vagrant VMs). */
+  backends?: string[];
   log?: (msg: string) => void;
 }
 
@@ -180,7 +182,7 @@ export async function startEnv(o: EnvOptions): Promise<Env> {
     if (o.previousVersionHosts)
       hosts.push(...(await startHosts(o.previousVersionHosts, { ...common, kubernetesVersion: previous })));
     const lb = await startLoadBalancer({
-      backends: hosts.map((h) => h.address),
+      backends: [...hosts.map((h) => h.address), ...(o.backends ?? [])],
       ...(o.persistent ? { persistent: true } : {}),
     });
     if (!o.persistent) stops.push(() => lb.stop());

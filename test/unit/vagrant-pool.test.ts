@@ -139,4 +139,8 @@ test('manifests: the ssh-auth Secret and a pool pinning every key per address', 
     pinned: { '10.250.160.11': ['SHA256:a', 'SHA256:b'], '10.250.160.12': ['SHA256:c'] },
   });
   t.is(pool?.metadata.annotations['capbm.dev/vagrant-vms'], 'capbm-1=10.250.160.11,capbm-2=10.250.160.12');
+  t.regex(
+    pool?.metadata.annotations['capbm.dev/host-keys-from'],
+    /^hack\/vagrant-pool --name laptop --namespace team-a/,
+  );
 });
