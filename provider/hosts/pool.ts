@@ -277,6 +277,13 @@ export async function reconcilePool(
   }
 }
 
+/** Events for what is wrong: an overlap (True is the problem), missing credentials, a host key refused. */
+function warn(recorder: EventRecorder, pool: BareMetalHostPool, c: { clash: Cond; creds: Cond; keys: Cond }): void {
+  if (c.clash.status === 'True') recorder.event(pool, 'Warning', c.clash.reason, c.clash.message);
+  if (c.creds.status === 'False') recorder.event(pool, 'Warning', c.creds.reason, c.creds.message);
+  if (c.keys.status === 'False') recorder.event(pool, 'Warning', c.keys.reason, c.keys.message);
+}
+
 async function reconcile(
   kc: KubeConfig,
   {
@@ -334,9 +341,7 @@ async function reconcile(
       : { ...creds, type: 'Ready' };
   const keys = hostKeysCondition(pool, kept);
   await writeStatus(kc, pool, counts, [ready, creds, clash, keys]);
-  if (keys.status === 'False') recorder.event(pool, 'Warning', keys.reason, keys.message);
-  if (clash.status === 'True') recorder.event(pool, 'Warning', clash.reason, clash.message);
-  if (creds.status === 'False') recorder.event(pool, 'Warning', creds.reason, creds.message);
+  warn(recorder, pool, { clash, creds, keys });
   return {
     ...plan.result,
     ...(clash.status === 'True' ? { overlapping: true } : {}),
