@@ -39,7 +39,10 @@ vagrant_box_ready() {
     step "adding the box capbm-lab to Vagrant"
     vagrant box add --force --name capbm-lab "$box" >/dev/null || die "vagrant box add failed" "run: VAGRANT_HOME=$VAGRANT_HOME vagrant box add --force --name capbm-lab $box"
     # The old box's volume in libvirt's pool is stale once the box changes.
-    virsh -c qemu:///system vol-delete --pool default capbm-lab_vagrant_box_image_0_box.img >/dev/null 2>&1 || true
+    local v
+    for v in $(virsh -c qemu:///system vol-list default 2>/dev/null | awk '$1 ~ /^capbm-lab_vagrant_box_image_/ {print $1}'); do
+      virsh -c qemu:///system vol-delete --pool default "$v" >/dev/null 2>&1 || true
+    done
     echo "$box" >"$stamp"
   fi
 }
