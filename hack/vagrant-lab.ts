@@ -36,7 +36,10 @@ const kubectl = (env: Env, args: string[], input?: string) =>
     ...(input ? { input } : {}),
   });
 
-/** The VMs reach the lab (registry, load balancer) through the host, and pull from its registry. */
+/**
+ * The VMs reach the lab (registry, load balancer) through this machine, their default route (kubeadm
+ * takes the node address from it; Vagrant's isolated network gives none), and pull from its registry.
+ */
 async function prepareVms(env: Env): Promise<void> {
   const config = join(dir, 'ssh-config');
   writeFileSync(config, (await execa('vagrant', ['ssh-config'], { cwd: vagrantDir })).stdout);
@@ -49,7 +52,7 @@ async function prepareVms(env: Env): Promise<void> {
       '-F',
       config,
       `capbm-${i}`,
-      `sudo sh -c "ip route replace 10.250.0.0/16 via ${gateway} && ${files.replace(/"/g, '\\"')} && systemctl restart containerd"`,
+      `sudo sh -c "ip route replace default via ${gateway} && ${files.replace(/"/g, '\\"')} && systemctl restart containerd"`,
     ]);
   }
 }

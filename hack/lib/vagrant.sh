@@ -11,6 +11,9 @@ export CAPBM_BOX=capbm-lab CAPBM_PROVIDER=libvirt
 # Settings for this machine: QEMU in software (its KVM hangs guest kernels), small VMs.
 export CAPBM_EMULATE="${CAPBM_EMULATE:-1}" CAPBM_VMS="${CAPBM_VMS:-2}" CAPBM_MEMORY="${CAPBM_MEMORY:-2048}" CAPBM_CPUS="${CAPBM_CPUS:-2}"
 export CAPBM_NETWORK="${CAPBM_NETWORK:-10.250.160}"
+# Each VM's serial console (kernel and boot messages), for when a VM does not come up.
+export CAPBM_SERIAL_LOGS="${CAPBM_SERIAL_LOGS:-/var/log/capbm-vagrant}"
+mkdir -p "$CAPBM_SERIAL_LOGS" 2>/dev/null || true
 
 # libvirt_ready: the Debian packages, and libvirtd + virtlogd running (started here when this
 # machine has no systemd). Idempotent.
