@@ -1,8 +1,9 @@
-// The pool's HostKeysMatch condition, from its hosts' Reachable conditions.
+// The pool's HostKeysMatch condition, from its hosts' Reachable conditions, and the pool's warnings.
 import type { BareMetalHost } from '../api/host.ts';
 import type { BareMetalHostPool } from '../api/pool.ts';
 import { hostKeyAdvice } from '../controllers/problems.ts';
 import type { ConditionInput } from '../runtime/conditions.ts';
+import type { EventRecorder } from '../runtime/events.ts';
 
 type Cond = ConditionInput & { message: string };
 
@@ -22,4 +23,15 @@ export function hostKeysCondition(pool: BareMetalHostPool, hosts: BareMetalHost[
     reason: 'HostKeyMismatch',
     message: `${which} served an SSH host key the pool does not accept; nothing was run there. ${hostKeyAdvice(pool)}`,
   };
+}
+
+/** Events for what is wrong: an overlap (True is the problem), missing credentials, a host key refused. */
+export function warn(
+  recorder: EventRecorder,
+  pool: BareMetalHostPool,
+  c: { clash: Cond; creds: Cond; keys: Cond },
+): void {
+  if (c.clash.status === 'True') recorder.event(pool, 'Warning', c.clash.reason, c.clash.message);
+  if (c.creds.status === 'False') recorder.event(pool, 'Warning', c.creds.reason, c.creds.message);
+  if (c.keys.status === 'False') recorder.event(pool, 'Warning', c.keys.reason, c.keys.message);
 }

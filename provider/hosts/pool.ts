@@ -14,7 +14,7 @@ import { EventRecorder } from '../runtime/events.ts';
 import { Writer } from '../runtime/writer.ts';
 import { WatchFilterLabel } from '../runtime/flags.ts';
 import { POOL_LABEL, isAvailable } from './claim.ts';
-import { hostKeysCondition } from './host-keys.ts';
+import { hostKeysCondition, warn } from './host-keys.ts';
 import { expandPool, hostName, MAX_POOL_NAME } from './expand.ts';
 import { heldElsewhere, heldMessage, type PoolAddresses } from './overlap.ts';
 
@@ -275,13 +275,6 @@ export async function reconcilePool(
   } finally {
     if (!o.recorder) await recorder.flush();
   }
-}
-
-/** Events for what is wrong: an overlap (True is the problem), missing credentials, a host key refused. */
-function warn(recorder: EventRecorder, pool: BareMetalHostPool, c: { clash: Cond; creds: Cond; keys: Cond }): void {
-  if (c.clash.status === 'True') recorder.event(pool, 'Warning', c.clash.reason, c.clash.message);
-  if (c.creds.status === 'False') recorder.event(pool, 'Warning', c.creds.reason, c.creds.message);
-  if (c.keys.status === 'False') recorder.event(pool, 'Warning', c.keys.reason, c.keys.message);
 }
 
 async function reconcile(
