@@ -115,9 +115,15 @@ function slim<T extends KubeObject>(keepSpec: string[], keepStatus: string[]) {
 const PoolIndex = 'pool';
 const AddressIndex = 'address';
 
-/** Host changes that move a pool's counts: claim, phase, quarantine, retirement. */
+/** Host changes that move a pool's status: claim, phase, quarantine, retirement, a host key refused. */
 const countsKey = (h: BareMetalHost) =>
-  JSON.stringify([h.spec?.consumerRef?.uid, h.status?.phase, Boolean(h.spec?.quarantine), h.spec?.retire]);
+  JSON.stringify([
+    h.spec?.consumerRef?.uid,
+    h.status?.phase,
+    Boolean(h.spec?.quarantine),
+    h.spec?.retire,
+    h.status?.conditions?.find((c) => c.type === 'Reachable')?.reason === 'HostKeyMismatch',
+  ]);
 const hostCountsChanged = (a: BareMetalHost, b: BareMetalHost) => countsKey(a) !== countsKey(b);
 
 /** updatePredicate: anything but the resourceVersion changed. */

@@ -34,13 +34,24 @@ function sshReason(r: SshReason): ProblemReason {
   }
 }
 
+/** Where a pool's pins came from (a command that re-pins them, such as hack/vagrant-pool), if it says. */
+export const HostKeysFromAnnotation = 'capbm.dev/host-keys-from';
+
+/** What to do when a host serves a key its pool does not accept. */
+export function hostKeyAdvice(pool: BareMetalHostPool | undefined): string {
+  const from = pool?.metadata.annotations?.[HostKeysFromAnnotation];
+  if (from)
+    return `The pool's pins were made by \`${from}\`: if the host was re-created (a new VM has new host keys), re-run it to pin the new keys; otherwise treat it as an attack.`;
+  return `If the host was reinstalled, update spec.hostKeyPolicy of pool ${pool?.metadata.name ?? ''} (or, for trust-on-first-use, remove status.hostKeyFingerprint from the BareMetalHost); otherwise treat it as an attack.`;
+}
+
 function sshAdvice(err: SshError, pool: BareMetalHostPool | undefined): string {
   const secret = pool ? `${pool.metadata.namespace}/${pool.spec.ssh.secretRef.name}` : 'of the pool';
   switch (err.reason) {
     case 'AuthFailed':
       return ` The host refused the key in Secret ${secret}: add its public key to ~${pool?.spec.ssh.user ?? 'root'}/.ssh/authorized_keys on the host, or fix the Secret. Nothing was run on the host.`;
     case 'HostKeyMismatch':
-      return ` Nothing was run on the host. If the host was reinstalled, update spec.hostKeyPolicy of pool ${pool?.metadata.name ?? ''} (or, for trust-on-first-use, remove status.hostKeyFingerprint from the BareMetalHost); otherwise treat it as an attack.`;
+      return ` Nothing was run on the host. ${hostKeyAdvice(pool)}`;
     case 'Timeout':
     case 'HostUnreachable':
       return ' The provider retries with backoff; a machine whose host stays unreachable is replaced (MachineHealthCheck), and the host is quarantined when the machine is deleted.';

@@ -14,6 +14,7 @@ import { EventRecorder } from '../runtime/events.ts';
 import { Writer } from '../runtime/writer.ts';
 import { WatchFilterLabel } from '../runtime/flags.ts';
 import { POOL_LABEL, isAvailable } from './claim.ts';
+import { hostKeysCondition, warn } from './host-keys.ts';
 import { expandPool, hostName, MAX_POOL_NAME } from './expand.ts';
 import { heldElsewhere, heldMessage, type PoolAddresses } from './overlap.ts';
 
@@ -338,9 +339,9 @@ async function reconcile(
     creds.status === 'True'
       ? { type: 'Ready', status: 'True', reason: 'HostsMaterialized', message: `${desired.length} hosts` }
       : { ...creds, type: 'Ready' };
-  await writeStatus(kc, pool, counts, [ready, creds, clash]);
-  if (clash.status === 'True') recorder.event(pool, 'Warning', clash.reason, clash.message);
-  if (creds.status === 'False') recorder.event(pool, 'Warning', creds.reason, creds.message);
+  const keys = hostKeysCondition(pool, kept);
+  await writeStatus(kc, pool, counts, [ready, creds, clash, keys]);
+  warn(recorder, pool, { clash, creds, keys });
   return {
     ...plan.result,
     ...(clash.status === 'True' ? { overlapping: true } : {}),

@@ -43,6 +43,8 @@ export interface EnvOptions {
   capiFeatureGates?: string;
   /** Install the node agent on provisioned hosts (reports to the provider over the lab bridge). */
   agent?: { unknownAfter?: string; interval?: string };
+  /** More servers behind the control-plane load balancer than the lab hosts (Vagrant VMs). */
+  backends?: string[];
   log?: (msg: string) => void;
 }
 
@@ -194,7 +196,7 @@ export async function startEnv(o: EnvOptions): Promise<Env> {
       hosts.push(...(await startHosts(o.previousVersionHosts, { ...common, kubernetesVersion: previous })));
     if (o.stockHosts) hosts.push(...(await startHosts(o.stockHosts, { ...common, stock: true })));
     const lb = await startLoadBalancer({
-      backends: hosts.map((h) => h.address),
+      backends: [...hosts.map((h) => h.address), ...(o.backends ?? [])],
       ...(o.persistent ? { persistent: true } : {}),
     });
     if (!o.persistent) stops.push(() => lb.stop());
