@@ -2,6 +2,7 @@
 // (provider/controllers/host-ops.ts, and SshConnection's upload script) run against a simulated
 // host, without SSH in between: preflight, bootstrap (start, attach, done), scrub, reset.
 import test from 'ava';
+import { buffer } from 'node:stream/consumers';
 import { render } from '../../cloud-init/index.ts';
 import { runBootstrap, runPreflight, runReset, scrubBootstrap } from '../../provider/controllers/host-ops.ts';
 import { bootstrapMetaData } from '../../provider/controllers/metadata.ts';
@@ -17,7 +18,10 @@ function session(h: SimHost, o: SimOptions): SshSession {
       answer(
         h,
         command,
-        () => Promise.resolve(eo.stdin?.toString() ?? ''),
+        async () => {
+          const input = eo.stdin ?? '';
+          return (typeof input === 'string' || Buffer.isBuffer(input) ? input : await buffer(input)).toString();
+        },
         {
           out: (t) => {
             r.stdout += t;
