@@ -66,3 +66,24 @@ export function heldMessage(held: Map<string, string>): string {
   });
   return `${parts.join('; ')}. One server is one host: these addresses get no host in this pool; remove them here (or from the other pool) to end the overlap.`;
 }
+
+/** The pool's AddressesOverlap condition: addresses another pool holds, or this pool's that others list too. */
+export function overlapCondition(o: { held: Map<string, string>; shared: PoolAddresses[] }): {
+  type: string;
+  status: 'True' | 'False';
+  reason: string;
+  message: string;
+} {
+  if (o.held.size)
+    return { type: 'AddressesOverlap', status: 'True', reason: 'AddressesHeldElsewhere', message: heldMessage(o.held) };
+  if (o.shared.length) {
+    const names = o.shared.map((x) => key(x.pool)).join(', ');
+    return {
+      type: 'AddressesOverlap',
+      status: 'True',
+      reason: 'AddressesAlsoListed',
+      message: `Pool(s) ${names} list addresses of this pool; this pool holds them (its hosts came first), the others get no host for them.`,
+    };
+  }
+  return { type: 'AddressesOverlap', status: 'False', reason: 'NoOverlap', message: '' };
+}

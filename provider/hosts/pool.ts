@@ -16,7 +16,7 @@ import { WatchFilterLabel } from '../runtime/flags.ts';
 import { POOL_LABEL, isAvailable } from './claim.ts';
 import { hostKeysCondition, warn } from './host-keys.ts';
 import { expandPool, hostName, MAX_POOL_NAME } from './expand.ts';
-import { heldElsewhere, heldMessage, type PoolAddresses } from './overlap.ts';
+import { heldElsewhere, overlapCondition, type PoolAddresses } from './overlap.ts';
 
 export interface PoolResult {
   created: number;
@@ -145,21 +145,6 @@ async function credentials(kc: KubeConfig, pool: BareMetalHostPool): Promise<Con
       };
   }
   return { type: 'CredentialsReady', status: 'True', reason: 'SecretFound', message: '' };
-}
-
-function overlapCondition(o: Awaited<ReturnType<typeof overlaps>>): Cond {
-  if (o.held.size)
-    return { type: 'AddressesOverlap', status: 'True', reason: 'AddressesHeldElsewhere', message: heldMessage(o.held) };
-  if (o.shared.length) {
-    const names = o.shared.map((x) => `${x.pool.metadata.namespace}/${x.pool.metadata.name}`).join(', ');
-    return {
-      type: 'AddressesOverlap',
-      status: 'True',
-      reason: 'AddressesAlsoListed',
-      message: `Pool(s) ${names} list addresses of this pool; this pool holds them (its hosts came first), the others get no host for them.`,
-    };
-  }
-  return { type: 'AddressesOverlap', status: 'False', reason: 'NoOverlap', message: '' };
 }
 
 interface Plan {

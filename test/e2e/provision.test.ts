@@ -319,7 +319,9 @@ test.serial(
       120_000,
       500,
     );
-    t.is(unhealthy.reason, 'KubeletNotRunning');
+    // A kubelet being stopped may be seen first with its process still there and healthz refusing
+    // (KubeletUnhealthy, seen in CI under load), then gone (KubeletNotRunning): either is the stop.
+    t.regex(unhealthy.reason ?? '', /^Kubelet(NotRunning|Unhealthy)$/, unhealthy.message);
     t.log(`${at()}: kubelet stopped on ${victim.host.metadata.name}: HostHealthy=False (${unhealthy.reason})`);
     await replaced(t, victim);
     const worker = (await bmms()).filter((b) => b.metadata.name.includes('md-0'));
