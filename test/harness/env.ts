@@ -170,6 +170,10 @@ export async function startEnv(o: EnvOptions): Promise<Env> {
     const labDir = o.dirs?.lab ?? mkdtempSync(join(cp.dir, 'lab-'));
     mkdirSync(labDir, { recursive: true });
     log(`starting the lab registry (${REGISTRY_NAME}) on ${BRIDGE_ADDRESS}`);
+    // Again: `hack/lab down` beside this run (test/e2e/lab.test.ts) removes the bridge while no host
+    // is on it yet, which is the case while the management plane above was starting (seen in CI:
+    // the registry could not bind the bridge's address).
+    await ensureBridge();
     const registry = await startRegistry({ dir: labDir, ...(o.persistent ? { persistent: true } : {}) });
     stops.push(() => registry.process.stop());
     log('installing the CAPBM CRDs and RBAC');
