@@ -5,6 +5,7 @@ import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import ssh2 from 'ssh2';
 import { parseAllDocuments } from 'yaml';
 import {
   VagrantPoolError,
@@ -121,7 +122,7 @@ test('manifests: the ssh-auth Secret and a pool pinning every key per address', 
     name: 'laptop',
     namespace: 'team-a',
     user: 'capbm',
-    privateKey: '-----BEGIN OPENSSH PRIVATE KEY-----\nx\n-----END OPENSSH PRIVATE KEY-----',
+    privateKey: ssh2.utils.generateKeyPairSync('ed25519').private, // made here, never committed
     hosts: [
       { vm: 'capbm-1', address: '10.250.160.11', keys: [k('ssh-ed25519', 'SHA256:a'), k('ssh-rsa', 'SHA256:b')] },
       { vm: 'capbm-2', address: '10.250.160.12', keys: [k('ssh-ed25519', 'SHA256:c')] },
