@@ -65,9 +65,14 @@ function subjectAttrs(s: Subject): forge.pki.CertificateField[] {
   ];
 }
 
-function randomSerial(): string {
+/**
+ * A random 16-byte serial that DER encodes minimally as a positive INTEGER: the first byte is
+ * 0x40-0x7f. (Clearing only the sign bit left a leading 0x00 one time in 256, a non-minimal
+ * encoding Go's crypto/x509 refuses as "malformed serial number".)
+ */
+export function randomSerial(): string {
   const b = randomBytes(16);
-  b[0] = b[0]! & 0x7f; // positive INTEGER
+  b[0] = 0x40 | (b[0]! & 0x3f);
   return b.toString('hex');
 }
 

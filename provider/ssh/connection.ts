@@ -19,6 +19,7 @@ import {
 } from './errors.ts';
 import { verifyHostKey } from './hostkey.ts';
 import { SudoGate, sudoWithPassword } from './sudo.ts';
+import { upload, type UploadOptions } from './upload.ts';
 import type { Endpoint, ExecOptions, ExecResult, Input, Privilege, SshSession, Target } from './target.ts';
 
 export type { Credentials, Endpoint, ExecOptions, ExecResult, Privilege, SshSession, Target } from './target.ts';
@@ -221,25 +222,9 @@ export class SshConnection implements SshSession {
     if (!gate) input(); // with a gate, the input goes once the command runs
   }
 
-  /**
-   * Writes content to path atomically: a temp file in the same folder, created mode 0600 (umask
-   * 077 and mktemp) before any content is written, then given its mode and owner, then renamed.
-   * Runs through the target's privilege, so root-owned paths work for sudo users too; the content
-   * travels on stdin, never on a command line.
-   */
-  async upload(path: string, content: Input, o: { mode?: number; owner?: string } = {}): Promise<void> {
-    if (!path.startsWith('/')) throw new Error(`upload path must be absolute: ${path}`);
-    const mode = (o.mode ?? 0o600).toString(8).padStart(4, '0');
-    const p = shQuote(path);
-    const script = [
-      'umask 077',
-      `d=$(dirname -- ${p})`,
-      'mkdir -p -- "$d"',
-      `t=$(mktemp "$d/.capbm-upload.XXXXXX")`,
-      `if cat > "$t" && chmod ${mode} "$t"${o.owner ? ` && chown ${shQuote(o.owner)} "$t"` : ''} && mv -f -- "$t" ${p}; then exit 0; fi`,
-      'rm -f -- "$t"; exit 1',
-    ].join('\n');
-    await this.exec(script, { stdin: content, what: `upload to ${path}` });
+  /** Writes content to path atomically (see upload.ts). */
+  upload(path: string, content: Input, o: UploadOptions = {}): Promise<void> {
+    return upload(this, path, content, o);
   }
 
   /** A TCP stream to host:port opened from this host (this host as a jump host). */
