@@ -12,6 +12,7 @@ const { values } = parseArgs({
     cells: { type: 'string', default: '2' },
     'hosts-per-cell': { type: 'string', default: '3' },
     faults: { type: 'string' },
+    'no-rollouts': { type: 'boolean', default: false },
   },
 });
 const int = (name: string, v: string | undefined, min: number, max: number): number => {
@@ -44,12 +45,13 @@ const report = await runSoak({
   cells: int('cells', values.cells, 1, 8),
   hostsPerCell: int('hosts-per-cell', values['hosts-per-cell'], 2, 8),
   ...(faults ? { faults } : {}),
+  rollouts: !values['no-rollouts'],
   reportDir,
   command,
   log,
 });
 process.stdout.write(
-  `${command}\n${JSON.stringify({ faults: report.faults, convergence: report.convergence, violations: report.violations.length, providerMemoryMiB: report.providerMemoryMiB }, null, 2)}\n`,
+  `${command}\n${JSON.stringify({ faults: report.faults, convergence: report.convergence, violations: report.violations.length, providerMemoryMiB: report.providerMemoryMiB, memory: report.memory }, null, 2)}\n`,
 );
 process.stdout.write(`report: ${reportDir}/soak-${seed}.md\n`);
 process.exit(report.violations.length ? 1 : 0);

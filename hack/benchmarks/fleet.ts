@@ -23,12 +23,16 @@ import { raw } from '../../provider/kube/raw.ts';
 import { createInformer } from '../../provider/runtime/informer.ts';
 import { connect } from '../../provider/ssh/index.ts';
 import { installCapiCrds, installProviderCrds, startControlPlane } from '../../test/harness/controlplane.ts';
-import { onboardNamespace, PROVIDER_NAMESPACE, providerIdentity } from '../../test/harness/env.ts';
+import {
+  onboardNamespace,
+  PROVIDER_NAMESPACE,
+  providerIdentity,
+  startProviderProcess,
+} from '../../test/harness/env.ts';
 import { startHostSim, type HostSim } from '../../test/harness/host-sim-net.ts';
 import { ensureBridge } from '../../test/harness/lab.ts';
 import { clusterLabel, workerData } from '../../test/harness/machine-world.ts';
-import { repoRoot } from '../../test/harness/paths.ts';
-import { startProcess, waitFor, type ManagedProcess } from '../../test/harness/process.ts';
+import { waitFor, type ManagedProcess } from '../../test/harness/process.ts';
 
 function flag(name: string, def: string): string {
   const i = process.argv.indexOf(`--${name}`);
@@ -83,21 +87,11 @@ try {
   const hosts = sim.hosts;
 
   const startProvider = (name: string, extra: string[]) => {
-    const p = startProcess({
+    const p = startProviderProcess({
       name,
-      command: process.execPath,
-      args: [
-        join(repoRoot, 'provider/main.ts'),
-        `--kubeconfig=${kubeconfig}`,
-        '--leader-elect',
-        `--leader-election-namespace=${PROVIDER_NAMESPACE}`,
-        '--metrics-bind-address=127.0.0.1:0',
-        '--health-probe-bind-address=127.0.0.1:0',
-        `--ssh-max-connections=${cap}`,
-        ...extra,
-      ],
+      kubeconfig,
       logFile: join(cp.dir, `${name}.log`),
-      env: { ...process.env, CAPBM_LOG_LEVEL: process.env.CAPBM_LOG_LEVEL ?? 'info' },
+      args: [`--ssh-max-connections=${cap}`, ...extra],
     });
     providers.push(p);
     return p;

@@ -26,15 +26,14 @@ import {
   keepLogs,
   machines,
   onboardNamespace,
-  PROVIDER_NAMESPACE,
   providerIdentity,
   startEnv,
+  startProviderProcess,
   waitForClusterAvailable,
   type Env,
 } from '../harness/env.ts';
 import { hostExec, type LabHost } from '../harness/lab.ts';
-import { repoRoot } from '../harness/paths.ts';
-import { startProcess, waitFor, type ManagedProcess } from '../harness/process.ts';
+import { waitFor, type ManagedProcess } from '../harness/process.ts';
 import type { KubeConfig } from '@kubernetes/client-node';
 
 const ns = 'e2e-move';
@@ -53,19 +52,10 @@ async function startPlaneB(): Promise<{ cp: ControlPlane; provider: ManagedProce
     await installProviderCrds(cp.kc);
     const kubeconfig = await providerIdentity(cp);
     await onboardNamespace(cp.kc, ns);
-    const provider = startProcess({
+    const provider = startProviderProcess({
       name: 'capbm-manager-b',
-      command: process.execPath,
-      args: [
-        join(repoRoot, 'provider/main.ts'),
-        `--kubeconfig=${kubeconfig}`,
-        '--leader-elect',
-        `--leader-election-namespace=${PROVIDER_NAMESPACE}`,
-        '--metrics-bind-address=127.0.0.1:0',
-        '--health-probe-bind-address=127.0.0.1:0',
-      ],
+      kubeconfig,
       logFile: join(cp.dir, 'capbm-manager-b.log'),
-      env: { ...process.env, CAPBM_LOG_LEVEL: process.env.CAPBM_LOG_LEVEL ?? 'info' },
     });
     return { cp, provider };
   } catch (err) {

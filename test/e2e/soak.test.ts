@@ -16,6 +16,9 @@ test('a short soak under faults ends with no invariant violated', async (t) => {
   const report = await runSoak({
     minutes: 4,
     seed: 7,
+    // Seed 7's schedule is the one measured run after run in CI; rollouts (machines replaced by
+    // spec.rollout.after) change it and run in hack/soak, the long soak.
+    rollouts: false,
     reportDir: join(repoRoot, '.cache', 'soak'),
     command: 'hack/test test/e2e/soak.test.ts (seed 7, 4 minutes)',
     log: (m) => process.stderr.write(`    soak: ${m}\n`),

@@ -219,42 +219,19 @@ export async function startEnv(o: EnvOptions): Promise<Env> {
       for (const p of providers) await p.stop();
     });
     const startProvider = (po: ProviderOptions = {}) => {
-      const name = po.name ?? 'capbm-manager';
-      // Tests fail over in seconds; the lab keeps the provider's defaults (15 s / 10 s / 2 s): it
-      // runs for hours on a busy machine, and a replica that misses its renewal exits (non-zero,
-      // as controller-runtime's do) with no kubelet here to start it again.
-      const fastFailover = o.persistent
-        ? []
-        : ['--leader-elect-lease-duration=4s', '--leader-elect-renew-deadline=3s', '--leader-elect-retry-period=1s'];
-      const args = [
-        '--leader-elect',
-        `--leader-election-namespace=${PROVIDER_NAMESPACE}`,
-        ...fastFailover,
-        '--metrics-bind-address=127.0.0.1:0',
-        '--health-probe-bind-address=127.0.0.1:0',
-        ...agentArgs,
-        ...(o.stockHosts ? [`--bundle-dir=${bundleDir()}`] : []),
-        ...(po.args ?? []),
-      ];
-      const logLevel = { CAPBM_LOG_LEVEL: process.env.CAPBM_LOG_LEVEL ?? 'info' };
-      const run = po.image
-        ? containerCommand({
-            image: po.image,
-            name: `${name}-${process.pid}-${providers.length}`,
-            kubeconfig: providerKubeconfig,
-            args,
-            env: logLevel,
-          })
-        : {
-            command: process.execPath,
-            args: [join(repoRoot, 'provider/main.ts'), `--kubeconfig=${providerKubeconfig}`, ...args],
-          };
-      const p = startProcess({
-        name,
-        ...run,
-        logFile: join(cp.dir, `${name}-${providers.length}.log`),
+      const p = startProviderProcess({
+        name: po.name ?? 'capbm-manager',
+        kubeconfig: providerKubeconfig,
+        logFile: join(cp.dir, `${po.name ?? 'capbm-manager'}-${providers.length}.log`),
+        // Tests fail over in seconds; the lab keeps the provider's defaults (15 s / 10 s / 2 s): it
+        // runs for hours on a busy machine, and a replica that misses its renewal exits (non-zero,
+        // as controller-runtime's do) with no kubelet here to start it again.
+        fastFailover: !o.persistent,
+        args: [...agentArgs, ...(o.stockHosts ? [`--bundle-dir=${bundleDir()}`] : []), ...(po.args ?? [])],
+        ...(po.image
+          ? { image: po.image, containerName: `${po.name ?? 'capbm-manager'}-${process.pid}-${providers.length}` }
+          : {}),
         ...(o.persistent ? { persistent: true } : {}),
-        env: { ...process.env, ...logLevel },
       });
       providers.push(p);
       return p;
@@ -264,6 +241,59 @@ export async function startEnv(o: EnvOptions): Promise<Env> {
     await stop();
     throw err;
   }
+}
+
+export interface ProviderProcessOptions {
+  name: string;
+  /** A kubeconfig of the provider's ServiceAccount (providerIdentity). */
+  kubeconfig: string;
+  logFile: string;
+  /** Leader election in seconds (4 s / 3 s / 1 s) instead of the provider's defaults. */
+  fastFailover?: boolean;
+  /** Flags after the common ones (leader election, metrics and probes on loopback ports). */
+  args?: string[];
+  /** Run this manager image (hack/image) instead of the sources, as this container. */
+  image?: string;
+  containerName?: string;
+  persistent?: boolean;
+}
+
+/**
+ * The provider as its own process (or container) under its ServiceAccount, with the flags every
+ * management plane here gives it: the one place that says how the harness, the lab, the fleet
+ * benchmark and the move e2e start a replica.
+ */
+export function startProviderProcess(o: ProviderProcessOptions): ManagedProcess {
+  const args = [
+    '--leader-elect',
+    `--leader-election-namespace=${PROVIDER_NAMESPACE}`,
+    ...(o.fastFailover
+      ? ['--leader-elect-lease-duration=4s', '--leader-elect-renew-deadline=3s', '--leader-elect-retry-period=1s']
+      : []),
+    '--metrics-bind-address=127.0.0.1:0',
+    '--health-probe-bind-address=127.0.0.1:0',
+    ...(o.args ?? []),
+  ];
+  const logLevel = { CAPBM_LOG_LEVEL: process.env.CAPBM_LOG_LEVEL ?? 'info' };
+  const run = o.image
+    ? containerCommand({
+        image: o.image,
+        name: o.containerName ?? o.name,
+        kubeconfig: o.kubeconfig,
+        args,
+        env: logLevel,
+      })
+    : {
+        command: process.execPath,
+        args: [join(repoRoot, 'provider/main.ts'), `--kubeconfig=${o.kubeconfig}`, ...args],
+      };
+  return startProcess({
+    name: o.name,
+    ...run,
+    logFile: o.logFile,
+    ...(o.persistent ? { persistent: true } : {}),
+    env: { ...process.env, ...logLevel },
+  });
 }
 
 /**

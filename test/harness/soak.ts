@@ -47,6 +47,7 @@ import {
   type LabHost,
 } from './lab.ts';
 import { residentMiB } from './flux.ts';
+import { describeLives, MemoryTrack, type MemoryLife } from './soak-memory.ts';
 import { startLoadBalancer, type LoadBalancer } from './loadbalancer.ts';
 import { waitFor, type ManagedProcess } from './process.ts';
 
@@ -59,6 +60,11 @@ export interface SoakOptions {
   hostsPerCell?: number;
   /** The fault kinds to inject (default all; host-rebooted-mid-reset is armed by deletes). */
   faults?: FaultKind[];
+  /**
+   * Whether the workload also rolls clusters (every worker, or the control plane, replaced by
+   * `spec.rollout.after`, when the cell has a spare host). Default true.
+   */
+  rollouts?: boolean;
   /** The report (soak-<seed>.json and .md) goes here. */
   reportDir: string;
   /** The command line, for the report. */
@@ -115,6 +121,8 @@ export interface SoakReport {
   /** Hosts quarantined during the run (released by the soak's operator once their fault ended). */
   quarantined: string[];
   providerMemoryMiB: { start: number; end: number };
+  /** Each provider replica's life (started to killed, or to the end) with its memory. */
+  memory: MemoryLife[];
   seconds: number;
 }
 
@@ -180,6 +188,7 @@ export async function runSoak(o: SoakOptions): Promise<SoakReport> {
     violations: [],
     quarantined: [],
     providerMemoryMiB: { start: 0, end: 0 },
+    memory: [],
     seconds: 0,
   };
   const seen = new Set<string>();
@@ -288,7 +297,27 @@ export async function runSoak(o: SoakOptions): Promise<SoakReport> {
 
     const count = (m: Record<string, number>, k: string) => (m[k] = (m[k] ?? 0) + 1);
 
-    // The workload: one cluster per cell at most; create, scale, delete.
+    const rollouts = o.rollouts ?? true;
+    /**
+     * Replaces machines, as an upgrade does (the lab's prepared hosts carry one Kubernetes version,
+     * so the rollout is asked by time: `spec.rollout.after`; version upgrades are in
+     * test/e2e/upgrade.test.ts): every worker, or the control plane when there is none.
+     */
+    const roll = async (c: Cell & { cluster: { name: string; workers: number } }) => {
+      const after = { spec: { rollout: { after: new Date().toISOString() } } };
+      const [what, path] =
+        c.cluster.workers > 0
+          ? ['workers', `/apis/cluster.x-k8s.io/v1beta2/namespaces/${NS}/machinedeployments/${c.cluster.name}-md-0`]
+          : [
+              'control plane',
+              `/apis/controlplane.cluster.x-k8s.io/v1beta2/namespaces/${NS}/kubeadmcontrolplanes/${c.cluster.name}-control-plane`,
+            ];
+      await api('PATCH', path, after);
+      log(`${at()} s: roll ${c.cluster.name} (${what} replaced)`);
+      count(report.operations, `rollout-${what.replace(' ', '-')}`);
+    };
+
+    // The workload: one cluster per cell at most; create, scale, roll, delete.
     const operate = async () => {
       const c = pick(cellList);
       if (c.deleting) {
@@ -313,6 +342,8 @@ export async function runSoak(o: SoakOptions): Promise<SoakReport> {
         count(report.operations, 'delete');
         if ((o.faults ?? ['host-rebooted-mid-reset']).includes('host-rebooted-mid-reset') && rnd() < 0.5)
           rebootArmedUntil = Date.now() + 180_000;
+      } else if (rollouts && rnd() < 0.3 && c.cluster.workers + 2 <= perCell) {
+        await roll({ ...c, cluster: c.cluster });
       } else {
         const workers = between(0, perCell - 1);
         await api(
@@ -466,6 +497,8 @@ export async function runSoak(o: SoakOptions): Promise<SoakReport> {
     let nextFault = Date.now() + 20_000;
     let recovering: { kind: FaultKind; since: number } | undefined;
     let nextJournals = Date.now() + 15_000;
+    const memory = new MemoryTrack();
+    let nextMemory = Date.now();
     /** One fault at a time: a reboot mid-reset while one is armed, else the next random fault when due. */
     const faultStep = async () => {
       if (Date.now() < rebootArmedUntil) {
@@ -480,6 +513,10 @@ export async function runSoak(o: SoakOptions): Promise<SoakReport> {
       if (Date.now() >= nextJournals) {
         await checkJournals(env.hosts, violate);
         nextJournals = Date.now() + 15_000;
+      }
+      if (Date.now() >= nextMemory) {
+        memory.sample(at(), providers);
+        nextMemory = Date.now() + 60_000;
       }
       const f = active[0];
       if (f && Date.now() >= f.endsAt) {
@@ -514,6 +551,10 @@ export async function runSoak(o: SoakOptions): Promise<SoakReport> {
       3000,
     ).catch((e: Error) => violate('every Machine reaches Running or is replaced', e.message));
     report.providerMemoryMiB.end = rssMiB(providers);
+    memory.sample(at(), providers);
+    report.memory = memory.lives();
+    const grew = memory.verdict();
+    if (grew) violate("the provider's memory stays flat", grew);
     for (const c of cellList)
       if (c.cluster) await api('DELETE', `/apis/cluster.x-k8s.io/v1beta2/namespaces/${NS}/clusters/${c.cluster.name}`);
     await waitFor(
@@ -650,6 +691,8 @@ function writeReport(o: SoakOptions, r: SoakReport): void {
     `Hosts quarantined during the run: ${r.quarantined.join(', ') || 'none'}.`,
     ...(r.violations.length ? [`Logs of the management plane: soak-${r.seed}-logs/.`] : []),
     `Provider resident memory (both replicas): ${r.providerMemoryMiB.start} MiB at the start, ${r.providerMemoryMiB.end} MiB at the end.`,
+    'Each replica life of five minutes or more (sampled every minute; a replica killed by a fault starts a new life):',
+    ...describeLives(r.memory),
     '',
   ];
   writeFileSync(join(o.reportDir, `soak-${o.seed}.md`), lines.join('\n'));
