@@ -182,9 +182,17 @@ interface Inputs {
 /** Which iptables the images run: nf_tables, as the lab hosts' Debian (its default alternative) does. */
 const IPTABLES_MODE = 'nft';
 
+/** Folders staged in the temp folder for the images' layers, removed once they are pushed. */
+const staged: string[] = [];
+function stage(prefix: string): string {
+  const d = mkdtempSync(join(tmpdir(), prefix));
+  staged.push(d);
+  return d;
+}
+
 /** A folder with a static busybox and its applets, passwd/group, /tmp: the base of every image. */
 function baseDir(i: Inputs): string {
-  const d = mkdtempSync(join(tmpdir(), 'capbm-base-'));
+  const d = stage('capbm-base-');
   mkdirSync(join(d, 'bin'), { recursive: true });
   mkdirSync(join(d, 'etc'));
   mkdirSync(join(d, 'tmp'), { mode: 0o1777 });
@@ -219,7 +227,7 @@ function fromRootfs(rootfs: string, programs: string[], extra: string[]): Array<
 }
 
 function iptablesDir(): string {
-  const d = mkdtempSync(join(tmpdir(), 'capbm-iptables-'));
+  const d = stage('capbm-iptables-');
   mkdirSync(join(d, 'usr/sbin'), { recursive: true });
   for (const mode of ['legacy', 'nft']) {
     for (const t of ['iptables', 'ip6tables'])
@@ -272,8 +280,12 @@ function plan(i: Inputs): ImagePlan[] {
 
 async function main(): Promise<void> {
   const inputs = JSON.parse(readFileSync(process.argv[2]!, 'utf8')) as Inputs;
-  const plan_ = { storage: inputs.storage, registry: inputs.registry, images: plan(inputs) };
-  await pushAll(plan_);
+  try {
+    const plan_ = { storage: inputs.storage, registry: inputs.registry, images: plan(inputs) };
+    await pushAll(plan_);
+  } finally {
+    for (const d of staged) rmSync(d, { recursive: true, force: true });
+  }
 }
 
 async function pushAll(plan: Plan): Promise<void> {

@@ -4,9 +4,9 @@
 // folder or lab host.
 import test from 'ava';
 import { execa } from 'execa';
-import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { controlPlaneDir, repoRoot } from '../harness/paths.ts';
 import { listHosts } from '../harness/lab.ts';
 import { alive } from '../harness/process.ts';
@@ -42,6 +42,7 @@ test('the lab comes up with a working cluster and goes down without leftovers', 
       process.stderr.write(`lab test failed: its logs are in ${to}\n`);
     }
     await execa('node', [join(repoRoot, 'hack', 'lab.ts'), 'down'], { env, cwd: repoRoot, reject: false });
+    rmSync(dirname(labDir), { recursive: true, force: true });
   });
   const upRun = await execa('node', [join(repoRoot, 'hack', 'lab.ts'), 'up'], { env, cwd: repoRoot });
   t.regex(upRun.stdout, /Kubeconfig: /);

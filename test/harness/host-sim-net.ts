@@ -4,7 +4,7 @@
 // one neighbour entry for all hosts (the lab bridge would need one per host). Traffic stays on
 // this machine. Everything goes when stop() runs (or the namespace is found stale next time).
 import { execa } from 'execa';
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { get } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -90,6 +90,7 @@ export async function startHostSim(o: HostSimOptions): Promise<HostSim> {
     await execa('ip', ['route', 'del', prefix], { reject: false });
     await execa('ip', ['link', 'del', veth], { reject: false });
     await execa('ip', ['netns', 'del', ns], { reject: false });
+    rmSync(dir, { recursive: true, force: true });
   };
   try {
     await waitFor(
