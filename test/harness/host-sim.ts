@@ -99,7 +99,9 @@ export function classify(command: string): SimCommand {
   const run = /^D=('(?:[^']|'\\'')*')$/m.exec(command);
   if (run && command.includes('CAPBM-RUN')) return { kind: 'run', dir: unquote(run[1]!) };
   const up = new RegExp(String.raw`mv -f -- "\$t" ${quoted}; then`).exec(command);
-  if (command.startsWith('umask 077') && up) return { kind: 'upload', path: unquote(up[1]!) };
+  // provider/ssh/upload.ts, content of known size: one command that writes, checks the size, renames.
+  if (/^t=\S+\numask 077\n/.test(command) && command.includes('cat > "$t"') && up)
+    return { kind: 'upload', path: unquote(up[1]!) };
   if (command.includes('kubeadm reset -f')) return { kind: 'reset' };
   if (command.includes('echo "os=')) return { kind: 'preflight' };
   if (command === 'id -u') return { kind: 'id' };
