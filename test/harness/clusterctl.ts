@@ -7,6 +7,7 @@ import { mkdirSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import type { KubeConfig } from '@kubernetes/client-node';
+import { raw } from '../../provider/kube/raw.ts';
 import { applyCrds, readYamlDocuments, waitForCrds } from './controlplane.ts';
 import { controlPlaneDir, repoRoot, versions } from './paths.ts';
 
@@ -94,4 +95,42 @@ export async function installCertManagerCrds(kc: KubeConfig): Promise<void> {
     .filter((f) => f.endsWith('.yaml'))
     .map((f) => join(dir, f));
   await waitForCrds(kc, await applyCrds(kc, readYamlDocuments(files)));
+}
+
+/** The providers clusterctl init installs beside CAPBM, whose managers the harness runs as processes. */
+const capiProviders = ['cluster-api', 'bootstrap-kubeadm', 'control-plane-kubeadm'];
+
+/**
+ * After `clusterctl init` on a harness plane: CAPI's managers are the harness's processes, which
+ * run without webhooks (controlplane.ts), while init installed the webhook configurations and CRD
+ * conversion webhooks of their Deployments, served by Services no pod backs here (no kubelet, no
+ * cert-manager). Those are removed so the API serves CAPI's kinds as before; CAPBM's objects (it
+ * has no webhooks) are left exactly as init made them. Returns what was changed.
+ */
+export async function standInForCapiPods(kc: KubeConfig): Promise<string[]> {
+  const changed: string[] = [];
+  const crds = await raw<{
+    items: Array<{ metadata: { name: string }; spec: { conversion?: { strategy?: string } } }>;
+  }>(kc, 'GET', '/apis/apiextensions.k8s.io/v1/customresourcedefinitions');
+  for (const c of crds.items.filter((x) => x.spec.conversion?.strategy === 'Webhook')) {
+    await raw(kc, 'PATCH', `/apis/apiextensions.k8s.io/v1/customresourcedefinitions/${c.metadata.name}`, {
+      spec: { conversion: { strategy: 'None', webhook: null } },
+    });
+    changed.push(`crd/${c.metadata.name}`);
+  }
+  for (const kind of ['validatingwebhookconfigurations', 'mutatingwebhookconfigurations']) {
+    const path = `/apis/admissionregistration.k8s.io/v1/${kind}`;
+    const list = await raw<{ items: Array<{ metadata: { name: string; labels?: Record<string, string> } }> }>(
+      kc,
+      'GET',
+      path,
+    );
+    for (const w of list.items.filter((x) =>
+      capiProviders.includes(x.metadata.labels?.['cluster.x-k8s.io/provider'] ?? ''),
+    )) {
+      await raw(kc, 'DELETE', `${path}/${w.metadata.name}`);
+      changed.push(`${kind}/${w.metadata.name}`);
+    }
+  }
+  return changed;
 }

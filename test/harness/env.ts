@@ -117,22 +117,35 @@ export async function providerIdentity(cp: ControlPlane): Promise<string> {
     (d) => d.toJS() as { kind: string },
   );
   for (const d of docs) await ensure(cp.kc, rbacPaths[d.kind]!, d);
+  return serviceAccountKubeconfig(cp, PROVIDER_NAMESPACE, 'capbm-manager', join(cp.dir, 'capbm-manager.kubeconfig'));
+}
+
+/** A kubeconfig (mode 0600) holding a day-long token of a ServiceAccount, as its pods get one. */
+export async function serviceAccountKubeconfig(
+  cp: ControlPlane,
+  ns: string,
+  sa: string,
+  path: string,
+): Promise<string> {
   const tr = await raw<{ status: { token: string } }>(
     cp.kc,
     'POST',
-    `/api/v1/namespaces/${PROVIDER_NAMESPACE}/serviceaccounts/capbm-manager/token`,
-    { apiVersion: 'authentication.k8s.io/v1', kind: 'TokenRequest', spec: { expirationSeconds: 86400 } },
+    `/api/v1/namespaces/${ns}/serviceaccounts/${sa}/token`,
+    {
+      apiVersion: 'authentication.k8s.io/v1',
+      kind: 'TokenRequest',
+      spec: { expirationSeconds: 86400 },
+    },
   );
-  const path = join(cp.dir, 'capbm-manager.kubeconfig');
   const ca = Buffer.from(readFileSync(join(cp.dir, 'pki', 'ca.crt'))).toString('base64');
   writeFileSync(
     path,
     `apiVersion: v1
 kind: Config
 clusters: [{name: management, cluster: {server: '${cp.server}', certificate-authority-data: ${ca}}}]
-users: [{name: capbm-manager, user: {token: '${tr.status.token}'}}]
-contexts: [{name: capbm, context: {cluster: management, user: capbm-manager}}]
-current-context: capbm
+users: [{name: ${sa}, user: {token: '${tr.status.token}'}}]
+contexts: [{name: ${sa}, context: {cluster: management, user: ${sa}}}]
+current-context: ${sa}
 `,
     { mode: 0o600 },
   );

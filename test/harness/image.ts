@@ -6,6 +6,9 @@ import { execFile, spawnSync } from 'node:child_process';
 import { chownSync, copyFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
+import { raw } from '../../provider/kube/raw.ts';
+import type { ControlPlane } from './controlplane.ts';
+import { serviceAccountKubeconfig } from './env.ts';
 import { repoRoot } from './paths.ts';
 import { alive } from './process.ts';
 
@@ -90,4 +93,53 @@ export function containerCommand(o: {
       ...o.args,
     ],
   };
+}
+
+interface PodTemplate {
+  spec: {
+    serviceAccountName?: string;
+    containers: Array<{
+      name: string;
+      image: string;
+      args?: string[];
+      env?: Array<{ name: string; value?: string; valueFrom?: { fieldRef?: { fieldPath: string } } }>;
+    }>;
+  };
+}
+
+/** The flags of manifests/manager/manager.yaml that bind a port. */
+const bindFlags = ['--metrics-bind-address', '--health-probe-bind-address', '--agent-bind-address'];
+
+/**
+ * What a kubelet would run for one replica of a Deployment installed on the management plane
+ * (there is no kubelet on the lab's management side): its container's image, args and env (plain
+ * values, and the pod's namespace from the downward API), under a token of its ServiceAccount, with
+ * the Deployment's security settings (containerCommand). With the host's network, the ports it
+ * binds move to free loopback ports, as a pod's own network namespace would keep them apart.
+ */
+export async function deploymentReplica(
+  cp: ControlPlane,
+  ns: string,
+  name: string,
+): Promise<{ image: string; args: string[]; env: Record<string, string>; kubeconfig: string; serviceAccount: string }> {
+  const d = await raw<{ spec: { template: PodTemplate } }>(
+    cp.kc,
+    'GET',
+    `/apis/apps/v1/namespaces/${ns}/deployments/${name}`,
+  );
+  const pod = d.spec.template.spec;
+  const c = pod.containers[0]!;
+  const env: Record<string, string> = {};
+  for (const e of c.env ?? []) {
+    if (e.value !== undefined) env[e.name] = e.value;
+    else if (e.valueFrom?.fieldRef?.fieldPath === 'metadata.namespace') env[e.name] = ns;
+    else throw new Error(`deployment ${ns}/${name}: env ${e.name} comes from a source the stand-in does not know`);
+  }
+  const serviceAccount = pod.serviceAccountName ?? 'default';
+  const kubeconfig = await serviceAccountKubeconfig(cp, ns, serviceAccount, join(cp.dir, `${name}-pod.kubeconfig`));
+  const args = [
+    ...(c.args ?? []).filter((a) => !bindFlags.some((f) => a.startsWith(`${f}=`))),
+    ...bindFlags.map((f) => `${f}=127.0.0.1:0`),
+  ];
+  return { image: c.image, args, env, kubeconfig, serviceAccount };
 }

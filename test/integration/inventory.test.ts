@@ -107,11 +107,13 @@ test.serial('overlapping pools are reported; an address removed while claimed is
 });
 
 test.serial(
-  '50 concurrent claimers on 20 hosts, 20 rounds: exactly 20 claims a round, never two on one host',
+  '50 concurrent claimers on 20 hosts, 8 rounds: exactly 20 claims a round, never two on one host',
   async (t) => {
     await createPool('race', ['10.2.0.1-10.2.0.20']);
     await reconcilePool(cp.kc, ns, 'race');
-    for (let round = 0; round < 20; round++) {
+    // 8 rounds of 50 claims racing for 20 hosts: 400 claims, 240 of them lost races. 20 rounds took
+    // two minutes of the suite and never found more.
+    for (let round = 0; round < 8; round++) {
       const got = await Promise.all(
         Array.from({ length: 50 }, (_, i) =>
           claimHost(cp.kc, { namespace: ns, pool: 'race', consumer: consumer(`r${round}-m${i}`) }),
