@@ -13,7 +13,7 @@ import { Bundles, type Bundle } from '../../provider/preparation/bundles.ts';
 import type { HttpSource } from '../../provider/preparation/http.ts';
 import { RECORD } from '../../provider/preparation/plan.ts';
 import { prepareOn } from '../../provider/preparation/prepare.ts';
-import { connect, type SshConnection } from '../../provider/ssh/index.ts';
+import type { SshConnection } from '../../provider/ssh/index.ts';
 import {
   BRIDGE_ADDRESS,
   bundleDir,
@@ -23,6 +23,7 @@ import {
   stopStartedHosts,
   type LabHost,
 } from '../harness/lab.ts';
+import { asRoot, preparationLeftovers } from '../harness/preparation.ts';
 
 const key = ssh2.utils.generateKeyPairSync('ed25519');
 const { current } = kubernetesVersions();
@@ -82,20 +83,7 @@ test.after.always(async () => {
   await stopStartedHosts();
 });
 
-async function on<T>(h: LabHost, fn: (c: SshConnection) => Promise<T>): Promise<T> {
-  const c = await connect({
-    host: h.address,
-    user: 'root',
-    credentials: { privateKey: key.private },
-    hostKey: { kind: 'pinned', fingerprints: [h.hostKeyFingerprint] },
-    connectTimeoutMs: 15_000,
-  });
-  try {
-    return await fn(c);
-  } finally {
-    c.close();
-  }
-}
+const on = <T>(h: LabHost, fn: (c: SshConnection) => Promise<T>) => asRoot(h, key.private, fn);
 
 const prepare = (h: LabHost, http: Partial<HttpSource> = {}) =>
   on(h, (c) =>
@@ -103,11 +91,7 @@ const prepare = (h: LabHost, http: Partial<HttpSource> = {}) =>
   );
 
 async function untouched(t: ExecutionContext, h: LabHost) {
-  const r = await hostExec(
-    h,
-    `for p in ${RECORD} /usr/bin/kubeadm /usr/bin/containerd /opt/cni/bin /etc/capbm/installing /var/lib/capbm/bundle; do [ -e $p ] && echo $p; done; true`,
-  );
-  t.is(r.stdout.trim(), '', 'nothing installed or staged');
+  t.is(await preparationLeftovers(h), '', 'nothing installed or staged');
 }
 
 test.serial('past a mirror that refuses, the host downloads the bundle, verifies and installs it', async (t) => {
