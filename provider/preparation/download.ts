@@ -3,7 +3,7 @@
 // output and checks it against bundle.sha256; then the host downloads each file into the same
 // staging folder the Provider source uploads to, from the base URL that served last first, then
 // the mirrors in order. URLs and the proxy go on stdin (http.ts), never on a command line.
-import type { SshSession } from '../ssh/index.ts';
+import { Timeout, type SshSession } from '../ssh/index.ts';
 import {
   argvOnly,
   baseOrder,
@@ -52,7 +52,7 @@ async function downloaderOf(conn: SshSession, src: HttpSource): Promise<Download
   const d = parseDownloader(out.stdout);
   if (!d)
     return noDownloader('The host has neither curl nor wget (nor busybox), which bundle.source HTTP downloads with.');
-  if (argvOnly(d) && secretsOf([src.url, ...(src.mirrors ?? []), src.proxy]).length)
+  if (argvOnly(d) && secretsOf([src.url, ...(src.mirrors ?? [])]).length)
     return noDownloader(
       'The host has only busybox wget, which takes a URL on its command line, where every user of the host sees it: a URL with credentials is not given to it.',
     );
@@ -65,7 +65,13 @@ async function attempt(
   script: string,
   o: { stdin: string; timeoutMs: number; what: string },
 ): Promise<{ stdout: string } | { error: string }> {
-  const r = await conn.exec(script, { ...o, check: false });
+  let r;
+  try {
+    r = await conn.exec(script, { ...o, check: false });
+  } catch (err) {
+    if (err instanceof Timeout) return { error: `no answer in ${o.timeoutMs / 1000} s` };
+    throw err;
+  }
   return r.exitCode === 0 ? { stdout: r.stdout } : { error: r.stderr.trim() || `exit code ${r.exitCode}` };
 }
 

@@ -4,7 +4,7 @@
 // does, without a host. Real hosts: test/integration/preparation-http.test.ts.
 import test from 'ava';
 import { execa } from 'execa';
-import { mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { createServer, request, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -230,4 +230,26 @@ test('httpBundle: every URL failing names each URL and its error, credentials re
   const none = refused(await httpBundle(localHost('/nonexistent'), { version: 'v1.36.3', http: src }));
   t.is(none?.reason, 'NoDownloader');
   t.regex(none?.message ?? '', /neither curl nor wget .* Install curl .* or use bundle.source: Provider/);
+});
+
+test('httpBundle: a host with only busybox gets no URL with credentials (its wget shows URLs to every user)', async (t) => {
+  if (!(await have('busybox'))) return t.pass('busybox is not on this machine');
+  const root = tmp(t);
+  const { digest } = bundleFolder(join(root, 'b'));
+  const s = await servers(t, join(root, 'b'));
+  mkdirSync(join(root, 'bin'));
+  symlinkSync((await execa('sh', ['-c', 'command -v busybox'])).stdout, join(root, 'bin/busybox'));
+  const host = localHost(join(root, 'bin'));
+  const secret = refused(
+    await httpBundle(host, { version: 'v1.36.3', http: { url: s.web.replace('//', '//u:pw@'), sha256: digest } }),
+  );
+  t.is(secret?.reason, 'NoDownloader');
+  t.regex(secret?.message ?? '', /only busybox wget/);
+  // The proxy's credentials go in its environment, not on its command line: that one is fine.
+  const viaProxy = await httpBundle(host, {
+    version: 'v1.36.3',
+    http: { url: s.web, proxy: s.proxy.replace('//', '//u:pw@'), sha256: digest },
+  });
+  t.false('reason' in viaProxy, 'reason' in viaProxy ? viaProxy.message : '');
+  t.deepEqual(s.seen, [`auth ${s.web}/manifest.json`]);
 });
