@@ -31,7 +31,7 @@ export type PreparationFailure =
   | 'BundleUnavailable';
 
 /** Every reason HostPrepared can be False for (controllers/prepare-step.ts adds the provider's own). */
-export type PreparationProblemReason = PreparationFailure | 'BundleUnavailable' | 'PreparationNotConfigured';
+export type PreparationProblemReason = PreparationFailure | 'PreparationNotConfigured';
 
 export type PreparationResult =
   | {
@@ -50,7 +50,7 @@ const MiB = (n: number) => `${Math.round(n / 2 ** 20)} MiB`;
 interface Staging {
   manifest: BundleManifest;
   digest: string;
-  /** What the host is told about the transfer: "uploaded" or "downloaded by the host". */
+  /** How the files got to the host, for the condition: "uploaded" or "downloaded by the host". */
   verb: string;
   send(f: BundleFile, dest: string): Promise<void>;
 }
