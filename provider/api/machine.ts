@@ -25,26 +25,58 @@ export const preparation = object(
   {
     bundle: object(
       {
-        source: enumeration(['Provider'] as const, {
+        source: enumeration(['Provider', 'HTTP'] as const, {
           default: 'Provider',
           description:
-            'Where the bundle comes from. Provider: the provider uploads it over SSH from its --bundle-dir (air-gapped; hosts download nothing).',
+            'Where the bundle comes from. Provider: the provider uploads it over SSH from its --bundle-dir (air-gapped; hosts download nothing). HTTP: each host downloads it from url (or a mirror), with curl or wget (connected sites).',
         }),
         name: string({
           pattern: '^[a-z0-9][a-z0-9.-]*$',
           maxLength: 128,
-          description: "A bundle folder of --bundle-dir; default: the newest kubernetes-<the Machine's version>-b<n>.",
+          description:
+            "Source Provider: a bundle folder of --bundle-dir; default: the newest kubernetes-<the Machine's version>-b<n>.",
         }),
         sha256: string({
           pattern: '^[0-9a-f]{64}$',
-          description: 'Pins the bundle: the sha256 of its manifest.json (hack/bundle prints it).',
+          description:
+            'Pins the bundle: the sha256 of its manifest.json (hack/bundle prints it). Required for source HTTP.',
+        }),
+        url: string({
+          pattern: '^https?://[^\\s"\\\\]+$',
+          maxLength: 2048,
+          description:
+            'Source HTTP: the base URL of a bundle folder as hack/bundle lays it out (<url>/manifest.json, <url>/files/<path>), served by any static web server.',
+        }),
+        mirrors: array(string({ pattern: '^https?://[^\\s"\\\\]+$', maxLength: 2048 }), {
+          maxItems: 8,
+          description: 'Source HTTP: further base URLs of the same bundle, tried in order when one fails.',
+        }),
+        proxy: string({
+          pattern: '^https?://[^\\s"\\\\]+$',
+          maxLength: 2048,
+          description:
+            "Source HTTP: an http proxy the hosts' downloads go through (http://[user:password@]host:port). Given to the download on its input, never on a command line; credentials are never shown in conditions.",
         }),
       },
       {
         rules: [
           {
-            rule: '!has(self.sha256) || has(self.name)',
+            rule: "!has(self.sha256) || has(self.name) || (has(self.source) && self.source == 'HTTP')",
             message: 'bundle.sha256 pins one bundle: set bundle.name too',
+          },
+          {
+            rule: "!has(self.source) || self.source != 'HTTP' || (has(self.url) && has(self.sha256))",
+            message:
+              'bundle.source HTTP needs bundle.url and bundle.sha256: the sha256 of the manifest.json served there (hack/bundle prints it) pins a bundle that comes from elsewhere',
+          },
+          {
+            rule: "(has(self.source) && self.source == 'HTTP') || (!has(self.url) && !has(self.mirrors) && !has(self.proxy))",
+            message: 'bundle.url, bundle.mirrors and bundle.proxy are for bundle.source: HTTP',
+          },
+          {
+            rule: "!has(self.source) || self.source != 'HTTP' || !has(self.name)",
+            message:
+              "bundle.name names a folder of the provider's --bundle-dir (source Provider); for HTTP, bundle.url says where the bundle is",
           },
         ],
       },

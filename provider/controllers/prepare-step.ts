@@ -3,6 +3,7 @@
 // it. A refusal or a failure leaves the host held by this machine and is retried: the condition
 // says what to fix (the host, the bundle, the template), or to delete the machine for another host.
 import type { Bundle } from '../preparation/bundles.ts';
+import type { HttpBundle } from '../preparation/http.ts';
 import { BundleInvalid } from '../preparation/manifest.ts';
 import { prepareOn, type PreparationProblemReason } from '../preparation/prepare.ts';
 import { histogram } from '../runtime/metrics.ts';
@@ -21,18 +22,31 @@ const problem = (reason: PreparationProblemReason, message: string, requeueAfter
   result: { requeueAfter },
 });
 
+/** An HTTP source: the host downloads the bundle (preparation/download.ts), the provider needs no --bundle-dir. */
+function httpFor(s: Step, version: string): HttpBundle | StepResult {
+  const { url, sha256, mirrors, proxy } = s.m.spec.preparation?.bundle ?? {};
+  if (!url || !sha256)
+    return problem(
+      'PreparationNotConfigured',
+      'bundle.source HTTP needs bundle.url and bundle.sha256 (the sha256 of the manifest.json served there).',
+      300_000,
+    );
+  return { version, http: { url, sha256, ...(mirrors ? { mirrors } : {}), ...(proxy ? { proxy } : {}) } };
+}
+
 /** The bundle for the Machine's version, or the step's result when there is none to use. */
-async function bundleFor(s: Step): Promise<Bundle | StepResult> {
+async function bundleFor(s: Step): Promise<Bundle | HttpBundle | StepResult> {
   const prep = s.m.spec.preparation ?? {};
   const version = s.owner?.spec?.version;
+  if (!version)
+    return problem('PreparationNotConfigured', 'The Machine has no spec.version: preparation installs that version.');
+  if (prep.bundle?.source === 'HTTP') return httpFor(s, version);
   if (!s.d.bundles)
     return problem(
       'PreparationNotConfigured',
-      'spec.preparation is set but the provider has no --bundle-dir: give the provider a folder of bundles (hack/bundle), or drop spec.preparation for hosts that are already prepared.',
+      'spec.preparation is set but the provider has no --bundle-dir: give the provider a folder of bundles (hack/bundle), use bundle.source: HTTP, or drop spec.preparation for hosts that are already prepared.',
       300_000,
     );
-  if (!version)
-    return problem('PreparationNotConfigured', 'The Machine has no spec.version: preparation installs that version.');
   try {
     return await s.d.bundles.find(version, { ...prep.bundle });
   } catch (err) {

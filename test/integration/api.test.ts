@@ -31,9 +31,9 @@ async function create(obj: Record<string, unknown>): Promise<unknown> {
   return raw(cp.kc, 'POST', `/apis/${API_VERSION}/namespaces/default/baremetalhostpools`, obj);
 }
 
-async function rejection(obj: Record<string, unknown>): Promise<string> {
+async function rejection(obj: Record<string, unknown>, post = create): Promise<string> {
   try {
-    await create(obj);
+    await post(obj);
   } catch (err) {
     if (err instanceof ApiError && err.code === 422) return err.message;
     throw err;
@@ -79,5 +79,47 @@ const cases: Array<[string, Record<string, unknown>, RegExp]> = [
 for (const [what, spec, message] of cases) {
   test(`rejected with a clear message: ${what}`, async (t) => {
     t.regex(await rejection(pool(spec, `bad-${Math.random().toString(36).slice(2, 8)}`)), message);
+  });
+}
+
+// Host preparation's bundle (docs/hosts.md): the HTTP source needs a URL and a pin; each source's fields stay its own.
+const template = (bundle: Record<string, unknown>) => ({
+  apiVersion: API_VERSION,
+  kind: 'BareMetalMachineTemplate',
+  metadata: { name: `t-${Math.random().toString(36).slice(2, 8)}`, namespace: 'default' },
+  spec: { template: { spec: { poolRef: { name: 'p' }, preparation: { bundle } } } },
+});
+const createTemplate = (obj: Record<string, unknown>) =>
+  raw(cp.kc, 'POST', `/apis/${API_VERSION}/namespaces/default/baremetalmachinetemplates`, obj);
+const pin = 'a'.repeat(64);
+
+test('a preparation bundle over HTTP with mirrors and a proxy is accepted', async (t) => {
+  const http = { source: 'HTTP', url: 'http://10.0.0.1:8080/b', sha256: pin, mirrors: ['https://m.example/b'] };
+  t.truthy(await createTemplate(template({ ...http, proxy: 'http://proxy.example:3128' })));
+  t.truthy(await createTemplate(template({ name: 'kubernetes-v1.36.3-b1', sha256: pin })));
+});
+
+const bundleCases: Array<[string, Record<string, unknown>, RegExp]> = [
+  ['HTTP without a pin', { source: 'HTTP', url: 'http://h/b' }, /HTTP needs bundle.url and bundle.sha256/],
+  ['HTTP without a URL', { source: 'HTTP', sha256: pin }, /HTTP needs bundle.url and bundle.sha256/],
+  [
+    'a URL for the Provider source',
+    { url: 'http://h/b' },
+    /url, bundle.mirrors and bundle.proxy are for bundle.source: HTTP/,
+  ],
+  [
+    'a bundle name for HTTP',
+    { source: 'HTTP', url: 'http://h/b', sha256: pin, name: 'x' },
+    /bundle.name names a folder/,
+  ],
+  [
+    'a URL that is no http(s) URL',
+    { source: 'HTTP', url: 'ftp://h/b', sha256: pin },
+    /url: Invalid value|should match|must match/,
+  ],
+];
+for (const [what, bundle, message] of bundleCases) {
+  test(`rejected with a clear message: ${what}`, async (t) => {
+    t.regex(await rejection(template(bundle), createTemplate), message);
   });
 }

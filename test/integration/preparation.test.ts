@@ -9,8 +9,9 @@ import { runReset } from '../../provider/controllers/host-ops.ts';
 import { Bundles, type Bundle } from '../../provider/preparation/bundles.ts';
 import { RECORD } from '../../provider/preparation/plan.ts';
 import { prepareOn, type PrepareInput } from '../../provider/preparation/prepare.ts';
-import { connect, type SshConnection } from '../../provider/ssh/index.ts';
+import type { SshConnection } from '../../provider/ssh/index.ts';
 import { bundleDir, hostExec, kubernetesVersions, startHost, stopStartedHosts, type LabHost } from '../harness/lab.ts';
+import { asRoot, preparationLeftovers } from '../harness/preparation.ts';
 
 const key = ssh2.utils.generateKeyPairSync('ed25519');
 const { current, previous } = kubernetesVersions();
@@ -33,28 +34,11 @@ test.after.always(async () => {
   await stopStartedHosts();
 });
 
-async function on<T>(h: LabHost, fn: (c: SshConnection) => Promise<T>): Promise<T> {
-  const c = await connect({
-    host: h.address,
-    user: 'root',
-    credentials: { privateKey: key.private },
-    hostKey: { kind: 'pinned', fingerprints: [h.hostKeyFingerprint] },
-    connectTimeoutMs: 15_000,
-  });
-  try {
-    return await fn(c);
-  } finally {
-    c.close();
-  }
-}
+const on = <T>(h: LabHost, fn: (c: SshConnection) => Promise<T>) => asRoot(h, key.private, fn);
 
 const prepare = (h: LabHost, o: Partial<PrepareInput> = {}) => on(h, (c) => prepareOn(c, { bundle, policy, ...o }));
 const untouched = async (t: { is: (a: unknown, b: unknown, m?: string) => void }, h: LabHost) => {
-  const r = await hostExec(
-    h,
-    `for p in ${RECORD} /usr/bin/kubeadm /usr/bin/containerd /opt/cni/bin /etc/capbm/installing /var/lib/capbm/bundle; do [ -e $p ] && echo $p; done; true`,
-  );
-  t.is(r.stdout.trim(), '', 'nothing installed or staged');
+  t.is(await preparationLeftovers(h), '', 'nothing installed or staged');
 };
 
 test.serial('a stock host is prepared from the bundle, found prepared again, and emptied by the reset', async (t) => {
