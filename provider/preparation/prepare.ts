@@ -2,7 +2,9 @@
 // the bundle (uploaded from the provider's --bundle-dir, or downloaded by the host from an HTTP
 // source: download.ts), verify every staged file's sha256 on the host, and install. Nothing is
 // installed before the host passed every check and every file verified; an install that fails
-// part-way undoes itself (scripts.ts). Returns what happened; the caller turns it into conditions.
+// part-way undoes itself (scripts.ts). An HTTP source probes first: a host prepared earlier is
+// decided on before the host needs curl or wget and the manifest. Returns what happened; the caller
+// turns it into conditions.
 import { createReadStream } from 'node:fs';
 import { join } from 'node:path';
 import type { SshSession } from '../ssh/index.ts';
