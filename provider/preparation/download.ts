@@ -1,5 +1,5 @@
 // bundle.source HTTP over SSH: the host downloads the bundle itself (connected sites); the provider
-// never holds it. The host fetches manifest.json and the provider reads it from the command's
+// never holds it. Used only once the probe found something to install (prepare.ts). The host fetches manifest.json and the provider reads it from the command's
 // output and checks it against bundle.sha256; then the host downloads each file into the same
 // staging folder the Provider source uploads to, from the base URL that served last first, then
 // the mirrors in order. URLs and the proxy go on stdin (http.ts), never on a command line.

@@ -114,8 +114,16 @@ function unfit(f: ProbeFacts, w: Wanted, p: Policy): Decision | undefined {
   return undefined;
 }
 
-/** What a host prepared earlier (by CAPBM or by its OS image) means for this machine. */
-function earlier(f: ProbeFacts, w: Wanted, p: Policy): Decision | undefined {
+/**
+ * What a host prepared earlier (by CAPBM or by its OS image) means for this machine: left alone,
+ * refused, replaced, or undefined (nothing earlier). Needs no manifest: an HTTP source decides it
+ * before the host downloads anything (prepare.ts).
+ */
+export function earlierPreparation(
+  f: ProbeFacts,
+  w: Pick<Wanted, 'version' | 'bundle' | 'digest'>,
+  p: Policy,
+): Decision | undefined {
   const r = f.record;
   if (r && r.version === w.version && r.digest === w.digest)
     return { kind: 'prepared', how: 'recorded', message: `Already prepared with bundle ${r.bundle}` };
@@ -137,7 +145,7 @@ function earlier(f: ProbeFacts, w: Wanted, p: Policy): Decision | undefined {
 
 /** The decision for one host. */
 export function decidePreparation(f: ProbeFacts, w: Wanted, p: Policy): Decision {
-  const before = earlier(f, w, p);
+  const before = earlierPreparation(f, w, p);
   if (before && before.kind !== 'install') return before;
   const cannot = unfit(f, w, p);
   if (cannot) return cannot;

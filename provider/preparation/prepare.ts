@@ -2,16 +2,19 @@
 // the bundle (uploaded from the provider's --bundle-dir, or downloaded by the host from an HTTP
 // source: download.ts), verify every staged file's sha256 on the host, and install. Nothing is
 // installed before the host passed every check and every file verified; an install that fails
-// part-way undoes itself (scripts.ts). Returns what happened; the caller turns it into conditions.
+// part-way undoes itself (scripts.ts). An HTTP source probes first: a host prepared earlier is
+// decided on before the host needs curl or wget and the manifest. Returns what happened; the caller
+// turns it into conditions.
 import { createReadStream } from 'node:fs';
 import { join } from 'node:path';
 import type { SshSession } from '../ssh/index.ts';
 import type { Bundle } from './bundles.ts';
 import { DownloadFailed, httpBundle, type Refused } from './download.ts';
-import type { HttpBundle } from './http.ts';
+import { redact, type HttpBundle } from './http.ts';
 import { parseSha256sum, totalBytes, verifyDigests, type BundleFile, type BundleManifest } from './manifest.ts';
 import {
   decidePreparation,
+  earlierPreparation,
   parseProbe,
   type Decision,
   type PreparationRefusal,
@@ -141,14 +144,16 @@ async function staged(conn: SshSession, b: Staging): Promise<number | Refused> {
 
 type Failed = { reason: PreparationFailure; message: string };
 
+const probe = async (conn: SshSession, m: Pick<BundleManifest, 'files'>): Promise<ProbeFacts | undefined> =>
+  parseProbe((await conn.exec(probeScript(m), { what: 'the preparation probe', timeoutMs: 60_000 })).stdout);
+
 /** The probe and the decision for this host; a refusal (nothing installed) is returned as a failure. */
 async function decideOn(
   conn: SshSession,
   b: Staging,
   policy: Policy,
 ): Promise<Failed | { facts: ProbeFacts; d: Exclude<Decision, { kind: 'refuse' }> }> {
-  const out = await conn.exec(probeScript(b.manifest), { what: 'the preparation probe', timeoutMs: 60_000 });
-  const facts = parseProbe(out.stdout);
+  const facts = await probe(conn, b.manifest);
   if (!facts)
     return {
       reason: 'ProbeOutputInvalid',
@@ -164,12 +169,37 @@ async function decideOn(
   return { facts, d };
 }
 
+/**
+ * bundle.source HTTP, before the host needs a downloader or the manifest: a host prepared with the
+ * pinned bundle or by an OS image of the version is left alone, one prepared otherwise refused
+ * (per the policy). Undefined: something must be installed (or the probe failed: decideOn says so).
+ */
+async function beforeDownload(
+  conn: SshSession,
+  b: HttpBundle,
+  policy: Policy,
+  ms: () => number,
+): Promise<PreparationResult | undefined> {
+  const facts = await probe(conn, { files: [] });
+  const wanted = { version: b.version, digest: b.http.sha256, bundle: `the bundle at ${redact(b.http.url)}` };
+  const d = facts && earlierPreparation(facts, wanted, policy);
+  if (!d || d.kind === 'install') return undefined;
+  if (d.kind === 'refuse')
+    return { ok: false, reason: d.reason, message: `${d.message} Nothing was installed.`, ms: ms() };
+  return { ok: true, how: d.how, message: d.message, uploadedBytes: 0, ms: ms() };
+}
+
 /** Prepares the host for the bundle's Kubernetes version (or finds it prepared). */
 export async function prepareOn(conn: SshSession, input: PrepareInput): Promise<PreparationResult> {
   const t0 = Date.now();
   const ms = () => Date.now() - t0;
   const step = input.onStep ?? (() => {});
-  if ('http' in input.bundle) step('manifest');
+  if ('http' in input.bundle) {
+    step('probe');
+    const early = await beforeDownload(conn, input.bundle, input.policy, ms);
+    if (early) return early;
+    step('manifest');
+  }
   const b = await stagingOf(conn, input.bundle);
   if ('reason' in b) return { ok: false, ...b, ms: ms() };
   step('probe');

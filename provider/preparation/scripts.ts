@@ -9,8 +9,8 @@ import { RECORD } from './plan.ts';
 export const stagingDir = (digest: string) => `/var/lib/capbm/bundle/${digest.slice(0, 16)}`;
 const INSTALLING = '/etc/capbm/installing';
 
-/** Read-only: OS, systemd, free space, an earlier preparation, a kubeadm of an OS image, conflicts. */
-export function probeScript(m: BundleManifest): string {
+/** Read-only: OS, systemd, free space, an earlier preparation, a kubeadm of an OS image, conflicts (with m's files). */
+export function probeScript(m: Pick<BundleManifest, 'files'>): string {
   const paths = m.files.map((f) => shQuote(f.path)).join(' ');
   return `set -u
 echo "os=$( (. /etc/os-release 2>/dev/null && echo "$ID $VERSION_ID") || uname -s)"

@@ -1,7 +1,9 @@
 // A Kubernetes upgrade the way Cluster API does it on immutable hosts, with every real part (see
 // provision.test.ts), on stock hosts: Debian with systemd and sshd only, nothing of Kubernetes
 // installed. The machine templates ask for host preparation (docs/hosts.md): each machine's host is
-// prepared with the bundle of the machine's version, uploaded by the provider over SSH. One pool of
+// prepared with the bundle of the machine's version: the old version's uploaded by the provider over
+// SSH (bundle.source Provider), the new version's downloaded by the host from a web server this test
+// starts on the lab bridge (bundle.source HTTP, pinned by its manifest's sha256). One pool of
 // three stock hosts: the cluster starts on the version before the pinned one (two hosts prepared
 // with it); the upgrade gives the KubeadmControlPlane, then the MachineDeployment, the new version
 // and new machine templates. The new control-plane machine takes the third host (prepared with the
@@ -11,9 +13,11 @@
 // endpoint) during the control-plane rollout; the failed requests are counted and reported.
 import test from 'ava';
 import type { KubeConfig } from '@kubernetes/client-node';
+import type { Server } from 'node:http';
 import { API_VERSION } from '../../provider/api/common.ts';
 import type { BareMetalHost } from '../../provider/api/host.ts';
 import { raw } from '../../provider/kube/raw.ts';
+import { Bundles } from '../../provider/preparation/bundles.ts';
 import {
   applyClusterTemplate,
   createPool,
@@ -22,8 +26,9 @@ import {
   workloadKubeconfig,
   type Env,
 } from '../harness/env.ts';
-import { hostExec, kubernetesVersions } from '../harness/lab.ts';
+import { bundleDir, hostExec, kubernetesVersions } from '../harness/lab.ts';
 import { waitFor } from '../harness/process.ts';
+import { closeServer, listenOnBridge, staticServer } from '../harness/web.ts';
 import { deployHello, nodes, pods, probeApi, waitForNodesReady } from '../harness/workload.ts';
 
 const ns = 'upgrade';
@@ -37,15 +42,23 @@ const kcp = `/apis/controlplane.cluster.x-k8s.io/v1beta2/namespaces/${ns}/kubead
 const md = `${capi}/machinedeployments/${cluster}-md-0`;
 
 const pool = 'stock';
-/** Prepare every host (defaults: the bundle of the Machine's version from the provider's --bundle-dir). */
+/** The old version's hosts: the bundle of the Machine's version from the provider's --bundle-dir. */
 const preparation = { bundle: { source: 'Provider' } };
+/** The new version's hosts: the bundle downloaded by each host from `web` (set in before). */
+let httpPreparation: { bundle: { source: 'HTTP'; url: string; sha256: string } };
+let web: Server | undefined;
 
 test.before(async () => {
   env = await startEnv({ hosts: 0, stockHosts: 3 });
   await createPool(env, ns, pool, env.hosts);
+  // After the hosts: the bridge exists once a host is on it.
+  const b = await new Bundles(bundleDir()).find(current);
+  web = staticServer(b.dir);
+  httpPreparation = { bundle: { source: 'HTTP', url: await listenOnBridge(web), sha256: b.digest } };
   env.startProvider();
 });
 test.after.always(async () => {
+  if (web) await closeServer(web);
   await env?.stop();
 });
 
@@ -64,9 +77,9 @@ async function newTemplate(from: string, to: string): Promise<void> {
     apiVersion: API_VERSION,
     kind: 'BareMetalMachineTemplate',
     metadata: { name: to, namespace: ns },
-    spec: { template: { spec: { poolRef: { name: pool }, preparation } } },
+    spec: { template: { spec: { poolRef: { name: pool }, preparation: httpPreparation } } },
   });
-  t0Log(`template ${to} (from ${from}) on pool ${pool}`);
+  t0Log(`template ${to} (from ${from}) on pool ${pool}, bundle from ${httpPreparation.bundle.url}`);
 }
 
 interface PreparedView {
@@ -137,6 +150,7 @@ test.serial(
     for (const p of first) {
       t.like(p.prepared, { status: 'True', reason: 'HostPrepared' }, p.machine);
       t.regex(p.prepared?.message ?? '', new RegExp(`^Prepared with kubernetes-${previous}-b\\d+: .* \\(\\d+ s\\)$`));
+      t.regex(p.prepared?.message ?? '', /\d+ MiB uploaded\) sha256-verified on the host/, 'bundle.source Provider');
       t.is((await onHost(p.host)).kubeadm, previous);
       t.log(`${p.machine} on ${p.host}: ${p.prepared?.message ?? ''}`);
     }
@@ -212,6 +226,12 @@ test.serial(
     for (const p of now) {
       t.like(p.prepared, { status: 'True', reason: 'HostPrepared' }, p.machine);
       t.regex(p.prepared?.message ?? '', new RegExp(`^Prepared with kubernetes-${current}-b\\d+: `));
+      // bundle.source HTTP: every file came from the web server, none from the provider.
+      t.regex(
+        p.prepared?.message ?? '',
+        /[1-9]\d* MiB downloaded by the host\) sha256-verified on the host/,
+        p.machine,
+      );
       const has = await onHost(p.host);
       t.is(has.kubeadm, current, p.host);
       t.regex(has.bundle, new RegExp(`^kubernetes-${current}-b\\d+$`), p.host);

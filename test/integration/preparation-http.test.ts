@@ -4,9 +4,7 @@
 // every download); a wrong pin, a host without curl or wget, and URLs that all fail are refused
 // with what to do and nothing installed.
 import test, { type ExecutionContext } from 'ava';
-import { createReadStream, existsSync, statSync } from 'node:fs';
-import { createServer, request, type Server } from 'node:http';
-import { join, normalize } from 'node:path';
+import { createServer, type Server } from 'node:http';
 import ssh2 from 'ssh2';
 import { runReset } from '../../provider/controllers/host-ops.ts';
 import { Bundles, type Bundle } from '../../provider/preparation/bundles.ts';
@@ -14,16 +12,9 @@ import type { HttpSource } from '../../provider/preparation/http.ts';
 import { RECORD } from '../../provider/preparation/plan.ts';
 import { prepareOn } from '../../provider/preparation/prepare.ts';
 import type { SshConnection } from '../../provider/ssh/index.ts';
-import {
-  BRIDGE_ADDRESS,
-  bundleDir,
-  hostExec,
-  kubernetesVersions,
-  startHost,
-  stopStartedHosts,
-  type LabHost,
-} from '../harness/lab.ts';
+import { bundleDir, hostExec, kubernetesVersions, startHost, stopStartedHosts, type LabHost } from '../harness/lab.ts';
 import { asRoot, preparationLeftovers } from '../harness/preparation.ts';
+import { closeServer, forwardProxy, listenOnBridge, staticServer } from '../harness/web.ts';
 
 const key = ssh2.utils.generateKeyPairSync('ed25519');
 const { current } = kubernetesVersions();
@@ -39,32 +30,7 @@ const proxied: string[] = []; // what went through the proxy
 
 async function listen(s: Server): Promise<string> {
   servers.push(s);
-  await new Promise<void>((r) => s.listen(0, BRIDGE_ADDRESS, r));
-  return `http://${BRIDGE_ADDRESS}:${(s.address() as { port: number }).port}`;
-}
-
-/** A static web server of a folder (GET only, nothing outside the folder). */
-function staticServer(root: string): Server {
-  return createServer((req, res) => {
-    const path = normalize(join(root, decodeURIComponent(new URL(req.url ?? '/', 'http://x').pathname)));
-    if (!path.startsWith(`${root}/`) || !existsSync(path) || !statSync(path).isFile())
-      return void res.writeHead(404).end('not found\n');
-    res.writeHead(200, { 'content-length': statSync(path).size });
-    createReadStream(path).pipe(res);
-  });
-}
-
-/** A forward proxy for plain http (absolute-form request targets), recording each request. */
-function forwardProxy(): Server {
-  return createServer((req, res) => {
-    proxied.push(req.url ?? '');
-    const up = request(req.url ?? '', { method: req.method, headers: req.headers }, (r) => {
-      res.writeHead(r.statusCode ?? 502, r.headers);
-      r.pipe(res);
-    });
-    up.on('error', (e) => res.writeHead(502).end(`${e.message}\n`));
-    req.pipe(up);
-  });
+  return listenOnBridge(s);
 }
 
 test.before(async () => {
@@ -73,13 +39,12 @@ test.before(async () => {
   bundle = await new Bundles(bundleDir()).find(current);
   // After the hosts: the bridge exists once a host is on it.
   web = await listen(staticServer(bundle.dir));
-  proxy = await listen(forwardProxy());
+  proxy = await listen(forwardProxy(proxied));
   closed = await listen(createServer());
   await new Promise((r) => servers.pop()!.close(r));
 });
 test.after.always(async () => {
-  for (const s of servers) s.closeAllConnections();
-  await Promise.all(servers.map((s) => new Promise((r) => s.close(r))));
+  await Promise.all(servers.map(closeServer));
   await stopStartedHosts();
 });
 
@@ -103,7 +68,12 @@ test.serial('past a mirror that refuses, the host downloads the bundle, verifies
   t.regex(r.message, /MiB downloaded by the host\) sha256-verified on the host/);
   const h = await hostExec(one, `kubeadm version -o short; systemctl is-active containerd; grep -c '^file=' ${RECORD}`);
   t.is(h.stdout.trim().split('\n').join(' '), `${current} active ${bundle.manifest.files.length}`);
-  t.like(await prepare(one, { url: closed, mirrors: [web] }), { ok: true, how: 'recorded', uploadedBytes: 0 });
+  // Prepared with this bundle: left alone before anything is downloaded, so no downloader is needed.
+  await hostExec(one, 'mv /usr/bin/curl /usr/bin/curl.away');
+  const again = await prepare(one, { url: closed, mirrors: [web] }).finally(() =>
+    hostExec(one, 'mv /usr/bin/curl.away /usr/bin/curl'),
+  );
+  t.like(again, { ok: true, how: 'recorded', uploadedBytes: 0 });
   t.deepEqual((await on(one, (c) => runReset(c))).leftovers, []);
   await untouched(t, one);
 });

@@ -22,6 +22,7 @@ import {
   type Downloader,
 } from '../../provider/preparation/http.ts';
 import { digestOf, type BundleManifest } from '../../provider/preparation/manifest.ts';
+import { prepareOn } from '../../provider/preparation/prepare.ts';
 import type { ExecOptions, ExecResult, SshSession } from '../../provider/ssh/target.ts';
 
 test('base URLs: the main one, then the mirrors in order; the one that served last goes first', (t) => {
@@ -252,4 +253,44 @@ test('httpBundle: a host with only busybox gets no URL with credentials (its wge
   });
   t.false('reason' in viaProxy, 'reason' in viaProxy ? viaProxy.message : '');
   t.deepEqual(s.seen, [`auth ${s.web}/manifest.json`]);
+});
+
+/** A host that answers the preparation probe with `probe` and has nothing to download with; records each command. */
+function probedHost(probe: string): { host: SshSession; ran: string[] } {
+  const ran: string[] = [];
+  const host = {
+    exec(command: string): Promise<ExecResult> {
+      ran.push(command.includes('/etc/os-release') ? 'probe' : command);
+      return Promise.resolve({ exitCode: 0, stdout: command.includes('/etc/os-release') ? probe : '', stderr: '' });
+    },
+    upload: () => Promise.reject(new Error('not used')),
+  } as unknown as SshSession;
+  return { host, ran };
+}
+
+test('prepareOn, HTTP: a host prepared with the pinned bundle or by its OS image is left alone without curl or wget; only an install needs one', async (t) => {
+  const pin = '7'.repeat(64);
+  const bundle = { version: 'v1.36.3', http: { url: 'http://u:pw@10.250.0.1:1/b', sha256: pin } };
+  const policy = { onVersionMismatch: 'Refuse' as const, minFreeDiskMiB: 256 };
+  const stock = 'os=debian 12\narch=x86_64\nsystemd=1\nfree_kib=99999999\n';
+  const record = (v: string, digest: string) =>
+    `record_stock=1\nrecord_version=${v}\nrecord_bundle=kubernetes-${v}-b1\nrecord_digest=${digest}\n`;
+  const cases: Array<[string, string, object]> = [
+    ['recorded', stock + record('v1.36.3', pin), { ok: true, how: 'recorded', uploadedBytes: 0 }],
+    ['image', `${stock}kubeadm=v1.36.3\n`, { ok: true, how: 'image', uploadedBytes: 0 }],
+    ['another version', stock + record('v1.35.4', '1'.repeat(64)), { ok: false, reason: 'VersionMismatch' }],
+    ['an OS image of another version', `${stock}kubeadm=v1.35.4\n`, { ok: false, reason: 'VersionMismatch' }],
+  ];
+  for (const [what, probe, want] of cases) {
+    const { host, ran } = probedHost(probe);
+    const r = await prepareOn(host, { bundle, policy });
+    t.like(r, want, what);
+    t.deepEqual(ran, ['probe'], `${what}: the probe alone ran, nothing looked for a downloader or downloaded`);
+    t.false(r.message.includes('pw'), r.message);
+  }
+  // A stock host: something must be installed, so the downloader is needed (and missing here).
+  const { host, ran } = probedHost(stock);
+  t.like(await prepareOn(host, { bundle, policy }), { ok: false, reason: 'NoDownloader' });
+  t.is(ran[0], 'probe');
+  t.regex(ran[1] ?? '', /command -v curl/);
 });
