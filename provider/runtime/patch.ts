@@ -24,9 +24,10 @@ import type { KubeConfig } from '@kubernetes/client-node';
 import { ApiError, raw } from '../kube/raw.ts';
 import { observedAt, type Condition, type V1Beta1Condition } from './conditions.ts';
 import { objectPath, type KubeObject, type ResourceKind } from '../kube/kinds.ts';
+import { deepEqual, isObject, own, put, type Json, type JsonObject } from './json.ts';
 
-type Json = null | boolean | number | string | Json[] | { [k: string]: Json };
-type JsonObject = { [k: string]: Json };
+export { deepEqual } from './json.ts';
+
 type AnyCondition = Condition | V1Beta1Condition;
 
 export class PatchConflict extends Error {
@@ -38,17 +39,6 @@ export class PatchConflict extends Error {
   }
 }
 
-const isObject = (v: unknown): v is JsonObject => typeof v === 'object' && v !== null && !Array.isArray(v);
-
-export function deepEqual(a: unknown, b: unknown): boolean {
-  if (a === b) return true;
-  if (Array.isArray(a)) return Array.isArray(b) && a.length === b.length && a.every((x, i) => deepEqual(x, b[i]));
-  if (!isObject(a) || !isObject(b)) return false;
-  const ka = Object.keys(a).filter((k) => a[k] !== undefined);
-  const kb = Object.keys(b).filter((k) => b[k] !== undefined);
-  return ka.length === kb.length && ka.every((k) => deepEqual(a[k], b[k]));
-}
-
 /** RFC 7386 merge patch turning `before` into `after`; undefined when they are equal. */
 export function mergePatch(before: unknown, after: unknown): Json | undefined {
   if (deepEqual(before, after)) return undefined;
@@ -56,10 +46,10 @@ export function mergePatch(before: unknown, after: unknown): Json | undefined {
   const out: JsonObject = {};
   for (const [k, v] of Object.entries(after)) {
     if (v === undefined) continue;
-    const d = mergePatch(before[k], v);
-    if (d !== undefined) out[k] = d;
+    const d = mergePatch(own(before, k), v);
+    if (d !== undefined) put(out, k, d);
   }
-  for (const k of Object.keys(before)) if (before[k] !== undefined && after[k] === undefined) out[k] = null;
+  for (const k of Object.keys(before)) if (before[k] !== undefined && own(after, k) === undefined) put(out, k, null);
   return Object.keys(out).length ? out : undefined;
 }
 
