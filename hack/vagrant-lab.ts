@@ -7,12 +7,17 @@
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { execa } from 'execa';
+import { raw } from '../provider/kube/raw.ts';
 import {
-  applyClusterTemplate,
+  installCniAddon,
+  labClusterObjects,
   onboardNamespace,
+  plurals,
   startEnv,
   waitForClusterAvailable,
+  type ClusterVars,
   type Env,
+  type LabClusterObject,
 } from '../test/harness/env.ts';
 import { stopHost } from '../test/harness/lab.ts';
 import { controlPlaneDir, repoRoot } from '../test/harness/paths.ts';
@@ -107,10 +112,49 @@ async function poolCondition(env: Env, type: string) {
   return p.status?.conditions?.find((c) => c.type === type);
 }
 
+/**
+ * Under QEMU in software mode a VM runs several times slower than a lab host: kubeadm's own waits
+ * (4 minutes for the control plane's static pods, 5 for a join's TLS bootstrap) and the
+ * MachineHealthCheck's node startup timeout (10 minutes) are too short there, so the VM cluster
+ * gets the longer waits a user of slow hosts would set (kubeadm timeouts of CABPK's v1beta2 API).
+ */
+const SLOW = {
+  controlPlaneComponentHealthCheckSeconds: 1800,
+  kubeletHealthCheckSeconds: 1800,
+  kubernetesAPICallSeconds: 300,
+  etcdAPICallSeconds: 600,
+  tlsBootstrapSeconds: 1800,
+  discoverySeconds: 1800,
+};
+
+function slowHosts(d: LabClusterObject): void {
+  type Spec = { initConfiguration?: { timeouts?: object }; joinConfiguration?: { timeouts?: object } };
+  const set = (k: Spec) => {
+    k.initConfiguration = { ...k.initConfiguration, timeouts: { ...SLOW } };
+    k.joinConfiguration = { ...k.joinConfiguration, timeouts: { ...SLOW } };
+  };
+  if (d.kind === 'KubeadmControlPlane') set(d.spec.kubeadmConfigSpec as Spec);
+  if (d.kind === 'KubeadmConfigTemplate') {
+    const spec = (d.spec.template as { spec: Spec }).spec;
+    spec.joinConfiguration = { ...spec.joinConfiguration, timeouts: { ...SLOW } };
+  }
+  if (d.kind === 'MachineHealthCheck')
+    (d.spec.checks as { nodeStartupTimeoutSeconds: number }).nodeStartupTimeoutSeconds = 3600;
+}
+
+/** manifests/templates/cluster-template.yaml as the lab makes it, with the VMs' longer waits. */
+async function applyVmCluster(env: Env, v: ClusterVars): Promise<void> {
+  await installCniAddon(env, v.namespace);
+  for (const d of labClusterObjects(env, v)) {
+    slowHosts(d);
+    await raw(env.cp.kc, 'POST', `/apis/${d.apiVersion}/namespaces/${v.namespace}/${plurals[d.kind]}`, d);
+  }
+}
+
 async function provision(env: Env, controlPlane: number, workers: number): Promise<void> {
   const t = Date.now();
   say(`cluster ${NS}/${CLUSTER}: ${controlPlane} control plane, ${workers} workers, on the VMs`);
-  await applyClusterTemplate(env, { namespace: NS, name: CLUSTER, pool: POOL, controlPlane, workers });
+  await applyVmCluster(env, { namespace: NS, name: CLUSTER, pool: POOL, controlPlane, workers });
   let last = '';
   await waitForClusterAvailable(env, NS, CLUSTER, controlPlane + workers, 45 * 60_000, (h) => {
     const l = [
@@ -137,7 +181,7 @@ async function keyChange(env: Env): Promise<void> {
   await execa('vagrant', ['up', vm], { cwd: vagrantDir, stdio: 'inherit' });
   await prepareVms(env);
   say('a cluster claiming every host: the re-created one must be refused');
-  await applyClusterTemplate(env, { namespace: NS, name: CLUSTER, pool: POOL, controlPlane: 1, workers: vmCount - 1 });
+  await applyVmCluster(env, { namespace: NS, name: CLUSTER, pool: POOL, controlPlane: 1, workers: vmCount - 1 });
   const c = await waitFor(
     'the pool condition HostKeysMatch=False',
     async () => {
