@@ -98,7 +98,7 @@ export interface HealthServerOptions {
   keptConnections?: number;
   /** A TLS handshake not done in this time is cut. Default 10 s. */
   handshakeTimeoutMs?: number;
-  /** Idle keep-alive connections are closed after this. Default 15 s. */
+  /** Idle kept connections are closed after this (longer than the agents' interval, or none is kept). Default 65 s. */
   keepAliveTimeoutMs?: number;
   log?: Logger;
 }
@@ -307,7 +307,7 @@ export async function startHealthServer(o: HealthServerOptions): Promise<HealthS
       rejectUnauthorized: true,
       minVersion: 'TLSv1.2',
       handshakeTimeout: o.handshakeTimeoutMs ?? 10_000,
-      keepAliveTimeout: o.keepAliveTimeoutMs ?? 15_000,
+      keepAliveTimeout: o.keepAliveTimeoutMs ?? 65_000,
       headersTimeout: 10_000,
       requestTimeout: 15_000,
     },

@@ -197,6 +197,8 @@ export class AgentService implements NodeAgent {
       authorize: (p, machine) => this.authorize(p, machine),
       ...(this.o.maxConnections ? { maxConnections: this.o.maxConnections } : {}),
       ...(this.o.keptConnections ? { keptConnections: this.o.keptConnections } : {}),
+      // A kept connection outlives the pause between two reports (their number is capped, not their idle time).
+      keepAliveTimeoutMs: 2 * this.o.intervalSeconds * 1000 + 5000,
       onRenewed: (p) => {
         this.#issued.set(p.host, { serial: p.serial, notBefore: new Date(p.notBefore).toISOString() });
         this.#wakeHolder(p.host); // the machine records it on the host
