@@ -15,16 +15,14 @@ export function firstReportDelayMs(intervalMs: number, random: Random = Math.ran
   return Math.floor(random() * intervalMs);
 }
 
-/** The first retry waits about this long; each failure in a row doubles it, up to the interval. */
-export const retryBaseMs = 1000;
-
 /**
  * The delay after the `failures`-th failure in a row (1, 2, ...): "equal jitter", uniform in
- * [d/2, d) with d = min(interval, base * 2^(failures-1)). Half of d keeps retries from coming back
- * sooner than the backoff means; the other half spreads agents that failed together.
+ * [d/2, d) with d = min(interval, interval/2 * 2^(failures-1)): [1/4, 1/2) of the interval after the
+ * first failure, [1/2, 1) after every later one. Half of d keeps retries from coming back sooner
+ * than the backoff means; the other half spreads agents that failed together.
  */
 export function retryDelayMs(failures: number, intervalMs: number, random: Random = Math.random): number {
-  const d = Math.min(intervalMs, retryBaseMs * 2 ** Math.min(Math.max(failures, 1) - 1, 30));
+  const d = Math.min(intervalMs, (intervalMs / 2) * 2 ** Math.min(Math.max(failures, 1) - 1, 30));
   return Math.floor(d / 2 + random() * (d / 2));
 }
 
