@@ -125,6 +125,34 @@ function signWithSpki(cert: forge.pki.Certificate, spkiDer: Buffer, signer: forg
   cert.signature = signer.sign(md);
 }
 
+/** The extensions: constraints, key usage (keyEncipherment only for an RSA key), names, key identifiers. */
+function extensions(
+  opts: CertificateOptions,
+  spki: Buffer,
+  isRsa: boolean,
+  issuer: forge.pki.Certificate | undefined,
+): object[] {
+  const usage = opts.usage ?? [];
+  const altNames = [
+    ...(opts.dnsNames ?? []).map((value) => ({ type: 2, value })),
+    ...(opts.ipAddresses ?? []).map((ip) => ({ type: 7, ip })),
+  ];
+  return [
+    { name: 'basicConstraints', cA: !!opts.isCA, critical: true },
+    opts.isCA
+      ? { name: 'keyUsage', keyCertSign: true, cRLSign: true, digitalSignature: true, critical: true }
+      : { name: 'keyUsage', digitalSignature: true, keyEncipherment: isRsa, critical: true },
+    ...(usage.length
+      ? [{ name: 'extKeyUsage', serverAuth: usage.includes('server'), clientAuth: usage.includes('client') }]
+      : []),
+    ...(altNames.length ? [{ name: 'subjectAltName', altNames }] : []),
+    { name: 'subjectKeyIdentifier', value: keyIdentifier(spki) },
+    ...(issuer
+      ? [{ name: 'authorityKeyIdentifier', keyIdentifier: issuer.generateSubjectKeyIdentifier().getBytes() }]
+      : []),
+  ];
+}
+
 /** Issues a certificate (self-signed when no CA is given). */
 export async function issueCertificate(opts: CertificateOptions): Promise<IssuedCertificate> {
   const keys = await subjectKeys(opts);
@@ -141,25 +169,7 @@ export async function issueCertificate(opts: CertificateOptions): Promise<Issued
   cert.setSubject(subjectAttrs(opts.subject));
   const issuer = opts.ca ? forge.pki.certificateFromPem(opts.ca.certPem) : undefined;
   cert.setIssuer(issuer ? issuer.subject.attributes : subjectAttrs(opts.subject));
-  const usage = opts.usage ?? [];
-  const altNames = [
-    ...(opts.dnsNames ?? []).map((value) => ({ type: 2, value })),
-    ...(opts.ipAddresses ?? []).map((ip) => ({ type: 7, ip })),
-  ];
-  cert.setExtensions([
-    { name: 'basicConstraints', cA: !!opts.isCA, critical: true },
-    opts.isCA
-      ? { name: 'keyUsage', keyCertSign: true, cRLSign: true, digitalSignature: true, critical: true }
-      : { name: 'keyUsage', digitalSignature: true, keyEncipherment: true, critical: true },
-    ...(usage.length
-      ? [{ name: 'extKeyUsage', serverAuth: usage.includes('server'), clientAuth: usage.includes('client') }]
-      : []),
-    ...(altNames.length ? [{ name: 'subjectAltName', altNames }] : []),
-    { name: 'subjectKeyIdentifier', value: keyIdentifier(spki) },
-    ...(issuer
-      ? [{ name: 'authorityKeyIdentifier', keyIdentifier: issuer.generateSubjectKeyIdentifier().getBytes() }]
-      : []),
-  ]);
+  cert.setExtensions(extensions(opts, spki, isRsa, issuer));
   signWithSpki(cert, spki, forge.pki.privateKeyFromPem(opts.ca ? opts.ca.keyPem : keys.keyPem));
   return { ...keys, certPem: forge.pki.certificateToPem(cert) };
 }
