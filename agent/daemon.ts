@@ -25,6 +25,7 @@ import {
   type ReportAccepted,
 } from '../common/agent-protocol.ts';
 import { runCommand } from './runner.ts';
+import { firstReportDelayMs, nextReportDelayMs, worthRetrying } from './schedule.ts';
 
 export const agentVersion = '0.1.0';
 
@@ -33,6 +34,8 @@ export interface AgentOptions {
   signal?: AbortSignal;
   /** Replaces parts of the check environment (tests). */
   env?: Partial<CheckEnv>;
+  /** The wait before the first report; default a random part of the interval (schedule.ts). */
+  firstReportDelayMs?: number;
 }
 
 export function readIdentity(cfg: AgentConfig): Identity {
@@ -123,7 +126,8 @@ class Agent {
     this.problem = '';
   }
 
-  async report(): Promise<void> {
+  /** Sends the report; false when it should be tried again soon (no answer, 429, 5xx). */
+  async report(): Promise<boolean> {
     const checks = await runChecks(this.env, this.cfg, this.state);
     for (let attempt = 0; attempt < 2; attempt++) {
       const body: Report = {
@@ -137,13 +141,17 @@ class Agent {
       };
       const x = await this.client.post<ReportAccepted | Rejected>(reportPath, body);
       this.#learnClock(x.sentAt, x.receivedAt, x.body?.time);
-      if (x.status === 200) return this.recovered();
+      if (x.status === 200) {
+        this.recovered();
+        return true;
+      }
       const reason = x.body && !x.body.accepted ? x.body.reason : undefined;
       // A clock far off: the answer told the provider's time; stamp the retry with it.
       if (reason === 'Stale' || reason === 'FromFuture') continue;
       this.warn('report rejected', { status: x.status, reason, detail: (x.body as Rejected)?.message });
-      return;
+      return !worthRetrying(x.status);
     }
+    return true;
   }
 
   async renewIfDue(): Promise<void> {
@@ -165,12 +173,15 @@ class Agent {
     this.o.log.info('certificate renewed');
   }
 
-  async tick(): Promise<void> {
+  /** One report (and a renewal when due); false when the provider could not be reached. */
+  async tick(): Promise<boolean> {
     try {
-      await this.report();
+      if (!(await this.report())) return false;
       await this.renewIfDue();
+      return true;
     } catch (err) {
       this.warn('cannot reach the provider', { error: err instanceof Error ? err.message : String(err) });
+      return false;
     }
   }
 }
@@ -178,12 +189,17 @@ class Agent {
 /** Runs until the signal aborts. */
 export async function runAgent(cfg: AgentConfig, o: AgentOptions): Promise<void> {
   const a = new Agent(cfg, o);
-  o.log.info('agent started', { intervalSeconds: cfg.intervalSeconds, reportUrl: cfg.reportUrl });
+  const intervalMs = cfg.intervalSeconds * 1000;
+  const first = o.firstReportDelayMs ?? firstReportDelayMs(intervalMs);
+  o.log.info('agent started', { intervalSeconds: cfg.intervalSeconds, reportUrl: cfg.reportUrl, firstReportMs: first });
+  // Agents started together (a fleet installed at once) spread their reports over the interval.
+  await sleep(first, o.signal);
+  let failures = 0;
   try {
     while (!o.signal?.aborted) {
       const started = Date.now();
-      await a.tick();
-      await sleep(Math.max(0, cfg.intervalSeconds * 1000 - (Date.now() - started)), o.signal);
+      failures = (await a.tick()) ? 0 : failures + 1;
+      await sleep(nextReportDelayMs({ intervalMs, elapsedMs: Date.now() - started, failures }), o.signal);
     }
   } finally {
     a.client.close();

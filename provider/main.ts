@@ -34,6 +34,7 @@ function agentOptions(flags: ManagerFlags): AgentOptions | undefined {
     unknownAfterMs: flags.agentUnknownAfterMs,
     disabledChecks: flags.agentDisabledChecks,
     maxConnections: flags.agentMaxConnections,
+    keptConnections: flags.agentKeptConnections,
   };
 }
 

@@ -1,17 +1,29 @@
-// hack/bench agents [N] [SECONDS]: N simulated node agents (default 10000) report every 10 s over
-// mutual TLS to the real health endpoint on 127.0.0.1 for SECONDS (default 60). The endpoint runs
-// in this process, as in the manager; the agents run in two child processes (one per vCPU), each
-// agent with its own certificate (CN=host:<namespace>/<name>, OU=claim:<host UID>/<machine UID>) and a keep-alive connection, like the real one.
-// Prints this process's CPU seconds and peak RSS, and p50/p99 from a report's arrival to its
-// HostHealthy condition computed. Bounded: every agent stops at the deadline; loopback only.
+// hack/bench agents [N] [SECONDS] [--kept K] [--burst] [--no-floor]: N simulated node agents
+// (default 10000) report every 10 s over mutual TLS to the real health endpoint on 127.0.0.1 for
+// SECONDS (default 120). The endpoint runs in this process, as in the manager; the agents run in
+// two child processes, each agent with its own certificate (CN=host:<namespace>/<name>,
+// OU=claim:<host UID>/<machine UID>) and the real agent's client (agent/client.ts: keep-alive while
+// the endpoint keeps the connection, TLS session resumption otherwise) and schedule
+// (agent/schedule.ts: the first report jittered over the interval, jittered backoff on failure).
+// Every agent starts at the same instant: a fleet installed, or restarted, at once. --burst drops
+// the first report's jitter (every agent connects in the same instant, as agents without it did);
+// --kept sets the endpoint's kept connections (default its own, 2500).
+// Prints the provider process's peak RSS (and per agent), CPU per report, the agent-side round trip
+// (p50/p99/max, the whole run and its first minute), reports failed and lost; then the floor in the
+// same run: a bare Node https server (same TLS: the ECDSA key, client certificates; no checks, keeps
+// every connection) in a process of its own, answering the same agents. Bounded: every agent stops
+// at the deadline; loopback only.
 import { fork, type ChildProcess } from 'node:child_process';
 import { createPrivateKey, generateKeyPairSync, randomBytes, sign } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import { Agent, request } from 'node:https';
+import { createServer } from 'node:https';
 import { freemem } from 'node:os';
+import type { AddressInfo } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import forge from 'node-forge';
 import { builtinChecks } from '../../agent/checks/index.ts';
+import { ProviderClient } from '../../agent/client.ts';
+import { firstReportDelayMs, nextReportDelayMs, worthRetrying } from '../../agent/schedule.ts';
 import { hostHealthyCondition } from '../../provider/health/condition.ts';
 import { issueHealthServerCertificate, loadOrCreateAgentCa } from '../../provider/health/pki.ts';
 import { startHealthServer } from '../../provider/health/server.ts';
@@ -19,22 +31,33 @@ import type { ConditionInput } from '../../provider/runtime/conditions.ts';
 import type { CheckResult, Report } from '../../common/agent-protocol.ts';
 
 const intervalMs = 10_000;
+/** The figures this design is measured against (docs/scale.md, an earlier run of the former design). */
+const baseline =
+  'earlier run (docs/scale.md, former design: every connection kept, RSA-2048 server key, no jitter), 10000 agents: peak RSS 922 MiB (from 109 MiB), 241 us CPU per report, agent-side round trip p99 13.8 s';
 
 interface WorkerInit {
-  url: string;
   caCertPem: string;
   caKeyPem: string;
   caPublicKeyPem: string;
   hosts: string[];
+}
+
+interface Phase {
+  url: string;
+  startAt: number;
   seconds: number;
+  burst: boolean;
 }
 
 interface WorkerStats {
-  sent: number;
+  attempts: number;
   ok: number;
   failed: number;
+  /** Failure streaks still open at the deadline: reports never accepted. */
+  lost: number;
   errors: Record<string, number>;
-  rttMs: number[];
+  /** [ms since start, round trip ms] per answered attempt. */
+  rtt: Array<[number, number]>;
 }
 
 const quantile = (xs: number[], q: number) => {
@@ -102,60 +125,53 @@ const checks: CheckResult[] = [...builtinChecks, 'user:nfs'].map((name) => ({
   message: `${name} fine`,
 }));
 
-function postReport(agent: Agent, url: string, body: string): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const req = request(`${url}/v1/report`, {
-      method: 'POST',
-      agent,
-      timeout: 30_000,
-      headers: { 'Content-Type': 'application/json', 'Content-Length': Buffer.byteLength(body) },
-    });
-    req.on('response', (res) => {
-      res.resume();
-      res.on('end', () => resolve(res.statusCode ?? 0));
-    });
-    req.on('timeout', () => req.destroy(new Error('timeout')));
-    req.on('error', reject);
-    req.end(body);
-  });
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, Math.max(0, ms)));
+
+/** Every agent's client for a phase, made before it starts (a secure context each: key and certificates parsed). */
+function clientsFor(init: WorkerInit, certs: string[], keyPem: string, url: string): ProviderClient[] {
+  return certs.map((certPem) => new ProviderClient(url, { caPem: init.caCertPem, certPem, keyPem }, 30_000));
 }
 
-async function runAgents(init: WorkerInit, certs: string[], keyPem: string, startAt: number): Promise<WorkerStats> {
-  const stats: WorkerStats = { sent: 0, ok: 0, failed: 0, errors: {}, rttMs: [] };
-  const deadline = startAt + init.seconds * 1000;
+async function runAgents(init: WorkerInit, clients: ProviderClient[], p: Phase): Promise<WorkerStats> {
+  const stats: WorkerStats = { attempts: 0, ok: 0, failed: 0, lost: 0, errors: {}, rtt: [] };
+  const deadline = p.startAt + p.seconds * 1000;
+  const fail = (k: string) => {
+    stats.failed++;
+    stats.errors[k] = (stats.errors[k] ?? 0) + 1;
+  };
   const one = async (i: number) => {
-    const agent = new Agent({ keepAlive: true, maxSockets: 1, ca: init.caCertPem, cert: certs[i]!, key: keyPem });
+    const client = clients[i]!;
     let seq = Date.now();
-    // Spread over the first interval, as agents installed at different times are.
-    let next = startAt + Math.random() * intervalMs;
-    while (next < deadline) {
-      await new Promise((r) => setTimeout(r, Math.max(0, next - Date.now())));
+    let failures = 0;
+    await sleep(p.startAt - Date.now() + (p.burst ? 0 : firstReportDelayMs(intervalMs)));
+    while (Date.now() < deadline) {
+      const started = Date.now();
       const body: Report = {
         host: init.hosts[i]!,
         seq: ++seq,
         nonce: randomBytes(16).toString('hex'),
         timestamp: Date.now(),
-        agentVersion: '0.1.0',
+        agentVersion: '0.2.0',
         checks,
       };
       const t0 = performance.now();
-      stats.sent++;
+      stats.attempts++;
+      let status: number | undefined;
       try {
-        const status = await postReport(agent, init.url, JSON.stringify(body));
-        stats.rttMs.push(performance.now() - t0);
+        status = (await client.post(`/v1/report`, body)).status;
+        stats.rtt.push([started - p.startAt, performance.now() - t0]);
         if (status === 200) stats.ok++;
-        else {
-          stats.failed++;
-          stats.errors[`HTTP ${status}`] = (stats.errors[`HTTP ${status}`] ?? 0) + 1;
-        }
+        else fail(`HTTP ${status}`);
       } catch (err) {
-        stats.failed++;
-        const k = (err as NodeJS.ErrnoException).code ?? (err as Error).message;
-        stats.errors[k] = (stats.errors[k] ?? 0) + 1;
+        fail((err as NodeJS.ErrnoException).code ?? (err as Error).message);
       }
-      next += intervalMs;
+      failures = status === 200 || !worthRetrying(status) ? 0 : failures + 1;
+      await sleep(
+        Math.min(deadline - Date.now(), nextReportDelayMs({ intervalMs, elapsedMs: Date.now() - started, failures })),
+      );
     }
-    agent.destroy();
+    if (failures > 0) stats.lost++;
+    client.close();
   };
   await Promise.all(init.hosts.map((_, i) => one(i)));
   return stats;
@@ -166,13 +182,58 @@ async function worker(): Promise<void> {
   const { privateKey, publicKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
   const certs = agentCertificates(init, publicKey.export({ type: 'spki', format: 'der' }));
   const keyPem = privateKey.export({ type: 'pkcs8', format: 'pem' }).toString();
+  let clients: ProviderClient[] = [];
+  process.on('message', (m: { prepare?: string; phase?: Phase; exit?: boolean }) => {
+    if (m.exit) return process.disconnect();
+    if (m.prepare) {
+      clients = clientsFor(init, certs, keyPem, m.prepare);
+      process.send!({ prepared: true });
+    }
+    if (m.phase) void runAgents(init, clients, m.phase).then((stats) => process.send!({ stats }));
+  });
   process.send!({ ready: true });
-  const { startAt } = await new Promise<{ startAt: number }>((r) =>
-    process.once('message', (m) => r(m as { startAt: number })),
+}
+
+// ---------- the floor: a bare https server (child process) ----------
+
+async function floorServer(): Promise<void> {
+  const o = await new Promise<{ caPem: string; certPem: string; keyPem: string }>((r) =>
+    process.once('message', (m) => r(m as { caPem: string; certPem: string; keyPem: string })),
   );
-  const stats = await runAgents(init, certs, keyPem, startAt);
-  // Disconnect only once the (large) message is out, or it is lost.
-  process.send!({ stats }, undefined, {}, () => process.disconnect());
+  let answered = 0;
+  const server = createServer(
+    {
+      key: o.keyPem,
+      cert: o.certPem,
+      ca: [o.caPem],
+      requestCert: true,
+      rejectUnauthorized: true,
+      keepAliveTimeout: 15_000,
+    },
+    (req, res) => {
+      req.resume();
+      req.on('end', () => {
+        const payload = JSON.stringify({ accepted: true, time: Date.now() });
+        res.writeHead(200, { 'Content-Type': 'application/json', 'Content-Length': Buffer.byteLength(payload) });
+        res.end(payload);
+        answered++;
+      });
+    },
+  );
+  await new Promise<void>((r) => server.listen({ port: 0, host: '127.0.0.1', backlog: 4096 }, () => r()));
+  const rssBefore = rssMiB();
+  let cpu0 = 0;
+  process.on('message', (m: { start?: boolean; stop?: boolean }) => {
+    if (m.start) cpu0 = cpuSeconds();
+    if (m.stop) {
+      server.closeAllConnections();
+      server.close();
+      process.send!({ cpu: cpuSeconds() - cpu0, rssBefore, peak: peakRssMiB(), answered }, undefined, {}, () =>
+        process.disconnect(),
+      );
+    }
+  });
+  process.send!({ port: (server.address() as AddressInfo).port });
 }
 
 // ---------- the provider side (this process) ----------
@@ -191,9 +252,67 @@ function rssMiB(): number {
   return process.memoryUsage().rss / 1024 / 1024;
 }
 
+function argOf(name: string): string | undefined {
+  const i = process.argv.indexOf(name);
+  return i >= 0 ? process.argv[i + 1] : undefined;
+}
+
+const message = <T>(c: ChildProcess, pick: (m: any) => T | undefined) =>
+  new Promise<T>((resolve) => {
+    const on = (m: unknown) => {
+      const v = pick(m);
+      if (v === undefined) return;
+      c.off('message', on);
+      resolve(v);
+    };
+    c.on('message', on);
+  });
+
+/** Runs one phase in the agents' processes; resolves with their merged figures. */
+async function runPhase(children: ChildProcess[], p: Omit<Phase, 'startAt'>): Promise<WorkerStats> {
+  const prepared = children.map((c) => message(c, (m) => m.prepared as boolean | undefined));
+  for (const c of children) c.send({ prepare: p.url });
+  await Promise.all(prepared);
+  const phase: Phase = { ...p, startAt: Date.now() + 500 };
+  const done = children.map((c) => message(c, (m) => m.stats as WorkerStats | undefined));
+  for (const c of children) c.send({ phase });
+  const all = await Promise.all(done);
+  const errors: Record<string, number> = {};
+  for (const s of all) for (const [k, v] of Object.entries(s.errors)) errors[k] = (errors[k] ?? 0) + v;
+  const sum = (k: 'attempts' | 'ok' | 'failed' | 'lost') => all.reduce((n, s) => n + s[k], 0);
+  return {
+    attempts: sum('attempts'),
+    ok: sum('ok'),
+    failed: sum('failed'),
+    lost: sum('lost'),
+    errors,
+    rtt: all.flatMap((s) => s.rtt),
+  };
+}
+
+const f = (x: number, d = 2) => x.toFixed(d);
+const ms = (x: number) => (x >= 1000 ? `${f(x / 1000, 2)} s` : `${f(x, 1)} ms`);
+
+function roundTrips(s: WorkerStats): string[] {
+  const all = s.rtt.map(([, r]) => r);
+  const first = s.rtt.filter(([at]) => at < 60_000).map(([, r]) => r);
+  const line = (xs: number[]) =>
+    `p50 ${ms(quantile(xs, 0.5))}, p99 ${ms(quantile(xs, 0.99))}, max ${ms(Math.max(...xs))} (${xs.length} answers)`;
+  return [`agent-side round trip, whole run:    ${line(all)}`, `agent-side round trip, first minute: ${line(first)}`];
+}
+
+function outcome(s: WorkerStats): string {
+  const errs = Object.keys(s.errors).length ? ` ${JSON.stringify(s.errors)}` : '';
+  return `reports: attempts ${s.attempts}, accepted ${s.ok}, failed attempts ${s.failed}${errs}, lost (never accepted by the end) ${s.lost}`;
+}
+
 async function main(): Promise<void> {
-  let n = Number(process.argv[2] ?? 10_000);
-  const seconds = Number(process.argv[3] ?? 60);
+  const pos = process.argv.slice(2).filter((a, i, xs) => !a.startsWith('--') && !xs[i - 1]?.startsWith('--kept'));
+  let n = Number(pos[0] ?? 10_000);
+  const seconds = Number(pos[1] ?? 120);
+  const kept = argOf('--kept') ? Number(argOf('--kept')) : undefined;
+  const burst = process.argv.includes('--burst');
+  const floor = !process.argv.includes('--no-floor');
   // About 250 KiB per agent across both sides (TLS sockets, buffers); leave half the memory free.
   const fit = Math.floor(freemem() / 2 / (250 * 1024));
   if (n > fit) {
@@ -211,6 +330,7 @@ async function main(): Promise<void> {
     ca,
     serverCert,
     maxHosts: n * 2,
+    ...(kept ? { keptConnections: kept } : {}),
     onReport: (report, ctx) => {
       const now = Date.now();
       conditions.set(ctx.host, hostHealthyCondition(report, now, now, 3 * intervalMs));
@@ -224,35 +344,33 @@ async function main(): Promise<void> {
   const children: ChildProcess[] = halves.map(() =>
     fork(self, ['worker'], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] }),
   );
-  const ready = children.map((c) => new Promise((r) => c.once('message', r)));
+  const ready = children.map((c) => message(c, (m) => m.ready as boolean | undefined));
   children.forEach((c, i) =>
     c.send({
-      url: srv.url,
       caCertPem: ca.certPem,
       caKeyPem: ca.keyPem,
       caPublicKeyPem: ca.publicKeyPem,
       hosts: halves[i]!,
-      seconds,
     } satisfies WorkerInit),
   );
   await Promise.all(ready);
   const rssBefore = rssMiB();
-  const cpu0 = cpuSeconds();
-  const startAt = Date.now() + 500;
-  const done = children.map((c) => new Promise<WorkerStats>((r) => c.once('message', (m: any) => r(m.stats))));
-  for (const c of children) c.send({ startAt });
-  // Steady state: the second half of the run, after every agent has made its first connection.
+  let cpu0 = 0;
+  let startAt = 0;
+  // Steady state: the second half of the run, every agent past its first report.
   let steady = { cpu: 0, wall: 0, reports: 0 };
-  const half = setTimeout(
-    () => {
-      const c = cpuSeconds();
-      const t = Date.now();
-      const r = reports;
-      steady = { cpu: -c, wall: -t, reports: -r };
-    },
-    500 + (seconds * 1000) / 2,
-  );
-  const stats = await Promise.all(done);
+  let half: NodeJS.Timeout | undefined;
+  srv.server.once('connection', () => {
+    cpu0 = cpuSeconds();
+    startAt = Date.now();
+    const at = () => (steady = { cpu: -cpuSeconds(), wall: -Date.now(), reports: -reports });
+    half = setTimeout(at, (seconds * 1000) / 2);
+  });
+  // Connections open at once, sampled every second (kept ones and those in a request).
+  let maxOpen = 0;
+  const sampler = setInterval(() => srv.server.getConnections((_e, c) => (maxOpen = Math.max(maxOpen, c ?? 0))), 1000);
+  const main = await runPhase(children, { url: srv.url, seconds, burst });
+  clearInterval(sampler);
   clearTimeout(half);
   steady = {
     cpu: steady.cpu + cpuSeconds(),
@@ -261,26 +379,46 @@ async function main(): Promise<void> {
   };
   const cpu = cpuSeconds() - cpu0;
   const wall = (Date.now() - startAt) / 1000;
+  const peak = peakRssMiB();
   await srv.close();
-  const sum = (k: 'sent' | 'ok' | 'failed') => stats.reduce((s, x) => s + x[k], 0);
-  const errors: Record<string, number> = {};
-  for (const s of stats) for (const [k, v] of Object.entries(s.errors)) errors[k] = (errors[k] ?? 0) + v;
-  const rtts = stats.flatMap((s) => s.rttMs);
-  const f = (x: number, d = 2) => x.toFixed(d);
-  process.stdout.write(
-    [
-      `command: ${process.env.CAPBM_BENCH_COMMAND ?? `hack/bench agents ${n} ${seconds}`}`,
-      `${n} simulated agents (2 processes), one report every ${intervalMs / 1000} s each over mTLS (server RSA-2048, agents ECDSA P-256, keep-alive), ${seconds} s, 127.0.0.1`,
-      `reports: sent ${sum('sent')}, accepted ${sum('ok')} (${reports} seen by onReport), failed ${sum('failed')}${Object.keys(errors).length ? ` ${JSON.stringify(errors)}` : ''}`,
-      `provider process: ${f(cpu)} CPU s over ${f(wall, 1)} s wall (${f((cpu / wall) * 100, 1)}% of one core), RSS ${f(rssBefore, 0)} MiB before the load, peak ${f(peakRssMiB(), 0)} MiB`,
-      `  of which the second half (steady state, connections kept alive): ${f(steady.cpu)} CPU s over ${f(steady.wall, 1)} s (${f((steady.cpu / steady.wall) * 100, 1)}% of one core) for ${steady.reports} reports, ${f((steady.cpu / Math.max(1, steady.reports)) * 1e6, 0)} us CPU per report`,
-      `report received -> HostHealthy computed: p50 ${f(quantile(latencies, 0.5) * 1000, 0)} us, p99 ${f(quantile(latencies, 0.99) * 1000, 0)} us (${latencies.length} reports)`,
-      `agent-side round trip: p50 ${f(quantile(rtts, 0.5), 1)} ms, p99 ${f(quantile(rtts, 0.99), 1)} ms`,
-      `hosts with a condition: ${conditions.size}`,
-      '',
-    ].join('\n'),
-  );
+  const out = [
+    `command: ${process.env.CAPBM_BENCH_COMMAND ?? `hack/bench agents ${process.argv.slice(2).join(' ')}`}`,
+    `${n} simulated agents (2 processes), one report every ${intervalMs / 1000} s each over mTLS (server ECDSA P-256, agents ECDSA P-256), ${seconds} s, 127.0.0.1; all started at once, first report ${burst ? 'at once (--burst)' : 'jittered over the interval'}; kept connections ${kept ?? 'default (2500)'}`,
+    outcome(main),
+    `provider process: ${f(cpu)} CPU s over ${f(wall, 1)} s wall (${f((cpu / wall) * 100, 1)}% of one core), ${f((cpu / Math.max(1, reports)) * 1e6, 0)} us CPU per report`,
+    `  second half: ${f(steady.cpu)} CPU s over ${f(steady.wall, 1)} s (${f((steady.cpu / steady.wall) * 100, 1)}% of one core) for ${steady.reports} reports, ${f((steady.cpu / Math.max(1, steady.reports)) * 1e6, 0)} us CPU per report`,
+    `  connections open at once (sampled each second): at most ${maxOpen}`,
+    `  RSS ${f(rssBefore, 0)} MiB before the load, peak ${f(peak, 0)} MiB: ${f(peak - rssBefore, 0)} MiB added, ${f(((peak - rssBefore) * 1024) / n, 1)} KiB per agent`,
+    ...roundTrips(main),
+    `report received -> HostHealthy computed: p50 ${f(quantile(latencies, 0.5) * 1000, 0)} us, p99 ${f(quantile(latencies, 0.99) * 1000, 0)} us; hosts with a condition: ${conditions.size}`,
+  ];
+  process.stdout.write(out.join('\n') + '\n');
+  if (floor) {
+    const fl = fork(self, ['floor'], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+    const port = message(fl, (m) => m.port as number | undefined);
+    fl.send({ caPem: ca.certPem, certPem: serverCert.certPem, keyPem: serverCert.keyPem });
+    const url = `https://127.0.0.1:${await port}`;
+    fl.send({ start: true });
+    const fs = await runPhase(children, { url, seconds, burst });
+    const figures = message(fl, (m) =>
+      m.peak ? (m as { cpu: number; rssBefore: number; peak: number; answered: number }) : undefined,
+    );
+    fl.send({ stop: true });
+    const x = await figures;
+    process.stdout.write(
+      [
+        `floor, same run: a bare Node https server (same TLS, keeps every connection) in its own process, the same agents and schedule:`,
+        `  ${outcome(fs)}`,
+        `  CPU ${f(x.cpu)} s, ${f((x.cpu / Math.max(1, x.answered)) * 1e6, 0)} us per report; RSS ${f(x.rssBefore, 0)} MiB before, peak ${f(x.peak, 0)} MiB: ${f(x.peak - x.rssBefore, 0)} MiB added, ${f(((x.peak - x.rssBefore) * 1024) / n, 1)} KiB per agent`,
+        ...roundTrips(fs).map((l) => `  ${l}`),
+        '',
+      ].join('\n'),
+    );
+  }
+  process.stdout.write(`baseline: ${baseline}\n`);
+  for (const c of children) c.send({ exit: true });
 }
 
 if (process.argv[2] === 'worker') await worker();
+else if (process.argv[2] === 'floor') await floorServer();
 else await main();

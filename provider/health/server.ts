@@ -22,6 +22,7 @@ import {
   type Report,
 } from '../../common/agent-protocol.ts';
 import { parseReport, Rejection, ReplayGuard } from './report.ts';
+import { KeptConnections } from './connections.ts';
 
 export { parseReport, ReplayGuard };
 import { issueAgentCertificate, defaultAgentCertValidityMs, type AgentIdentity } from './pki.ts';
@@ -88,11 +89,16 @@ export interface HealthServerOptions {
   renewAfterFraction?: number;
   /** Pending TCP connections the kernel queues (capped by net.core.somaxconn). Default 4096. */
   backlog?: number;
-  /** Connections held at once (each agent keeps one); more are closed at once. Default 50000. */
+  /**
+   * Connections open at once (kept ones and those in a request); more are closed at once, before the
+   * TLS handshake, and the agent tries again after a jittered backoff. Default 5000.
+   */
   maxConnections?: number;
+  /** Connections kept open between an agent's reports (connections.ts); others close after each answer. Default 2500. */
+  keptConnections?: number;
   /** A TLS handshake not done in this time is cut. Default 10 s. */
   handshakeTimeoutMs?: number;
-  /** Idle keep-alive connections are closed after this. Default 15 s. */
+  /** Idle kept connections are closed after this (longer than the agents' interval, or none is kept). Default 65 s. */
   keepAliveTimeoutMs?: number;
   log?: Logger;
 }
@@ -163,6 +169,7 @@ class Handler {
   readonly now: () => number;
   readonly guard: ReplayGuard;
   readonly issuing = new PQueue({ concurrency: 2 });
+  readonly kept: KeptConnections;
   /** When each host last renewed (bounded like the replay guard). */
   readonly renewedAt = new Map<string, number>();
 
@@ -170,6 +177,7 @@ class Handler {
     this.o = o;
     this.now = o.now ?? Date.now;
     this.guard = new ReplayGuard(o.maxHosts ?? 100_000);
+    this.kept = new KeptConnections(o.keptConnections ?? 2500);
   }
 
   send(res: ServerResponse, status: number, body: Record<string, unknown>, close = false): void {
@@ -177,7 +185,7 @@ class Handler {
     res.writeHead(status, {
       'Content-Type': 'application/json',
       'Content-Length': Buffer.byteLength(payload),
-      ...(close ? { Connection: 'close' } : {}),
+      ...(close || !this.kept.keep(res.req.socket) ? { Connection: 'close' } : {}),
     });
     res.end(payload);
   }
@@ -290,6 +298,8 @@ export async function startHealthServer(o: HealthServerOptions): Promise<HealthS
   const h = new Handler(o);
   const server = createServer(
     {
+      // Tickets (TLS 1.3 resumption, on by default) make an agent's reconnect cheap: no certificate
+      // chain sent or verified again, no signature (the client certificate is kept in the ticket).
       key: o.serverCert.keyPem,
       cert: o.serverCert.certPem,
       ca: [o.ca.certPem],
@@ -297,7 +307,7 @@ export async function startHealthServer(o: HealthServerOptions): Promise<HealthS
       rejectUnauthorized: true,
       minVersion: 'TLSv1.2',
       handshakeTimeout: o.handshakeTimeoutMs ?? 10_000,
-      keepAliveTimeout: o.keepAliveTimeoutMs ?? 15_000,
+      keepAliveTimeout: o.keepAliveTimeoutMs ?? 65_000,
       headersTimeout: 10_000,
       requestTimeout: 15_000,
     },
@@ -305,7 +315,7 @@ export async function startHealthServer(o: HealthServerOptions): Promise<HealthS
   );
   server.on('tlsClientError', () => tlsRejected.inc());
   // A flood of connections (or of half-done handshakes) is bounded: memory and file descriptors stay.
-  server.maxConnections = o.maxConnections ?? 50_000;
+  server.maxConnections = o.maxConnections ?? 5000;
   const host = o.host ?? '0.0.0.0';
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);

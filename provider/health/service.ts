@@ -41,8 +41,10 @@ export interface AgentOptions {
   unknownAfterMs: number;
   /** Built-in checks to turn off (e.g. kubelet where no kubelet runs). */
   disabledChecks: string[];
-  /** Connections the endpoint holds at once (health/server.ts); default 50000. */
+  /** Connections the endpoint holds at once (health/server.ts); default 5000. */
   maxConnections?: number;
+  /** Connections kept open between reports (health/connections.ts); default 2500. */
+  keptConnections?: number;
   /** The built agent bundle (health/bundle.ts); default dist/agent/capbm-agent.mjs. */
   bundlePath?: string;
 }
@@ -194,6 +196,9 @@ export class AgentService implements NodeAgent {
       serverCert,
       authorize: (p, machine) => this.authorize(p, machine),
       ...(this.o.maxConnections ? { maxConnections: this.o.maxConnections } : {}),
+      ...(this.o.keptConnections ? { keptConnections: this.o.keptConnections } : {}),
+      // A kept connection outlives the pause between two reports (their number is capped, not their idle time).
+      keepAliveTimeoutMs: 2 * this.o.intervalSeconds * 1000 + 5000,
       onRenewed: (p) => {
         this.#issued.set(p.host, { serial: p.serial, notBefore: new Date(p.notBefore).toISOString() });
         this.#wakeHolder(p.host); // the machine records it on the host

@@ -32,6 +32,8 @@ export interface ManagerFlags {
   agentDisabledChecks: string[];
   /** Connections the agents' endpoint holds at once; more are refused. */
   agentMaxConnections: number;
+  /** Agent connections kept open between reports; the others close after each answer. */
+  agentKeptConnections: number;
   /** Delete labelled machine templates no rollout uses (controllers/template-gc.ts). */
   templateGc: boolean;
   /** How long a template must be unused (and exist) before it is deleted. */
@@ -60,7 +62,8 @@ export const defaultFlags: ManagerFlags = {
   agentIntervalMs: 30_000,
   agentUnknownAfterMs: 180_000,
   agentDisabledChecks: [],
-  agentMaxConnections: 50_000,
+  agentMaxConnections: 5000,
+  agentKeptConnections: 2500,
   templateGc: true,
   templateGcGraceMs: 5 * 60_000,
 };
@@ -96,7 +99,9 @@ export const usage = `capbm manager flags:
   --agent-interval DUR                  how often agents report (default 30s)
   --agent-unknown-after DUR             HostHealthy turns Unknown after this much silence (default 3m)
   --agent-disabled-checks a,b           built-in agent checks to turn off (e.g. kubelet,container-runtime)
-  --agent-max-connections N             connections the agents' endpoint holds at once (default 50000)
+  --agent-max-connections N             connections the agents' endpoint holds at once (default 5000)
+  --agent-kept-connections N            agent connections kept open between reports, ~80 KiB each;
+                                        others reconnect (TLS resumption) per report (default 2500)
   --bundle-dir DIR                      host preparation bundles (hack/bundle) served to hosts over SSH
                                         for machines with spec.preparation (docs/hosts.md)
   --template-gc[=true|false]            delete machine templates labelled infrastructure.cluster.x-k8s.io/capbm-template-gc=true
@@ -163,6 +168,7 @@ const valued: Record<string, Setter> = {
   '--agent-unknown-after': (f, v, flag) => (f.agentUnknownAfterMs = parseDuration(flag, v)),
   '--agent-disabled-checks': (f, v) => (f.agentDisabledChecks = v.split(',').filter(Boolean)),
   '--agent-max-connections': (f, v) => (f.agentMaxConnections = positiveInt('--agent-max-connections', v)),
+  '--agent-kept-connections': (f, v) => (f.agentKeptConnections = positiveInt('--agent-kept-connections', v)),
   '--template-gc-grace': (f, v, flag) => (f.templateGcGraceMs = parseDuration(flag, v)),
 };
 

@@ -276,3 +276,56 @@ test('connections are capped, and a handshake that never comes is cut', async (t
   t.true(ends.every((e) => e - start < 10_000));
   t.true(ends[0] - start < ends[1] - start || ends[0] - start < 300);
 });
+
+test.serial(
+  'the endpoint keeps a bounded number of connections; the others close after each answer and resume TLS',
+  async (t) => {
+    const serverCert = await issueHealthServerCertificate(ca, { ipAddresses: ['127.0.0.1'] });
+    // ECDSA P-256: one cheap signature per full handshake.
+    t.is(new X509Certificate(serverCert.certPem).publicKey.asymmetricKeyType, 'ec');
+    const small = await startHealthServer({
+      host: '127.0.0.1',
+      port: 0,
+      ca,
+      serverCert,
+      keptConnections: 1,
+      onReport: () => {},
+    });
+    t.teardown(() => small.close());
+    const idB = await issueAgentCertificate(ca, ident('ns/host-b'));
+    const exchange = (id: Id, agent: Agent, host: string) =>
+      new Promise<{ status: number; connection: string | undefined; socket: unknown; resumed: boolean }>(
+        (resolve, reject) => {
+          const req = request(
+            `${small.url}/v1/report`,
+            { method: 'POST', ca: ca.certPem, cert: id.certPem, key: id.keyPem, agent },
+            (res) => {
+              res.resume();
+              const socket = res.socket as import('node:tls').TLSSocket;
+              const out = {
+                status: res.statusCode ?? 0,
+                connection: res.headers.connection,
+                socket,
+                resumed: socket.isSessionReused(),
+              };
+              res.on('end', () => resolve(out));
+            },
+          );
+          req.on('error', reject);
+          req.end(JSON.stringify(report(host)));
+        },
+      );
+    const agentA = new Agent({ keepAlive: true, maxSockets: 1 });
+    const agentB = new Agent({ keepAlive: true, maxSockets: 1 });
+    t.teardown(() => [agentA, agentB].forEach((a) => a.destroy()));
+    const a1 = await exchange(ids.a, agentA, 'ns/host-a');
+    const b1 = await exchange(idB, agentB, 'ns/host-b');
+    t.like(a1, { status: 200, connection: 'keep-alive', resumed: false });
+    t.like(b1, { status: 200, connection: 'close', resumed: false });
+    const a2 = await exchange(ids.a, agentA, 'ns/host-a');
+    const b2 = await exchange(idB, agentB, 'ns/host-b');
+    // The kept connection is used again; the closed one reconnects with its TLS session.
+    t.is(a2.socket, a1.socket);
+    t.like(b2, { status: 200, connection: 'close', resumed: true });
+  },
+);
