@@ -7,6 +7,9 @@
 // markers and attaches to the bootstraps that ran instead of running them again; a worker added on
 // B provisions a fresh host; deleting the cluster on B resets every host and returns it Available.
 // Both providers run throughout: A's, whose cluster is paused and then gone, touches nothing.
+// The node agent is on: each provider has its own report endpoint and agent CA, so B installs the
+// agent again on the moved hosts (its endpoint, a certificate of its CA; still one agent a host) and
+// HostHealthy on B's machines and on the Nodes comes from the reports B receives.
 //
 // The planes run Cluster API as processes, not installed by `clusterctl init` (docs/clusterctl.md
 // says why), so the test labels the CRDs `clusterctl.cluster.x-k8s.io` as init does: clusterctl
@@ -21,6 +24,7 @@ import { raw } from '../../provider/kube/raw.ts';
 import { clusterctl } from '../harness/clusterctl.ts';
 import { installProviderCrds, startControlPlane, type ControlPlane } from '../harness/controlplane.ts';
 import {
+  agentEndpointArgs,
   applyClusterTemplate,
   createPool,
   keepLogs,
@@ -30,10 +34,12 @@ import {
   startEnv,
   startProviderProcess,
   waitForClusterAvailable,
+  workloadKubeconfig,
   type Env,
 } from '../harness/env.ts';
 import { hostExec, type LabHost } from '../harness/lab.ts';
 import { waitFor, type ManagedProcess } from '../harness/process.ts';
+import { nodes } from '../harness/workload.ts';
 import type { KubeConfig } from '@kubernetes/client-node';
 
 const ns = 'e2e-move';
@@ -44,6 +50,9 @@ let b: { cp: ControlPlane; provider: ManagedProcess } | undefined;
 let envB: Env;
 const t0 = Date.now();
 const at = () => `${Math.round((Date.now() - t0) / 1000)} s`;
+const agent = { interval: '2s', unknownAfter: '10s' };
+/** Where plane B's provider takes the agents' reports (its --agent-report-url). */
+let reportUrlB = '';
 
 /** Plane B: the same management plane as A's, without lab hosts of its own, and its provider. */
 async function startPlaneB(): Promise<{ cp: ControlPlane; provider: ManagedProcess }> {
@@ -52,10 +61,13 @@ async function startPlaneB(): Promise<{ cp: ControlPlane; provider: ManagedProce
     await installProviderCrds(cp.kc);
     const kubeconfig = await providerIdentity(cp);
     await onboardNamespace(cp.kc, ns);
+    const args = await agentEndpointArgs(agent);
+    reportUrlB = args.find((a) => a.startsWith('--agent-report-url='))!.split('=')[1]!;
     const provider = startProviderProcess({
       name: 'capbm-manager-b',
       kubeconfig,
       logFile: join(cp.dir, 'capbm-manager-b.log'),
+      args,
     });
     return { cp, provider };
   } catch (err) {
@@ -80,7 +92,7 @@ async function labelCrdsAsClusterctlInit(kc: KubeConfig): Promise<number> {
 }
 
 test.before(async () => {
-  env = await startEnv({ hosts: 3 });
+  env = await startEnv({ hosts: 3, agent });
   await createPool(env, ns, 'cp', env.hosts.slice(0, 1));
   await createPool(env, ns, 'workers', env.hosts.slice(1, 3));
   env.startProvider();
@@ -115,25 +127,64 @@ async function runTrace(h: LabHost, machine: string): Promise<string> {
   return r.stdout.trim();
 }
 
+type Cond = { type: string; status: string; reason?: string; message?: string };
+const cond = (m: { status?: { conditions?: Cond[] } }, type: string) =>
+  m.status?.conditions?.find((c) => c.type === type);
+
+/** The agent on a host: the endpoint it reports to, its CA's sha256, and how many agents run. */
+async function agentOn(h: LabHost): Promise<{ reportUrl: string; ca: string; running: number }> {
+  const r = await hostExec(
+    h,
+    "cat /etc/capbm/agent.json; echo; sha256sum /etc/capbm/pki/ca.crt | cut -c1-64; pgrep -fc '/opt/capbm/[c]apbm-agent.mjs'",
+  );
+  const [config = '{}', ca = '', running = '0'] = r.stdout.trim().split('\n');
+  return { reportUrl: (JSON.parse(config) as { reportUrl: string }).reportUrl, ca, running: Number(running) };
+}
+
+/** Every BareMetalMachine of a plane with AgentInstalled and HostHealthy True (the latter from that plane's reports). */
+const waitForHealthy = (kc: KubeConfig, count: number, what: string) =>
+  waitFor(
+    what,
+    async () => {
+      const all = await list<BareMetalMachine>(kc, 'baremetalmachines');
+      return all.length === count &&
+        all.every((m) => cond(m, 'AgentInstalled')?.status === 'True' && cond(m, 'HostHealthy')?.status === 'True')
+        ? all
+        : undefined;
+    },
+    180_000,
+    1000,
+  );
+
 /** machine -> { host, trace } for every BareMetalMachine on plane A. */
-const before = new Map<string, { host: string; address: string; providerID: string; trace: string }>();
+const before = new Map<
+  string,
+  { host: string; address: string; providerID: string; trace: string; agent: { reportUrl: string; ca: string } }
+>();
+/** When `clusterctl move` returned. */
+let movedAt = 0;
 
 test.serial('1. a cluster on plane A: 1 control plane and 1 worker, real kubeadm on lab hosts', async (t) => {
   t.timeout(15 * 60_000);
   await applyClusterTemplate(env, { namespace: ns, name: cluster, pool: 'cp', workerPool: 'workers', workers: 1 });
   await waitForClusterAvailable(env, ns, cluster, 2, 12 * 60_000);
   t.log(`${at()}: cluster Available on plane A, 2 Machines Ready`);
+  await waitForHealthy(env.cp.kc, 2, "HostHealthy=True on plane A's machines");
   const hosts = await list<BareMetalHost>(env.cp.kc, 'baremetalhosts');
   for (const m of await list<BareMetalMachine>(env.cp.kc, 'baremetalmachines')) {
     const h = hosts.find((x) => x.metadata.name === m.status?.hostRef?.name)!;
     t.is(h.status?.phase, 'Provisioned');
     const trace = await runTrace(labHost(h.spec.address), m.metadata.name);
     t.regex(trace, /rc 0/);
+    const a = await agentOn(labHost(h.spec.address));
+    t.is(a.running, 1, `one agent on ${h.metadata.name}`);
+    t.not(a.reportUrl, reportUrlB, "the agent reports to plane A's provider");
     before.set(m.metadata.name, {
       host: h.metadata.name,
       address: h.spec.address,
       providerID: m.spec.providerID!,
       trace,
+      agent: { reportUrl: a.reportUrl, ca: a.ca },
     });
   }
   t.is(before.size, 2);
@@ -161,6 +212,7 @@ test.serial('2. clusterctl move to plane B: pools, hosts, claims and SSH Secrets
     { config },
   );
   t.is(r.exitCode, 0, `clusterctl move failed:\n${r.stdout}\n${r.stderr}`);
+  movedAt = Date.now();
   t.log(`${at()}: clusterctl move took ${Math.round((Date.now() - started) / 1000)} s`);
   // Plane A is empty of the namespace's cluster objects; plane B has them, with the claims intact.
   t.deepEqual(await list(env.cp.kc, 'baremetalmachines'), []);
@@ -211,6 +263,16 @@ test.serial('3. plane B carries on: the moved machines adopt their hosts, no boo
     t.is(h.status?.phase, 'Provisioned');
     t.is(await runTrace(labHost(was.address), m.metadata.name), was.trace, `nothing ran again on ${was.host}`);
   }
+  // The agent: installed again by B (its endpoint, a certificate of its CA), still one a host, and
+  // B's machines healthy from the reports B receives (status does not move: B starts with none).
+  await waitForHealthy(b!.cp.kc, 2, "HostHealthy=True on plane B's machines, from B's reports");
+  t.log(`${at()}: HostHealthy=True on plane B (${Math.round((Date.now() - started) / 1000)} s after the move)`);
+  for (const [m, was] of before) {
+    const a = await agentOn(labHost(was.address));
+    t.is(a.reportUrl, reportUrlB, `the agent of ${m} reports to plane B`);
+    t.not(a.ca, was.agent.ca, `the agent of ${m} trusts plane B's CA`);
+    t.is(a.running, 1, `one agent on ${was.host}`);
+  }
   const events = await raw<{ items: Array<{ reason: string; involvedObject: { kind: string; name: string } }> }>(
     b!.cp.kc,
     'GET',
@@ -250,6 +312,23 @@ test.serial('4. scaled on plane B: a new worker provisions on the free host', as
     const was = before.get(m.metadata.name)!;
     t.is(await runTrace(labHost(was.address), m.metadata.name), was.trace, `nothing ran again on ${was.host}`);
   }
+  // The new worker's agent reports to B too; every Node's HostHealthy was written by B since the move.
+  await waitForHealthy(b!.cp.kc, 3, "HostHealthy=True on plane B's three machines");
+  const wl = (await workloadKubeconfig(envB, ns, cluster)).kc;
+  const beats = await waitFor(
+    "every Node's HostHealthy written since the move",
+    async () => {
+      const nodeList = await nodes(wl);
+      const hb = nodeList.map((n) => n.conditions.find((c) => c.type === 'HostHealthy'));
+      return nodeList.length === 3 &&
+        hb.every((c) => c?.status === 'True' && Date.parse(c.lastHeartbeatTime ?? '') >= movedAt - 1000)
+        ? hb
+        : undefined;
+    },
+    150_000,
+    2000,
+  );
+  t.is(beats.length, 3);
 });
 
 test.serial('5. deleted on plane B: every host reset and Available', async (t) => {
@@ -275,8 +354,13 @@ test.serial('5. deleted on plane B: every host reset and Available', async (t) =
   for (const h of hs) {
     t.truthy(h.status?.lastResetTime, `${h.metadata.name} was reset`);
     const lab = labHost(h.spec.address);
-    for (const p of ['/var/lib/capbm', '/etc/kubernetes/kubelet.conf', '/run/cluster-api'])
+    for (const p of ['/var/lib/capbm', '/etc/kubernetes/kubelet.conf', '/run/cluster-api', '/etc/capbm/agent.json'])
       t.not((await hostExec(lab, `test -e ${p}`)).exitCode, 0, `${p} left on ${h.metadata.name}`);
+    t.is(
+      (await hostExec(lab, "pgrep -fc '/opt/capbm/[c]apbm-agent.mjs'")).stdout.trim(),
+      '0',
+      `no agent left on ${h.metadata.name}`,
+    );
   }
   t.is(hs.length, env.hosts.length);
 });

@@ -219,15 +219,7 @@ export async function startEnv(o: EnvOptions): Promise<Env> {
     if (!o.persistent) stops.push(() => lb.stop());
     log(`control-plane load balancer on ${lb.address}:${lb.port}`);
     const providers: ManagedProcess[] = [];
-    const agentPort = o.agent ? await freePort(BRIDGE_ADDRESS) : 0;
-    const agentArgs = o.agent
-      ? [
-          `--agent-report-url=https://${BRIDGE_ADDRESS}:${agentPort}`,
-          `--agent-bind-address=${BRIDGE_ADDRESS}:${agentPort}`,
-          `--agent-interval=${o.agent.interval ?? '5s'}`,
-          `--agent-unknown-after=${o.agent.unknownAfter ?? '30s'}`,
-        ]
-      : [];
+    const agentArgs = o.agent ? await agentEndpointArgs(o.agent) : [];
     stops.push(async () => {
       for (const p of providers) await p.stop();
     });
@@ -254,6 +246,20 @@ export async function startEnv(o: EnvOptions): Promise<Env> {
     await stop();
     throw err;
   }
+}
+
+/**
+ * The provider's node-agent flags: its report endpoint on a free port of the lab bridge, where the
+ * lab hosts' agents reach it (each provider, of each management plane, its own).
+ */
+export async function agentEndpointArgs(agent: NonNullable<EnvOptions['agent']>): Promise<string[]> {
+  const port = await freePort(BRIDGE_ADDRESS);
+  return [
+    `--agent-report-url=https://${BRIDGE_ADDRESS}:${port}`,
+    `--agent-bind-address=${BRIDGE_ADDRESS}:${port}`,
+    `--agent-interval=${agent.interval ?? '5s'}`,
+    `--agent-unknown-after=${agent.unknownAfter ?? '30s'}`,
+  ];
 }
 
 export interface ProviderProcessOptions {
