@@ -21,7 +21,7 @@ import { API_VERSION } from '../../provider/api/common.ts';
 import type { BareMetalHost } from '../../provider/api/host.ts';
 import type { BareMetalMachine } from '../../provider/api/machine.ts';
 import { raw } from '../../provider/kube/raw.ts';
-import { clusterctl } from '../harness/clusterctl.ts';
+import { clusterctl, labelCrdsAsClusterctlInit } from '../harness/clusterctl.ts';
 import { installProviderCrds, startControlPlane, type ControlPlane } from '../harness/controlplane.ts';
 import {
   agentEndpointArgs,
@@ -74,21 +74,6 @@ async function startPlaneB(): Promise<{ cp: ControlPlane; provider: ManagedProce
     await cp.stop();
     throw err;
   }
-}
-
-/** What `clusterctl init` adds to every CRD it installs: the label move discovers kinds by. */
-async function labelCrdsAsClusterctlInit(kc: KubeConfig): Promise<number> {
-  const crds = await raw<{ items: Array<{ metadata: { name: string } }> }>(
-    kc,
-    'GET',
-    '/apis/apiextensions.k8s.io/v1/customresourcedefinitions',
-  );
-  const ours = crds.items.filter((c) => c.metadata.name.endsWith('cluster.x-k8s.io'));
-  for (const c of ours)
-    await raw(kc, 'PATCH', `/apis/apiextensions.k8s.io/v1/customresourcedefinitions/${c.metadata.name}`, {
-      metadata: { labels: { 'clusterctl.cluster.x-k8s.io': '' } },
-    });
-  return ours.length;
 }
 
 test.before(async () => {
