@@ -39,7 +39,9 @@ const variable = (
     { items: YAMLMap[] } | undefined
 )?.items.find((v) => v.get('name') === 'hostPreparation');
 if (!variable) {
-  process.stderr.write(`${classFile}: the ClusterClass has no variable hostPreparation\n  fix: add \`- name: hostPreparation\` with \`schema: { openAPIV3Schema: {} }\` to its spec.variables, then run node hack/generate.ts\n`);
+  process.stderr.write(
+    `${classFile}: the ClusterClass has no variable hostPreparation\n  fix: add \`- name: hostPreparation\` with \`schema: { openAPIV3Schema: {} }\` to its spec.variables, then run node hack/generate.ts\n`,
+  );
   process.exit(1);
 }
 const schema = preparation.openAPI();
