@@ -120,10 +120,10 @@ const cond = (m: { status?: { conditions?: Cond[] } }, type: string) =>
 async function agentOn(h: LabHost): Promise<{ reportUrl: string; ca: string; running: number }> {
   const r = await hostExec(
     h,
-    "cat /etc/capbm/agent.json; echo; sha256sum /etc/capbm/pki/ca.crt | cut -c1-64; pgrep -fc '/opt/capbm/[c]apbm-agent.mjs'",
+    `sed -n 's/.*"reportUrl": *"\\([^"]*\\)".*/\\1/p' /etc/capbm/agent.json; sha256sum /etc/capbm/pki/ca.crt | cut -c1-64; pgrep -fc '/opt/capbm/[c]apbm-agent.mjs'`,
   );
-  const [config = '{}', ca = '', running = '0'] = r.stdout.trim().split('\n');
-  return { reportUrl: (JSON.parse(config) as { reportUrl: string }).reportUrl, ca, running: Number(running) };
+  const [reportUrl = '', ca = '', running = '0'] = r.stdout.trim().split('\n');
+  return { reportUrl, ca, running: Number(running) };
 }
 
 /** Every BareMetalMachine of a plane with AgentInstalled and HostHealthy True (the latter from that plane's reports). */
