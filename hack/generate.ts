@@ -1,11 +1,16 @@
-// Generates manifests/crd/*.yaml from provider/api (the one schema per kind).
+// Generates manifests/crd/*.yaml from provider/api (the one schema per kind), and the schema of the
+// ClusterClass capbm's hostPreparation variable (manifests/templates/clusterclass-capbm.yaml), which
+// is the machine templates' spec.preparation.
 //   node hack/generate.ts           write them
 //   node hack/generate.ts --check   exit 1 when a generated file is stale (hack/test runs this)
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { stringify } from 'yaml';
+import { isDeepStrictEqual } from 'node:util';
+import { format, resolveConfig } from 'prettier';
+import { parseAllDocuments, stringify, type YAMLMap } from 'yaml';
 import { GROUP } from '../provider/api/common.ts';
 import { crd, kinds } from '../provider/api/kinds.ts';
+import { preparation } from '../provider/api/machine.ts';
 import { repoRoot } from '../test/harness/paths.ts';
 
 const dir = join(repoRoot, 'manifests', 'crd');
@@ -26,8 +31,31 @@ for (const file of existsSync(dir) ? readdirSync(dir) : []) {
   if (check) stale.push(`${file} (not generated any more)`);
   else rmSync(join(dir, file));
 }
+// The variable's schema is compared, not the file's text: the rest of the file is written by hand.
+const classFile = join(repoRoot, 'manifests', 'templates', 'clusterclass-capbm.yaml');
+const classDocs = parseAllDocuments(readFileSync(classFile, 'utf8'));
+const variable = (
+  classDocs.find((d) => d.get('kind') === 'ClusterClass')?.getIn(['spec', 'variables']) as
+    { items: YAMLMap[] } | undefined
+)?.items.find((v) => v.get('name') === 'hostPreparation');
+if (!variable) {
+  process.stderr.write(
+    `${classFile}: the ClusterClass has no variable hostPreparation\n  fix: add \`- name: hostPreparation\` with \`schema: { openAPIV3Schema: {} }\` to its spec.variables, then run node hack/generate.ts\n`,
+  );
+  process.exit(1);
+}
+const schema = preparation.openAPI();
+if (!isDeepStrictEqual((variable.getIn(['schema', 'openAPIV3Schema']) as YAMLMap | undefined)?.toJSON(), schema)) {
+  if (check) stale.push(`${classFile} (variable hostPreparation)`);
+  else {
+    variable.setIn(['schema', 'openAPIV3Schema'], schema);
+    const text = classDocs.map((d) => d.toString({ lineWidth: 0 })).join('');
+    writeFileSync(classFile, await format(text, { ...(await resolveConfig(classFile)), filepath: classFile }));
+    process.stderr.write(`wrote the hostPreparation variable's schema to ${classFile}\n`);
+  }
+}
 if (stale.length) {
-  process.stderr.write(`stale generated files in manifests/crd: ${stale.join(', ')}\n  fix: node hack/generate.ts\n`);
+  process.stderr.write(`stale generated files in manifests: ${stale.join(', ')}\n  fix: node hack/generate.ts\n`);
   process.exit(1);
 }
 if (!check) process.stderr.write(`wrote ${want.size} CRDs to manifests/crd\n`);

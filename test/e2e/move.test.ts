@@ -7,6 +7,9 @@
 // markers and attaches to the bootstraps that ran instead of running them again; a worker added on
 // B provisions a fresh host; deleting the cluster on B resets every host and returns it Available.
 // Both providers run throughout: A's, whose cluster is paused and then gone, touches nothing.
+// The node agent is on: each provider has its own report endpoint and agent CA, so B installs the
+// agent again on the moved hosts (its endpoint, a certificate of its CA; still one agent a host) and
+// HostHealthy on B's machines and on the Nodes comes from the reports B receives.
 //
 // The planes run Cluster API as processes, not installed by `clusterctl init` (docs/clusterctl.md
 // says why), so the test labels the CRDs `clusterctl.cluster.x-k8s.io` as init does: clusterctl
@@ -18,9 +21,10 @@ import { API_VERSION } from '../../provider/api/common.ts';
 import type { BareMetalHost } from '../../provider/api/host.ts';
 import type { BareMetalMachine } from '../../provider/api/machine.ts';
 import { raw } from '../../provider/kube/raw.ts';
-import { clusterctl } from '../harness/clusterctl.ts';
+import { clusterctl, labelCrdsAsClusterctlInit } from '../harness/clusterctl.ts';
 import { installProviderCrds, startControlPlane, type ControlPlane } from '../harness/controlplane.ts';
 import {
+  agentEndpointArgs,
   applyClusterTemplate,
   createPool,
   keepLogs,
@@ -30,10 +34,12 @@ import {
   startEnv,
   startProviderProcess,
   waitForClusterAvailable,
+  workloadKubeconfig,
   type Env,
 } from '../harness/env.ts';
 import { hostExec, type LabHost } from '../harness/lab.ts';
 import { waitFor, type ManagedProcess } from '../harness/process.ts';
+import { nodes } from '../harness/workload.ts';
 import type { KubeConfig } from '@kubernetes/client-node';
 
 const ns = 'e2e-move';
@@ -44,6 +50,9 @@ let b: { cp: ControlPlane; provider: ManagedProcess } | undefined;
 let envB: Env;
 const t0 = Date.now();
 const at = () => `${Math.round((Date.now() - t0) / 1000)} s`;
+const agent = { interval: '2s', unknownAfter: '10s' };
+/** Where plane B's provider takes the agents' reports (its --agent-report-url). */
+let reportUrlB = '';
 
 /** Plane B: the same management plane as A's, without lab hosts of its own, and its provider. */
 async function startPlaneB(): Promise<{ cp: ControlPlane; provider: ManagedProcess }> {
@@ -52,10 +61,13 @@ async function startPlaneB(): Promise<{ cp: ControlPlane; provider: ManagedProce
     await installProviderCrds(cp.kc);
     const kubeconfig = await providerIdentity(cp);
     await onboardNamespace(cp.kc, ns);
+    const args = await agentEndpointArgs(agent);
+    reportUrlB = args.find((a) => a.startsWith('--agent-report-url='))!.split('=')[1]!;
     const provider = startProviderProcess({
       name: 'capbm-manager-b',
       kubeconfig,
       logFile: join(cp.dir, 'capbm-manager-b.log'),
+      args,
     });
     return { cp, provider };
   } catch (err) {
@@ -64,23 +76,8 @@ async function startPlaneB(): Promise<{ cp: ControlPlane; provider: ManagedProce
   }
 }
 
-/** What `clusterctl init` adds to every CRD it installs: the label move discovers kinds by. */
-async function labelCrdsAsClusterctlInit(kc: KubeConfig): Promise<number> {
-  const crds = await raw<{ items: Array<{ metadata: { name: string } }> }>(
-    kc,
-    'GET',
-    '/apis/apiextensions.k8s.io/v1/customresourcedefinitions',
-  );
-  const ours = crds.items.filter((c) => c.metadata.name.endsWith('cluster.x-k8s.io'));
-  for (const c of ours)
-    await raw(kc, 'PATCH', `/apis/apiextensions.k8s.io/v1/customresourcedefinitions/${c.metadata.name}`, {
-      metadata: { labels: { 'clusterctl.cluster.x-k8s.io': '' } },
-    });
-  return ours.length;
-}
-
 test.before(async () => {
-  env = await startEnv({ hosts: 3 });
+  env = await startEnv({ hosts: 3, agent });
   await createPool(env, ns, 'cp', env.hosts.slice(0, 1));
   await createPool(env, ns, 'workers', env.hosts.slice(1, 3));
   env.startProvider();
@@ -115,25 +112,62 @@ async function runTrace(h: LabHost, machine: string): Promise<string> {
   return r.stdout.trim();
 }
 
+type Cond = { type: string; status: string; reason?: string; message?: string };
+const cond = (m: { status?: { conditions?: Cond[] } }, type: string) =>
+  m.status?.conditions?.find((c) => c.type === type);
+
+/** The agent on a host: the endpoint it reports to, its CA's sha256, and how many agents run. */
+async function agentOn(h: LabHost): Promise<{ reportUrl: string; ca: string; running: number }> {
+  const r = await hostExec(
+    h,
+    `sed -n 's/.*"reportUrl": *"\\([^"]*\\)".*/\\1/p' /etc/capbm/agent.json; sha256sum /etc/capbm/pki/ca.crt | cut -c1-64; pgrep -fc '/opt/capbm/[c]apbm-agent.mjs'`,
+  );
+  const [reportUrl = '', ca = '', running = '0'] = r.stdout.trim().split('\n');
+  return { reportUrl, ca, running: Number(running) };
+}
+
+/** Every BareMetalMachine of a plane with AgentInstalled and HostHealthy True (the latter from that plane's reports). */
+const waitForHealthy = (kc: KubeConfig, count: number, what: string) =>
+  waitFor(
+    what,
+    async () => {
+      const all = await list<BareMetalMachine>(kc, 'baremetalmachines');
+      return all.length === count &&
+        all.every((m) => cond(m, 'AgentInstalled')?.status === 'True' && cond(m, 'HostHealthy')?.status === 'True')
+        ? all
+        : undefined;
+    },
+    180_000,
+    1000,
+  );
+
 /** machine -> { host, trace } for every BareMetalMachine on plane A. */
-const before = new Map<string, { host: string; address: string; providerID: string; trace: string }>();
+const before = new Map<
+  string,
+  { host: string; address: string; providerID: string; trace: string; agent: { reportUrl: string; ca: string } }
+>();
 
 test.serial('1. a cluster on plane A: 1 control plane and 1 worker, real kubeadm on lab hosts', async (t) => {
   t.timeout(15 * 60_000);
   await applyClusterTemplate(env, { namespace: ns, name: cluster, pool: 'cp', workerPool: 'workers', workers: 1 });
   await waitForClusterAvailable(env, ns, cluster, 2, 12 * 60_000);
   t.log(`${at()}: cluster Available on plane A, 2 Machines Ready`);
+  await waitForHealthy(env.cp.kc, 2, "HostHealthy=True on plane A's machines");
   const hosts = await list<BareMetalHost>(env.cp.kc, 'baremetalhosts');
   for (const m of await list<BareMetalMachine>(env.cp.kc, 'baremetalmachines')) {
     const h = hosts.find((x) => x.metadata.name === m.status?.hostRef?.name)!;
     t.is(h.status?.phase, 'Provisioned');
     const trace = await runTrace(labHost(h.spec.address), m.metadata.name);
     t.regex(trace, /rc 0/);
+    const a = await agentOn(labHost(h.spec.address));
+    t.is(a.running, 1, `one agent on ${h.metadata.name}`);
+    t.not(a.reportUrl, reportUrlB, "the agent reports to plane A's provider");
     before.set(m.metadata.name, {
       host: h.metadata.name,
       address: h.spec.address,
       providerID: m.spec.providerID!,
       trace,
+      agent: { reportUrl: a.reportUrl, ca: a.ca },
     });
   }
   t.is(before.size, 2);
@@ -211,6 +245,16 @@ test.serial('3. plane B carries on: the moved machines adopt their hosts, no boo
     t.is(h.status?.phase, 'Provisioned');
     t.is(await runTrace(labHost(was.address), m.metadata.name), was.trace, `nothing ran again on ${was.host}`);
   }
+  // The agent: installed again by B (its endpoint, a certificate of its CA), still one a host, and
+  // B's machines healthy from the reports B receives (status does not move: B starts with none).
+  await waitForHealthy(b!.cp.kc, 2, "HostHealthy=True on plane B's machines, from B's reports");
+  t.log(`${at()}: HostHealthy=True on plane B (${Math.round((Date.now() - started) / 1000)} s after the move)`);
+  for (const [m, was] of before) {
+    const a = await agentOn(labHost(was.address));
+    t.is(a.reportUrl, reportUrlB, `the agent of ${m} reports to plane B`);
+    t.not(a.ca, was.agent.ca, `the agent of ${m} trusts plane B's CA`);
+    t.is(a.running, 1, `one agent on ${was.host}`);
+  }
   const events = await raw<{ items: Array<{ reason: string; involvedObject: { kind: string; name: string } }> }>(
     b!.cp.kc,
     'GET',
@@ -250,6 +294,30 @@ test.serial('4. scaled on plane B: a new worker provisions on the free host', as
     const was = before.get(m.metadata.name)!;
     t.is(await runTrace(labHost(was.address), m.metadata.name), was.trace, `nothing ran again on ${was.host}`);
   }
+  // The new worker's agent reports to B too, and B writes HostHealthy on the Nodes (the new
+  // worker's Node too: only B ever knew that machine). B writes a Node's condition when it changes,
+  // so the moved Nodes keep the True A wrote, with A's heartbeat, while they stay healthy.
+  await waitForHealthy(b!.cp.kc, 3, "HostHealthy=True on plane B's three machines");
+  const wl = (await workloadKubeconfig(envB, ns, cluster)).kc;
+  const freshNode = (await machines(envB, ns, cluster)).find(
+    (m) =>
+      m.name ===
+      (fresh[0]!.metadata.ownerReferences?.find((o) => o.kind === 'Machine')?.name ?? fresh[0]!.metadata.name),
+  )?.nodeRef;
+  t.truthy(freshNode, 'the new Machine has a Node');
+  await waitFor(
+    "HostHealthy=True on every Node, the new worker's written by B",
+    async () => {
+      const nodeList = await nodes(wl);
+      return nodeList.length === 3 &&
+        nodeList.some((n) => n.name === freshNode) &&
+        nodeList.every((n) => n.conditions.some((c) => c.type === 'HostHealthy' && c.status === 'True'))
+        ? true
+        : undefined;
+    },
+    150_000,
+    2000,
+  );
 });
 
 test.serial('5. deleted on plane B: every host reset and Available', async (t) => {
@@ -275,8 +343,13 @@ test.serial('5. deleted on plane B: every host reset and Available', async (t) =
   for (const h of hs) {
     t.truthy(h.status?.lastResetTime, `${h.metadata.name} was reset`);
     const lab = labHost(h.spec.address);
-    for (const p of ['/var/lib/capbm', '/etc/kubernetes/kubelet.conf', '/run/cluster-api'])
+    for (const p of ['/var/lib/capbm', '/etc/kubernetes/kubelet.conf', '/run/cluster-api', '/etc/capbm/agent.json'])
       t.not((await hostExec(lab, `test -e ${p}`)).exitCode, 0, `${p} left on ${h.metadata.name}`);
+    t.is(
+      (await hostExec(lab, "pgrep -fc '/opt/capbm/[c]apbm-agent.mjs'")).stdout.trim(),
+      '0',
+      `no agent left on ${h.metadata.name}`,
+    );
   }
   t.is(hs.length, env.hosts.length);
 });

@@ -134,3 +134,22 @@ export async function standInForCapiPods(kc: KubeConfig): Promise<string[]> {
   }
   return changed;
 }
+
+/**
+ * What `clusterctl init` adds to every CRD it installs, for planes whose Cluster API and CAPBM were
+ * not installed by init: the label `clusterctl move` discovers the kinds it moves (and backs up) by.
+ * Returns how many CRDs were labelled.
+ */
+export async function labelCrdsAsClusterctlInit(kc: KubeConfig): Promise<number> {
+  const crds = await raw<{ items: Array<{ metadata: { name: string } }> }>(
+    kc,
+    'GET',
+    '/apis/apiextensions.k8s.io/v1/customresourcedefinitions',
+  );
+  const ours = crds.items.filter((c) => c.metadata.name.endsWith('cluster.x-k8s.io'));
+  for (const c of ours)
+    await raw(kc, 'PATCH', `/apis/apiextensions.k8s.io/v1/customresourcedefinitions/${c.metadata.name}`, {
+      metadata: { labels: { 'clusterctl.cluster.x-k8s.io': '' } },
+    });
+  return ours.length;
+}

@@ -219,15 +219,7 @@ export async function startEnv(o: EnvOptions): Promise<Env> {
     if (!o.persistent) stops.push(() => lb.stop());
     log(`control-plane load balancer on ${lb.address}:${lb.port}`);
     const providers: ManagedProcess[] = [];
-    const agentPort = o.agent ? await freePort(BRIDGE_ADDRESS) : 0;
-    const agentArgs = o.agent
-      ? [
-          `--agent-report-url=https://${BRIDGE_ADDRESS}:${agentPort}`,
-          `--agent-bind-address=${BRIDGE_ADDRESS}:${agentPort}`,
-          `--agent-interval=${o.agent.interval ?? '5s'}`,
-          `--agent-unknown-after=${o.agent.unknownAfter ?? '30s'}`,
-        ]
-      : [];
+    const agentArgs = o.agent ? await agentEndpointArgs(o.agent) : [];
     stops.push(async () => {
       for (const p of providers) await p.stop();
     });
@@ -254,6 +246,20 @@ export async function startEnv(o: EnvOptions): Promise<Env> {
     await stop();
     throw err;
   }
+}
+
+/**
+ * The provider's node-agent flags: its report endpoint on a free port of the lab bridge, where the
+ * lab hosts' agents reach it (each provider, of each management plane, its own).
+ */
+export async function agentEndpointArgs(agent: NonNullable<EnvOptions['agent']>): Promise<string[]> {
+  const port = await freePort(BRIDGE_ADDRESS);
+  return [
+    `--agent-report-url=https://${BRIDGE_ADDRESS}:${port}`,
+    `--agent-bind-address=${BRIDGE_ADDRESS}:${port}`,
+    `--agent-interval=${agent.interval ?? '5s'}`,
+    `--agent-unknown-after=${agent.unknownAfter ?? '30s'}`,
+  ];
 }
 
 export interface ProviderProcessOptions {
@@ -364,6 +370,9 @@ export function substitute(text: string, vars: Record<string, string>): string {
 /** The URL plurals of the kinds a cluster template holds. */
 export const plurals: Record<string, string> = {
   Cluster: 'clusters',
+  ClusterClass: 'clusterclasses',
+  BareMetalClusterTemplate: 'baremetalclustertemplates',
+  KubeadmControlPlaneTemplate: 'kubeadmcontrolplanetemplates',
   BareMetalCluster: 'baremetalclusters',
   BareMetalMachineTemplate: 'baremetalmachinetemplates',
   KubeadmControlPlane: 'kubeadmcontrolplanes',
@@ -385,7 +394,10 @@ export interface ClusterVars {
   workers?: number;
   /** Default: the pinned version. Hosts of the pools must carry it, or be prepared (`preparation`). */
   kubernetesVersion?: string;
-  /** spec.preparation of both machine templates (stock hosts, docs/hosts.md). */
+  /**
+   * spec.preparation of both machine templates (stock hosts, docs/hosts.md); for a topology, the
+   * ClusterClass variable hostPreparation.
+   */
   preparation?: Record<string, unknown>;
 }
 
@@ -531,7 +543,8 @@ export function labClusterObjects(env: Pick<Env, 'lb'>, v: ClusterVars): LabClus
 /**
  * The `clusterclass` flavor as the lab makes it: the ClusterClass capbm and its templates
  * (manifests/templates/clusterclass-capbm.yaml, with the lab hosts' adjustments) and a Cluster of
- * cluster-template-clusterclass.yaml with the lab's variables.
+ * cluster-template-clusterclass.yaml with the lab's variables (`preparation`: the variable
+ * hostPreparation, as a user of stock hosts adds it to spec.topology.variables).
  */
 export function labTopologyObjects(env: Pick<Env, 'lb'>, v: ClusterVars): LabClusterObject[] {
   const read = (f: string) =>
@@ -541,7 +554,13 @@ export function labTopologyObjects(env: Pick<Env, 'lb'>, v: ClusterVars): LabClu
       .map((x) => x.toJS() as LabClusterObject)
       .filter(Boolean);
   const docs = [...read('clusterclass-capbm.yaml'), ...read('cluster-template-clusterclass.yaml')];
-  for (const d of docs) labHostAdjustments(d);
+  for (const d of docs) {
+    labHostAdjustments(d);
+    if (v.preparation && d.kind === 'Cluster') {
+      const topology = d.spec.topology as { variables: Array<{ name: string; value: unknown }> };
+      topology.variables.push({ name: 'hostPreparation', value: v.preparation });
+    }
+  }
   return docs;
 }
 
@@ -549,6 +568,18 @@ export function labTopologyObjects(env: Pick<Env, 'lb'>, v: ClusterVars): LabClu
 export async function applyClusterTemplate(env: Env, v: ClusterVars): Promise<void> {
   await installCniAddon(env, v.namespace);
   for (const d of labClusterObjects(env, v)) {
+    await raw(env.cp.kc, 'POST', `/apis/${d.apiVersion}/namespaces/${v.namespace}/${plurals[d.kind]}`, d);
+  }
+}
+
+/**
+ * Applies the `clusterclass` flavor (labTopologyObjects: the ClusterClass capbm, its templates and a
+ * Cluster with spec.topology), as `clusterctl generate cluster --flavor clusterclass | kubectl apply`
+ * would. Cluster API's core must run with ClusterTopology=true (startEnv's capiFeatureGates).
+ */
+export async function applyTopologyTemplate(env: Env, v: ClusterVars): Promise<void> {
+  await installCniAddon(env, v.namespace);
+  for (const d of labTopologyObjects(env, v)) {
     await raw(env.cp.kc, 'POST', `/apis/${d.apiVersion}/namespaces/${v.namespace}/${plurals[d.kind]}`, d);
   }
 }
@@ -632,6 +663,8 @@ export interface ClusterHealth {
   workers: Condition | undefined;
   machines: Array<{
     name: string;
+    /** A control-plane machine (its label cluster.x-k8s.io/control-plane). */
+    controlPlane: boolean;
     phase: string;
     ready: boolean;
     version: string;
@@ -640,22 +673,54 @@ export interface ClusterHealth {
   }>;
 }
 
+type Obj = { metadata: { name: string }; status?: { conditions?: Condition[] } };
+
+/**
+ * The cluster's KubeadmControlPlane and its MachineDeployment md-0: `<name>-control-plane` and
+ * `<name>-md-0` in the templates; a topology's carry generated names (the Cluster's
+ * controlPlaneRef, and the label of the topology's md-0).
+ */
+async function controlPlaneAndWorkers(
+  env: Env,
+  ns: string,
+  cluster: { metadata: { name: string }; spec?: { topology?: object; controlPlaneRef?: { name?: string } } },
+): Promise<[Obj | undefined, Obj | undefined]> {
+  const name = cluster.metadata.name;
+  const capi = `/apis/cluster.x-k8s.io/v1beta2/namespaces/${ns}`;
+  const kcpName = cluster.spec?.topology ? cluster.spec.controlPlaneRef?.name : `${name}-control-plane`;
+  const selector = `cluster.x-k8s.io/cluster-name=${name},topology.cluster.x-k8s.io/deployment-name=md-0`;
+  return Promise.all([
+    kcpName
+      ? raw<Obj>(
+          env.cp.kc,
+          'GET',
+          `/apis/controlplane.cluster.x-k8s.io/v1beta2/namespaces/${ns}/kubeadmcontrolplanes/${kcpName}`,
+        )
+      : undefined,
+    cluster.spec?.topology
+      ? raw<{ items: Obj[] }>(
+          env.cp.kc,
+          'GET',
+          `${capi}/machinedeployments?labelSelector=${encodeURIComponent(selector)}`,
+        ).then((l) => l.items[0])
+      : raw<Obj>(env.cp.kc, 'GET', `${capi}/machinedeployments/${name}-md-0`),
+  ]);
+}
+
 /** What Cluster API itself says of a cluster: Available on the Cluster, the KCP and md-0, Ready on every Machine. */
 export async function clusterHealth(env: Env, ns: string, name: string): Promise<ClusterHealth> {
   const capi = `/apis/cluster.x-k8s.io/v1beta2/namespaces/${ns}`;
-  type Obj = { status?: { conditions?: Condition[] } };
-  const [cluster, kcp, md, ms] = await Promise.all([
-    raw<Obj>(env.cp.kc, 'GET', `${capi}/clusters/${name}`),
-    raw<Obj>(
-      env.cp.kc,
-      'GET',
-      `/apis/controlplane.cluster.x-k8s.io/v1beta2/namespaces/${ns}/kubeadmcontrolplanes/${name}-control-plane`,
-    ),
-    raw<Obj>(env.cp.kc, 'GET', `${capi}/machinedeployments/${name}-md-0`),
+  const cluster = await raw<Obj & { spec?: { topology?: object; controlPlaneRef?: { name?: string } } }>(
+    env.cp.kc,
+    'GET',
+    `${capi}/clusters/${name}`,
+  );
+  const [[kcp, md], ms] = await Promise.all([
+    controlPlaneAndWorkers(env, ns, cluster),
     raw<{
       items: Array<
         Obj & {
-          metadata: { name: string };
+          metadata: { name: string; labels?: Record<string, string> };
           spec: { version?: string; providerID?: string };
           status?: { phase?: string; nodeRef?: { name: string } };
         }
@@ -668,10 +733,11 @@ export async function clusterHealth(env: Env, ns: string, name: string): Promise
   ]);
   return {
     cluster: condition(cluster, 'Available'),
-    controlPlane: condition(kcp, 'Available'),
-    workers: condition(md, 'Available'),
+    controlPlane: kcp && condition(kcp, 'Available'),
+    workers: md && condition(md, 'Available'),
     machines: ms.items.map((m) => ({
       name: m.metadata.name,
+      controlPlane: m.metadata.labels?.['cluster.x-k8s.io/control-plane'] !== undefined,
       phase: m.status?.phase ?? '',
       ready: condition(m, 'Ready')?.status === 'True',
       version: m.spec.version ?? '',

@@ -44,7 +44,7 @@ export async function get<T>(kc: KubeConfig, path: string): Promise<T> {
   return JSON.parse(r.text) as T;
 }
 
-type Cond = { type: string; status: string; reason?: string; message?: string };
+type Cond = { type: string; status: string; reason?: string; message?: string; lastHeartbeatTime?: string };
 
 export interface NodeView {
   name: string;

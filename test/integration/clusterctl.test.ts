@@ -25,6 +25,7 @@ import { repoRoot, versions } from '../harness/paths.ts';
 
 const VERSION = versions().KUBERNETES_VERSION!;
 const VARIABLES = { CONTROL_PLANE_ENDPOINT_HOST: '10.250.0.100', BAREMETAL_POOL: 'rack1' };
+const HTTP_BUNDLE = { source: 'HTTP', url: 'http://10.250.0.1:8080/bundle', sha256: 'a'.repeat(64) };
 
 let dir: string;
 let config: string;
@@ -156,9 +157,16 @@ test.serial('clusterclass flavor: Cluster API topologies patch the variables int
     // Host labels for the whole cluster, and other ones for the workers (a class variable override).
     const docs = parseAllDocuments(r.stdout).map((d) => d.toJS() as Obj);
     const topology = docs.find((d) => d.kind === 'Cluster')!.spec.topology;
-    topology.variables.push({ name: 'hostLabels', value: { rack: 'r1' } });
+    // Stock hosts: the bundle from the provider for the whole cluster, over HTTP for the workers.
+    topology.variables.push(
+      { name: 'hostLabels', value: { rack: 'r1' } },
+      { name: 'hostPreparation', value: { bundle: { source: 'Provider' } } },
+    );
     topology.workers.machineDeployments[0].variables = {
-      overrides: [{ name: 'hostLabels', value: { rack: 'r2', disk: 'ssd' } }],
+      overrides: [
+        { name: 'hostLabels', value: { rack: 'r2', disk: 'ssd' } },
+        { name: 'hostPreparation', value: { bundle: HTTP_BUNDLE, onVersionMismatch: 'Replace' } },
+      ],
     };
     const applied = await kubectl(cp.kubeconfigPath, ['apply', '-f', '-'], docs.map((d) => stringify(d)).join('---\n'));
     t.is(applied.exitCode, 0, show(applied));
@@ -170,13 +178,16 @@ test.serial('clusterclass flavor: Cluster API topologies patch the variables int
     const isWorker = (o: Obj) => o.metadata.labels?.['topology.cluster.x-k8s.io/deployment-name'] === 'md-0';
     const cpTemplate = await topologyObject(cp, `${infra}/baremetalmachinetemplates`, (o) => !isWorker(o));
     const mdTemplate = await topologyObject(cp, `${infra}/baremetalmachinetemplates`, isWorker);
+    // The preparation's defaults are the CRD's (the variable's schema is the same: hack/generate.ts).
     t.deepEqual(cpTemplate.spec.template.spec, {
       poolRef: { name: VARIABLES.BAREMETAL_POOL },
       hostSelector: { matchLabels: { rack: 'r1' } },
+      preparation: { bundle: { source: 'Provider' }, onVersionMismatch: 'Refuse', minFreeDiskMiB: 2048 },
     });
     t.deepEqual(mdTemplate.spec.template.spec, {
       poolRef: { name: VARIABLES.BAREMETAL_POOL },
       hostSelector: { matchLabels: { rack: 'r2', disk: 'ssd' } },
+      preparation: { bundle: HTTP_BUNDLE, onVersionMismatch: 'Replace', minFreeDiskMiB: 2048 },
     });
     const kubelet =
       'apiVersion: kubelet.config.k8s.io/v1beta1\nkind: KubeletConfiguration\ncgroupDriver: cgroupfs\nfailCgroupV1: true\n';
@@ -217,6 +228,34 @@ test.serial('clusterclass flavor: Cluster API topologies patch the variables int
     );
     t.is(second.exitCode, 0, show(second));
     t.deepEqual(kinds(second.stdout), ['Cluster']);
+
+    // A preparation the machine templates' rules refuse (an HTTP bundle not pinned by a sha256) is
+    // named on the Cluster: Cluster API's webhook refuses it with the same rules (the variable's
+    // schema carries them); without webhooks, as here, the template is refused and the topology
+    // reports why.
+    const bad = parseAllDocuments(second.stdout).map((d) => d.toJS() as Obj);
+    bad[0]!.spec.topology.variables.push({
+      name: 'hostPreparation',
+      value: { bundle: { source: 'HTTP', url: HTTP_BUNDLE.url } },
+    });
+    const applyBad = await kubectl(cp.kubeconfigPath, ['apply', '-f', '-'], stringify(bad[0]));
+    t.is(applyBad.exitCode, 0, show(applyBad));
+    const refused = await waitFor(
+      'cluster demo2 TopologyReconciled=False',
+      async () => {
+        const c = await raw<{ status?: { conditions?: Array<{ type: string; status: string; message?: string }> } }>(
+          cp.kc,
+          'GET',
+          '/apis/cluster.x-k8s.io/v1beta2/namespaces/default/clusters/demo2',
+        );
+        return c.status?.conditions?.find(
+          (x) => x.type === 'TopologyReconciled' && x.status === 'False' && x.message?.includes('bundle'),
+        );
+      },
+      60_000,
+      500,
+    );
+    t.regex(refused.message ?? '', /bundle\.source HTTP needs bundle\.url and bundle\.sha256/);
   } finally {
     await cp.stop();
   }
