@@ -30,7 +30,15 @@ import { BareMetalHosts, BareMetalMachines, collectionPath } from '../../provide
 import { raw } from '../../provider/kube/raw.ts';
 import { installCapiCrds, installProviderCrds, startControlPlane } from '../../test/harness/controlplane.ts';
 import { createPool, providerIdentity, startProviderProcess } from '../../test/harness/env.ts';
-import { ensureBridge, hostExec, netnsOf, startHosts, stopHost, type LabHost } from '../../test/harness/lab.ts';
+import {
+  ensureBridge,
+  hostExec,
+  hostMemory,
+  netnsOf,
+  startHosts,
+  stopHost,
+  type LabHost,
+} from '../../test/harness/lab.ts';
 import { Team, workerData } from '../../test/harness/machine-world.ts';
 import { repoRoot } from '../../test/harness/paths.ts';
 import { waitFor, type ManagedProcess } from '../../test/harness/process.ts';
@@ -181,7 +189,11 @@ try {
     const times = await perHost(t0);
     results.push({ ...r, wall, times, syn: c1.syn - c0.syn, hostCpu: c1.cpu - c0.cpu });
   }
-  print(results, bootS, scriptBytes);
+  // What a lab host costs, after the three runs (its cgroup: every process, page cache included).
+  const mem = hosts.map((h) => hostMemory(h));
+  const mib = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length / 2 ** 20;
+  const hostCost = `${fmt(mib(mem.map((m) => m.rssBytes)))} MiB RSS, ${fmt(mib(mem.map((m) => m.usageBytes)))} MiB with page cache`;
+  print(results, bootS, scriptBytes, hostCost);
 } finally {
   await provider?.stop();
   for (const h of hosts) await stopHost(h).catch(() => {});
@@ -404,7 +416,7 @@ function pct(xs: number[], p: number): number {
   return s[Math.min(s.length - 1, Math.ceil((p / 100) * s.length) - 1)] ?? NaN;
 }
 
-function print(rs: Result[], bootS: number, scriptBytes: number): void {
+function print(rs: Result[], bootS: number, scriptBytes: number, hostCost: string): void {
   const row = (r: Result) => {
     const t = r.times.filter((x) => x !== undefined);
     return `${r.name.padEnd(8)} ${fmt(r.wall, 1).padStart(7)} s ${fmt(N / r.wall, 2).padStart(7)}/s   done p50 ${fmt(
@@ -434,7 +446,7 @@ function print(rs: Result[], bootS: number, scriptBytes: number): void {
   process.stdout.write(
     [
       `$ ${process.env.CAPBM_BENCH_COMMAND ?? `hack/bench peer ${N} --concurrency ${K}`}`,
-      `hosts: ${N} lab hosts (real OpenSSH servers, each a Debian host in its own network namespace; started in ${fmt(bootS)} s); concurrency ${K} for all three (CAPBM --ssh-max-connections, Ansible forks, xargs -P); runs one after another, every host reset between (the provider's reset script, out of band)`,
+      `hosts: ${N} lab hosts (real OpenSSH servers, each a Debian host in its own network namespace; started in ${fmt(bootS)} s; each ${hostCost}); concurrency ${K} for all three (CAPBM --ssh-max-connections, Ansible forks, xargs -P); runs one after another, every host reset between (the provider's reset script, out of band)`,
       `script per host: the provider's rendering of CABPK's worker bootstrap (test/fixtures/cabpk/worker.yaml; ${scriptBytes} bytes): write_files (3 files), swapoff -a, kubeadm join, the sentinel. SIMULATED: kubeadm is bench-fake-kubeadm: join sleeps ${kubeadmMs / 1000} s and writes the 5 files a join writes (CA certificate, bootstrap and kubelet kubeconfigs, kubelet config and flags); the kubelet is kept from starting`,
       `CAPBM: the provider as its own process under its ServiceAccount, real kube-apiserver and etcd, no CAPI controllers (the bench creates the Cluster and per machine a bootstrap Secret, Machine and BareMetalMachine, timed); 2 SSH connections per machine (preflight, then bootstrap on its own connection)`,
       `Ansible: ${ansibleV}, forks=${K}, linear strategy, facts off, pipelining on, ControlPersist 60 s, host keys pinned (known_hosts, StrictHostKeyChecking=yes); tasks: copy the script, run it (shell)`,
