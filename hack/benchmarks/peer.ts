@@ -95,7 +95,17 @@ case "$1" in
 esac
 `;
 
+mkdirSync(join(repoRoot, '.cache', 'tmp'), { recursive: true });
 const dir = mkdtempSync(join(repoRoot, '.cache', 'tmp', 'peer-'));
+const sshOpts = [
+  '-F /dev/null',
+  '-o BatchMode=yes',
+  `-o UserKnownHostsFile=${join(dir, 'known_hosts')}`,
+  '-o GlobalKnownHostsFile=/dev/null',
+  '-o StrictHostKeyChecking=yes',
+  '-o ConnectTimeout=60',
+];
+const runCmd = `sh ${SCRIPT} > ${SCRIPT}.log 2>&1; test -e ${SENTINEL}`;
 await execa('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-C', 'capbm-peer-bench', '-f', join(dir, 'key')]);
 const key = { private: readFileSync(join(dir, 'key'), 'utf8'), public: readFileSync(join(dir, 'key.pub'), 'utf8') };
 
@@ -258,10 +268,10 @@ function childCpu(timesOut: string): number {
   return [...line.matchAll(/(\d+)m([\d.]+)s/g)].reduce((a, m) => a + Number(m[1]) * 60 + Number(m[2]), 0);
 }
 
-const cpuOf = (pid: number) => {
+function cpuOf(pid: number): number {
   const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
   return (Number(f[11]) + Number(f[12])) / 100;
-};
+}
 
 type Begin = () => Promise<void>;
 
@@ -329,16 +339,6 @@ async function timed(cmd: string, env: Record<string, string> = {}) {
   });
   return { rc: r.exitCode ?? -1, cpu: childCpu(r.stdout), out: r.stdout, err: r.stderr };
 }
-
-const sshOpts = [
-  '-F /dev/null',
-  '-o BatchMode=yes',
-  `-o UserKnownHostsFile=${join(dir, 'known_hosts')}`,
-  '-o GlobalKnownHostsFile=/dev/null',
-  '-o StrictHostKeyChecking=yes',
-  '-o ConnectTimeout=60',
-];
-const runCmd = `sh ${SCRIPT} > ${SCRIPT}.log 2>&1; test -e ${SENTINEL}`;
 
 async function ansible(begin: Begin): Promise<Run> {
   mkdirSync(join(dir, 'cp'), { recursive: true });
