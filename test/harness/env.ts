@@ -331,7 +331,13 @@ export async function onboardNamespace(kc: KubeConfig, ns: string): Promise<void
 }
 
 /** The SSH Secret and a pool of the given hosts, host keys pinned as an operator would pin them. */
-export async function createPool(env: Env, ns: string, name: string, hosts: LabHost[], extra: object = {}) {
+export async function createPool(
+  env: Pick<Env, 'cp' | 'key'>,
+  ns: string,
+  name: string,
+  hosts: LabHost[],
+  extra: object = {},
+) {
   await onboardNamespace(env.cp.kc, ns);
   await ensure(env.cp.kc, `/api/v1/namespaces/${ns}/secrets`, {
     apiVersion: 'v1',
