@@ -97,16 +97,15 @@ export class BootstrapRuns {
     wake: (key: string) => void;
     log: Logger;
     progressEveryMs?: number;
-    schedule?: Partial<CheckSchedule>;
-    /** Checks in flight at once over all runs. Default 32. */
-    checkConcurrency?: number;
+    /** The checks' schedule (defaultSchedule), and how many may be in flight at once (default 32). */
+    checks?: Partial<CheckSchedule> & { concurrency?: number | undefined };
   }) {
     this.#wake = o.wake;
     this.#log = o.log;
     this.#everyMs = o.progressEveryMs ?? 30_000;
-    const maxMs = o.schedule?.maxMs ?? defaultSchedule.maxMs;
-    this.#schedule = { firstMs: Math.min(o.schedule?.firstMs ?? defaultSchedule.firstMs, maxMs), maxMs };
-    this.#slots = new Slots(o.checkConcurrency ?? 32);
+    const maxMs = o.checks?.maxMs ?? defaultSchedule.maxMs;
+    this.#schedule = { firstMs: Math.min(o.checks?.firstMs ?? defaultSchedule.firstMs, maxMs), maxMs };
+    this.#slots = new Slots(o.checks?.concurrency ?? 32);
   }
 
   /** The run for a machine (by uid), if this process has one. */

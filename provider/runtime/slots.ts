@@ -60,7 +60,8 @@ export class Slots {
 
   #give(): void {
     const next = this.#waiting.shift();
-    if (next) next(); // the slot passes on: #used stays
+    if (next)
+      next(); // the slot passes on: #used stays
     else this.#used--;
   }
 }

@@ -42,7 +42,15 @@ export const cleanPreflight = (now = Math.round(Date.now() / 1000)) =>
   ].join('\n');
 
 export function fakeHost(o: Partial<FakeHost> = {}): FakeHost {
-  const h: FakeHost = { bootstrap: 'ok', leftovers: [], commands: [], uploads: new Map(), started: 0, runState: 'none', ...o };
+  const h: FakeHost = {
+    bootstrap: 'ok',
+    leftovers: [],
+    commands: [],
+    uploads: new Map(),
+    started: 0,
+    runState: 'none',
+    ...o,
+  };
   void h.gate?.then(() => (h.released = true));
   return h;
 }

@@ -257,7 +257,7 @@ export async function world(
       log: createLogger({ level: 'error' }),
       progressEveryMs: 0,
       // Checks at once: the tests reconcile in short passes (the schedule has its own unit test).
-      schedule: { firstMs: 10, maxMs: 50 },
+      checks: { firstMs: 10, maxMs: 50 },
     }),
     fresh: { machines: new Fresher(), hosts: new Fresher() },
     claiming: new Set<string>(),

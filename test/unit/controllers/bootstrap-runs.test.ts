@@ -48,8 +48,14 @@ test('checks come soon after the start, then less often up to the cap, spread by
     [2000, 3000, 4500, 6750, 10_000, 10_000, 10_000],
   );
   for (let n = 0; n < 20; n++) {
-    t.is(checkDelay(n, s, () => 0), Math.round(Math.min(10_000, 2000 * 1.5 ** n) * 0.8));
-    t.is(checkDelay(n, s, () => 1), Math.round(Math.min(10_000, 2000 * 1.5 ** n) * 1.2));
+    t.is(
+      checkDelay(n, s, () => 0),
+      Math.round(Math.min(10_000, 2000 * 1.5 ** n) * 0.8),
+    );
+    t.is(
+      checkDelay(n, s, () => 1),
+      Math.round(Math.min(10_000, 2000 * 1.5 ** n) * 1.2),
+    );
   }
 });
 
@@ -57,8 +63,7 @@ test('a run waits its own schedule; the checks of all runs are bounded, the slot
   const runs = new BootstrapRuns({
     wake: () => {},
     log: createLogger({ level: 'error' }),
-    schedule: { firstMs: 5, maxMs: 20 },
-    checkConcurrency: 3,
+    checks: { firstMs: 5, maxMs: 20, concurrency: 3 },
   });
   let now = 0;
   let most = 0;
@@ -94,7 +99,7 @@ test('a cancelled run stops waiting for its check at once', async (t) => {
   const runs = new BootstrapRuns({
     wake: () => {},
     log: createLogger({ level: 'error' }),
-    schedule: { firstMs: 60_000, maxMs: 60_000 },
+    checks: { firstMs: 60_000, maxMs: 60_000 },
   });
   let stopped: unknown;
   runs.start('uid', 'ns/m', new AbortController().signal, async (w) => {
