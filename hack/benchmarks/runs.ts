@@ -43,7 +43,7 @@ const fmt = (x: number, d = 1) => x.toFixed(d);
 const memory = () => {
   gc();
   const m = process.memoryUsage();
-  return { heap: m.heapUsed, rss: m.rss };
+  return { heap: m.heapUsed, rss: m.rss, external: m.external };
 };
 const cpu = () => {
   const u = process.cpuUsage();
@@ -142,7 +142,7 @@ async function runsInFlight(n: number, seconds: number): Promise<string[]> {
   await new Promise((r) => setTimeout(r, 500));
   return [
     `runs in flight: ${running} (each started, then checked: ${fmt(stats.checks / n, 1)} checks per run in ${seconds} s, first after 0.2 s, at most every 2 s)`,
-    `memory per run in flight: V8 heap ${fmt((during.heap - before.heap) / n / 1024, 2)} KiB, RSS ${fmt((during.rss - before.rss) / n / 1024, 2)} KiB (heap ${fmt(mib(before.heap))} -> ${fmt(mib(during.heap))} MiB, RSS ${fmt(mib(before.rss))} -> ${fmt(mib(during.rss))} MiB, after a full GC)`,
+    `memory per run in flight: V8 heap ${fmt((during.heap - before.heap) / n / 1024, 2)} KiB, external ${fmt((during.external - before.external) / n / 1024, 2)} KiB, RSS ${fmt((during.rss - before.rss) / n / 1024, 2)} KiB (heap ${fmt(mib(before.heap))} -> ${fmt(mib(during.heap))} MiB, RSS ${fmt(mib(before.rss))} -> ${fmt(mib(during.rss))} MiB, after a full GC)`,
     `checks: ${fmt(checks / dt, 0)}/s, ${fmt(((cpu1 - cpuStarted) / Math.max(1, checks)) * 1e6, 0)} us CPU each (the check's own work, no SSH); at most ${stats.most} in flight at once (bound 32); starting ${n} runs (render, start) took ${fmt(cpuStarted - cpu0, 1)} CPU s`,
   ];
 }
