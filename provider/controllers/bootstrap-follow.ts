@@ -9,7 +9,10 @@ import type { RunResult, RunWork } from './bootstrap-runs.ts';
 import { checkBootstrap, runOver, scrubBootstrap, startBootstrap, type BootstrapInput } from './host-ops.ts';
 import type { Step } from './machine-steps.ts';
 
-/** Checks in a row a host may fail (unreachable, timed out) before the run fails with the error. */
+/**
+ * Checks in a row a host may fail (unreachable, timed out; 2 s apart) before the run fails with the
+ * error, as a dropped connection did: a host powered off is said within about 45 s.
+ */
 export const CHECK_FAILURES = 3;
 /** Log reads (64 KiB each) on the finishing connection, at most: a log of 16 MiB. */
 const READS_AFTER_END = 256;
@@ -73,7 +76,7 @@ async function follow(s: Step, target: Target, w: RunWork, over: Over): Promise<
       soon = seen.soon;
     } catch (err) {
       if (w.signal.aborted || definitive(err) || ++failures >= CHECK_FAILURES) throw err;
-      soon = false;
+      soon = true; // a host that went away is told within about three connect timeouts
     }
   }
 }
