@@ -1,5 +1,6 @@
 // hack/bench fleet --clusters C --machines M [--bootstrap 20s] [--idle 60s] [--ssh-max-connections 256]
 //   [--check-interval DUR] [--check-concurrency N] (the provider's --bootstrap-check-* flags)
+//   [--machine-workers N] (the provider's --concurrency machine=N)
 // One provider process (its own ServiceAccount, leader election on) provisioning M machines of C
 // clusters on M simulated hosts (test/harness/host-sim.ts: one SSH process, one address each, in
 // its own network namespace; the bootstrap takes --bootstrap instead of running kubeadm), against a
@@ -56,7 +57,8 @@ const S = Number(flag('shards', '1'));
 /** --check-interval DUR, --check-concurrency N: the provider's --bootstrap-check-* flags. */
 const checkArgs = ['check-interval', 'check-concurrency']
   .filter((n) => process.argv.includes(`--${n}`))
-  .map((n) => `--bootstrap-${n}=${flag(n, '')}`);
+  .map((n) => `--bootstrap-${n}=${flag(n, '')}`)
+  .concat(process.argv.includes('--machine-workers') ? [`--concurrency=machine=${flag('machine-workers', '')}`] : []);
 if (!(C >= 1 && M >= C && Number.isInteger(C) && Number.isInteger(M) && S >= 1 && S <= C))
   throw new Error('give --clusters C --machines M [--shards S] with 1 <= S <= C <= M (whole numbers)');
 /** Sharded (--shards S > 1): cluster c and its pool and machines belong to shard c % S. */
