@@ -75,6 +75,7 @@ async function main(argv: readonly string[]): Promise<number> {
     sshMaxPerHost: flags.sshMaxPerHost,
     addressLocks: ownNamespace(flags),
     bootstrapProgressIntervalMs: flags.bootstrapProgressIntervalMs,
+    bootstrapChecks: { maxMs: flags.bootstrapCheckIntervalMs, concurrency: flags.bootstrapCheckConcurrency },
     ...templateGcOf(flags),
     ...bundlesOf(flags),
     log,

@@ -1,16 +1,21 @@
 // Bootstraps in flight, followed outside the reconcile (the shape of CAPD's taskmanager.go): a
 // reconcile starts a run and returns at once; the run follows the detached bootstrap on the host
-// over its own SSH connection and wakes the machine when its step changes (at most every
-// progressEveryMs) and when it ends. The next reconcile reads the run's state and records it: the
-// step as of the last wake, so --bootstrap-progress-interval bounds the progress writes. So a
-// machine worker is never held for the minutes a kubeadm takes, and the number of bootstraps in
-// flight is bounded by SSH connections, not by workers.
+// with short checks (bootstrap-follow.ts) and wakes the machine when its step changes (at most
+// every progressEveryMs) and when it ends. The next reconcile reads the run's state and records
+// it: the step as of the last wake, so --bootstrap-progress-interval bounds the progress writes.
+// So a machine worker is never held for the minutes a kubeadm takes, and no SSH connection is held
+// either: a run between two checks is a timer and a few small objects.
+//
+// Checks are scheduled per run (soon after the start, then less often: checkDelay) and bounded
+// over all runs (checkConcurrency at once): a manager following more runs than it can check at
+// their pace checks each less often, and never opens more connections.
 //
 // Runs live in memory only. A manager that restarts or loses leadership finds no run and starts
-// one again, which attaches to the bootstrap still going on the host (host-ops.ts runBootstrap),
+// one again, which attaches to the bootstrap still going on the host (host-ops.ts startBootstrap),
 // so no bootstrap step ever runs twice.
 import type { Logger } from '../../common/log.ts';
-import { gauge } from '../runtime/metrics.ts';
+import { counter, gauge } from '../runtime/metrics.ts';
+import { Slots } from '../runtime/slots.ts';
 import type { AgentResult } from './machine-status.ts';
 import type { BootstrapOutcome } from './host-ops.ts';
 
@@ -42,6 +47,28 @@ export interface RunWork {
   progress(step: RunStep): void;
   /** Aborted when the run is cancelled or the controller stops: close the connection. */
   signal: AbortSignal;
+  /** Waits until the run's next check is due (checkDelay); `soon`: there is more log to read. */
+  due(o?: { soon?: boolean }): Promise<void>;
+  /** Runs one check within the bound over all runs; `giveBack` frees the slot early (the run ended). */
+  check<T>(fn: (giveBack: () => void) => Promise<T>): Promise<T>;
+}
+
+export interface CheckSchedule {
+  /** The first check after the start (and after a check that left log unread). */
+  firstMs: number;
+  /** The longest wait between two checks of one run. */
+  maxMs: number;
+}
+
+export const defaultSchedule: CheckSchedule = { firstMs: 2000, maxMs: 10_000 };
+
+/**
+ * The wait before a run's check number n+1 (n done): from firstMs, half again as long each time,
+ * up to maxMs, each within +-20% at random so runs started together spread out.
+ */
+export function checkDelay(n: number, s: CheckSchedule, random: () => number = Math.random): number {
+  const base = Math.min(s.maxMs, s.firstMs * 1.5 ** Math.max(0, n));
+  return Math.round(base * (0.8 + 0.4 * random()));
 }
 
 interface Entry {
@@ -54,18 +81,31 @@ interface Entry {
 }
 
 const inFlight = gauge('capbm_bootstrap_runs', 'Bootstrap runs this manager follows', ['state']);
+const checks = counter('capbm_bootstrap_checks_total', 'Checks of running bootstraps, by result', ['result']);
+const checkSlots = gauge('capbm_bootstrap_checks', 'Checks of running bootstraps in flight or waiting', ['state']);
 
 export class BootstrapRuns {
   readonly #runs = new Map<string, Entry>();
   readonly #wake: (key: string) => void;
   readonly #everyMs: number;
   readonly #log: Logger;
+  readonly #schedule: CheckSchedule;
+  readonly #slots: Slots;
   #running = 0;
 
-  constructor(o: { wake: (key: string) => void; log: Logger; progressEveryMs?: number }) {
+  constructor(o: {
+    wake: (key: string) => void;
+    log: Logger;
+    progressEveryMs?: number;
+    /** The checks' schedule (defaultSchedule), and how many may be in flight at once (default 32). */
+    checks?: Partial<CheckSchedule> & { concurrency?: number | undefined };
+  }) {
     this.#wake = o.wake;
     this.#log = o.log;
     this.#everyMs = o.progressEveryMs ?? 30_000;
+    const maxMs = o.checks?.maxMs ?? defaultSchedule.maxMs;
+    this.#schedule = { firstMs: Math.min(o.checks?.firstMs ?? defaultSchedule.firstMs, maxMs), maxMs };
+    this.#slots = new Slots(o.checks?.concurrency ?? 32);
   }
 
   /** The run for a machine (by uid), if this process has one. */
@@ -89,7 +129,7 @@ export class BootstrapRuns {
       e.latest = step;
       this.#wakeSoon(key, e);
     };
-    work({ progress, signal }).then(
+    work({ progress, signal, due: this.#due(signal), check: (fn) => this.#check(fn, signal) }).then(
       (result) => this.#end(uid, key, e, { state: 'finished', result }),
       (error: unknown) => this.#end(uid, key, e, { state: 'failed', error }),
     );
@@ -111,6 +151,51 @@ export class BootstrapRuns {
 
   get size(): number {
     return this.#runs.size;
+  }
+
+  /** A run's schedule: the n-th wait grows (checkDelay); a wait ends early, rejecting, on abort. */
+  #due(signal: AbortSignal): RunWork['due'] {
+    let n = 0;
+    return (o = {}) => {
+      const ms = o.soon ? this.#schedule.firstMs : checkDelay(n++, this.#schedule);
+      return new Promise<void>((resolve, reject) => {
+        if (signal.aborted) return reject(signal.reason as Error);
+        const abort = () => {
+          clearTimeout(timer);
+          reject(signal.reason as Error);
+        };
+        const timer = setTimeout(() => {
+          signal.removeEventListener('abort', abort);
+          resolve();
+        }, ms);
+        signal.addEventListener('abort', abort, { once: true });
+      });
+    };
+  }
+
+  async #check<T>(fn: (giveBack: () => void) => Promise<T>, signal: AbortSignal): Promise<T> {
+    checkSlots.set({ state: 'waiting' }, this.#slots.waiting + 1);
+    const giveBack = await this.#slots.take(signal).finally(() => this.#countSlots());
+    this.#countSlots();
+    const back = () => {
+      giveBack();
+      this.#countSlots();
+    };
+    try {
+      const r = await fn(back);
+      checks.inc({ result: 'ok' });
+      return r;
+    } catch (err) {
+      checks.inc({ result: 'error' });
+      throw err;
+    } finally {
+      back();
+    }
+  }
+
+  #countSlots(): void {
+    checkSlots.set({ state: 'running' }, this.#slots.inUse);
+    checkSlots.set({ state: 'waiting' }, this.#slots.waiting);
   }
 
   #wakeSoon(key: string, e: Entry): void {

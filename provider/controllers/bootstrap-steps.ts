@@ -7,13 +7,12 @@ import * as life from '../hosts/lifecycle.ts';
 import { InvalidName } from '../kube/kinds.ts';
 import { readSecret, SecretForbidden, type SecretData } from '../kube/secrets.ts';
 import { ClusterNameLabel } from './capi.ts';
-import type { SshSession } from '../ssh/index.ts';
 import { hostTarget, poolOf } from './access.ts';
-import type { RunResult, RunWork } from './bootstrap-runs.ts';
-import { runBootstrap, scrubBootstrap } from './host-ops.ts';
+import { bootstrapWork } from './bootstrap-follow.ts';
+import type { RunResult } from './bootstrap-runs.ts';
 import { MachineConditions as C } from './machine-plan.ts';
-import type { AgentResult, Outcome } from './machine-status.ts';
-import { hostProblem, writeHost, type MachineDeps, type Step, type StepResult } from './machine-steps.ts';
+import type { Outcome } from './machine-status.ts';
+import { hostProblem, writeHost, type Step, type StepResult } from './machine-steps.ts';
 import { bootstrapMetaData, providerID } from './metadata.ts';
 
 const invalid = (why: string): StepResult => ({
@@ -79,43 +78,6 @@ async function rendered(s: Step): Promise<RenderResult | StepResult> {
 
 const isRendered = (r: RenderResult | StepResult): r is RenderResult => 'script' in r;
 
-/** Installs the agent after a successful bootstrap; an SSH failure fails the run (it is retried). */
-async function agentAfter(d: MachineDeps, conn: SshSession, s: Step): Promise<AgentResult> {
-  return d.agent ? d.agent.installResult(conn, s.m, s.host!) : 'not-configured';
-}
-
-/** The run: bootstrap (start or attach), scrub its secrets, install the agent, on one connection. */
-function work(s: Step, r: RenderResult, target: Parameters<MachineDeps['ssh']['withHost']>[0]) {
-  const index = new Map(r.steps.map((x, i) => [x.id, { index: i + 1, description: x.description }]));
-  return (w: RunWork): Promise<RunResult> =>
-    s.d.ssh.withHost(target, async (conn) => {
-      const close = () => conn.close();
-      w.signal.addEventListener('abort', close, { once: true });
-      try {
-        const bootstrap = await runBootstrap(conn, {
-          instance: s.m.metadata.name,
-          script: r.script,
-          files: r.files,
-          onStep: (id, event) => {
-            const at = index.get(id);
-            if (event === 'start' && at)
-              w.progress({ id, index: at.index, total: r.steps.length, description: at.description });
-          },
-        });
-        const steps = r.steps.length;
-        if (!bootstrap.sentinel) {
-          // Failed for good (an exit code, no sentinel): its secrets go now. Interrupted: it runs again.
-          if (bootstrap.exitCode !== undefined) await scrubBootstrap(conn, s.m.metadata.name, { failed: true });
-          return { bootstrap, steps, agent: 'not-configured' };
-        }
-        await scrubBootstrap(conn, s.m.metadata.name);
-        return { bootstrap, steps, agent: await agentAfter(s.d, conn, s) };
-      } finally {
-        w.signal.removeEventListener('abort', close);
-      }
-    });
-}
-
 export async function startBootstrap(s: Step): Promise<StepResult> {
   const r = await rendered(s);
   if (!isRendered(r)) return r;
@@ -125,7 +87,7 @@ export async function startBootstrap(s: Step): Promise<StepResult> {
   } catch (err) {
     return hostProblem(s, err, C.BootstrapSucceeded);
   }
-  s.d.runs.start(s.m.metadata.uid ?? '', s.key, s.signal, work(s, r, target));
+  s.d.runs.start(s.m.metadata.uid ?? '', s.key, s.signal, bootstrapWork(s, r, target));
   return {
     outcome: { kind: 'bootstrap-started', total: r.steps.length },
     events: r.warnings.map((message) => ({ type: 'Normal' as const, reason: 'BootstrapWarning', message })),

@@ -2,23 +2,32 @@
 // plus thin functions that run it on a connection; the reconciler decides when.
 //
 // The bootstrap runs detached on the host (setsid, output to a log file, exit code to a file), and
-// the provider follows the log. A provider that dies or loses leadership mid-bootstrap leaves the
-// run going; the next leader attaches to the same run instead of starting another, so no step of
-// the bootstrap runs twice. Only a run that died with its host (no exit code, no process) is
+// the provider checks on it with short commands (bootstrap-log.ts). A provider that dies or loses
+// leadership mid-bootstrap leaves the run going; the next leader attaches to the same run instead
+// of starting another, so no step of the bootstrap runs twice. Only a run that died with its host (no exit code, no process) is
 // started again, and then the rendered script's step markers skip every step that finished.
-import { parseProgressLine } from '../../cloud-init/index.ts';
 import { shQuote } from '../../common/quote.ts';
 import type { SshSession } from '../ssh/index.ts';
 import { nodeCleanupScript } from './node-cleanup.ts';
 import { parseMarkers, type RunMarkers } from './moved.ts';
 import { judgePreflight, leftoverPaths, preflightScript, type PreflightResult } from './preflight.ts';
 import { redactLine } from './redact.ts';
+import {
+  checkScript,
+  parseCheck,
+  parseStart,
+  RunLog,
+  SENTINEL,
+  startScript,
+  type BootstrapOutcome,
+  type CheckAnswer,
+  type StepEvent,
+} from './bootstrap-log.ts';
 import { uninstallScript } from '../preparation/scripts.ts';
 
 /** Where the provider keeps its own files on a host; the reset removes all of it. */
 export const STATE_DIR = '/var/lib/capbm';
-/** Written by CABPK's bootstrap (runcmd) when kubeadm succeeded; the contract's success signal. */
-export const SENTINEL = '/run/cluster-api/bootstrap-success.complete';
+export { SENTINEL, type BootstrapOutcome };
 
 const runDir = (instance: string) => `${STATE_DIR}/${instance}/run`;
 
@@ -38,30 +47,6 @@ export async function runPreflight(conn: SshSession): Promise<PreflightResult> {
   return result;
 }
 
-/** Starts the run unless one is going or finished, then follows its log until it ends. */
-function runScript(instance: string): string {
-  const d = shQuote(runDir(instance));
-  return `set -u
-D=${d}
-if [ ! -f "$D/rc" ] && ! { [ -f "$D/pid" ] && kill -0 "$(cat "$D/pid")" 2>/dev/null; }; then
-  [ -f "$D/bootstrap.sh.new" ] || { echo "CAPBM-RUN no-script"; exit 3; }
-  mv "$D/bootstrap.sh.new" "$D/bootstrap.sh"
-  : > "$D/log"
-  cd /
-  setsid sh -c 'sh "$1/bootstrap.sh" > "$1/log" 2>&1; echo $? > "$1/rc.tmp"; mv "$1/rc.tmp" "$1/rc"' capbm "$D" </dev/null >/dev/null 2>&1 &
-  echo $! > "$D/pid"
-  echo "CAPBM-RUN started"
-else
-  rm -f "$D/bootstrap.sh.new"
-  echo "CAPBM-RUN attached"
-fi
-tail -n +1 -f --pid="$(cat "$D/pid")" "$D/log"
-echo "CAPBM-RUN rc=$(cat "$D/rc" 2>/dev/null || echo none)"
-[ -e ${shQuote(SENTINEL)} ] && echo "CAPBM-RUN sentinel"
-true
-`;
-}
-
 /** Prints the bootstrap run's markers of `instance` on one line (moved.ts parseMarkers). Read-only. */
 export function markersScript(instance: string): string {
   return `D=${shQuote(runDir(instance))}
@@ -78,63 +63,71 @@ export async function readMarkers(conn: SshSession, instance: string): Promise<R
   return parseMarkers(r.stdout.trim().split('\n').at(-1) ?? '');
 }
 
-export interface BootstrapOutcome {
-  /** Whether this call started the run (false: it attached to a run started earlier). */
-  started: boolean;
-  /** The script's exit code; undefined when the run died without one (host rebooted). */
-  exitCode: number | undefined;
-  sentinel: boolean;
-  /** The first failed step and its exit code, from the progress protocol. */
-  failedStep?: { id: string; code: number };
-  /** The last lines of output of the failed step (tokens and keys redacted). */
-  tail: string[];
-}
-
 export interface BootstrapInput {
   instance: string;
   script: string;
   /** Absolute paths the bootstrap writes, kept on the host for the reset. */
   files: string[];
-  onStep?: (id: string, event: 'start' | 'done' | 'skip' | 'fail') => void;
 }
 
-/** Uploads the rendered bootstrap (unless a run is already going) and runs or attaches to it. */
-export async function runBootstrap(conn: SshSession, b: BootstrapInput): Promise<BootstrapOutcome> {
+/**
+ * Starts the bootstrap detached on the host, or attaches to the run going or ended there, and
+ * returns at once (the run is then followed with checks: checkBootstrap). The script is uploaded
+ * only when nothing is going or ended: a run that died with its host is started again, and its
+ * step markers skip every step that finished.
+ */
+export async function startBootstrap(conn: SshSession, b: BootstrapInput): Promise<{ started: boolean }> {
   const d = runDir(b.instance);
   await conn.exec(`mkdir -p ${shQuote(d)} && chmod 700 ${shQuote(STATE_DIR)} ${shQuote(d)}`, {
     what: 'creating the run directory',
   });
   await conn.upload(`${d}/files`, b.files.join('\n') + '\n', { mode: 0o600 });
-  const probe = await conn.exec(`test -f ${shQuote(`${d}/pid`)} -o -f ${shQuote(`${d}/rc`)}`, { check: false });
-  if (probe.exitCode !== 0) await conn.upload(`${d}/bootstrap.sh.new`, b.script, { mode: 0o600 });
-  const out: BootstrapOutcome = { started: false, exitCode: undefined, sentinel: false, tail: [] };
-  const lastLines = new Map<string, string[]>();
-  const onProgress = (line: string) => {
-    const e = parseProgressLine(line);
-    if (e.type === 'step') {
-      b.onStep?.(e.id, e.event);
-      if (e.event === 'fail' && !out.failedStep) out.failedStep = { id: e.id, code: e.code };
-    } else if (e.type === 'output') {
-      const l = lastLines.get(e.step) ?? [];
-      l.push(redactLine(e.text));
-      if (l.length > 5) l.shift();
-      lastLines.set(e.step, l);
-    }
-  };
-  await conn.exec(runScript(b.instance), {
-    what: 'the bootstrap',
-    onLine: (line, stream) => {
-      if (stream !== 'stdout') return;
-      if (line === 'CAPBM-RUN started') out.started = true;
-      else if (line === 'CAPBM-RUN sentinel') out.sentinel = true;
-      else if (line.startsWith('CAPBM-RUN rc=')) {
-        const v = line.slice('CAPBM-RUN rc='.length);
-        out.exitCode = v === 'none' ? undefined : Number(v);
-      } else onProgress(line);
-    },
+  const start = async () =>
+    parseStart((await conn.exec(startScript(d), { what: 'starting the bootstrap', timeoutMs: 60_000 })).stdout);
+  let a = await start();
+  if (a === 'no-script') {
+    await conn.upload(`${d}/bootstrap.sh.new`, b.script, { mode: 0o600 });
+    a = await start();
+  }
+  if (a === 'no-script') throw new Error(`the bootstrap script uploaded to ${conn.target.host}:${d} is not there`);
+  return { started: a === 'started' };
+}
+
+/** One check of the run: its state, and the log since log.offset fed to the follower. Read-only. */
+export async function checkBootstrap(conn: SshSession, instance: string, log: RunLog): Promise<CheckAnswer> {
+  const r = await conn.exec(checkScript(runDir(instance), log.offset), {
+    what: 'checking the bootstrap',
+    timeoutMs: 60_000,
   });
-  if (out.failedStep) out.tail = lastLines.get(out.failedStep.id) ?? [];
-  return out;
+  const a = parseCheck(r.stdout);
+  log.take(a.chunk);
+  return a;
+}
+
+/** Whether a checked run is over: ended (rc) or died (not alive), and its whole log read. */
+export const runOver = (a: CheckAnswer, log: RunLog): boolean =>
+  (a.rc !== undefined || !a.alive) && log.offset >= a.size;
+
+/**
+ * Starts or attaches, then follows the run on this one connection until it ends (tests and tools;
+ * the manager follows without holding a connection: bootstrap-follow.ts).
+ */
+export async function runBootstrap(
+  conn: SshSession,
+  b: BootstrapInput & { onStep?: (id: string, event: StepEvent) => void },
+  o: { everyMs?: number; limitMs?: number } = {},
+): Promise<BootstrapOutcome> {
+  const { started } = await startBootstrap(conn, b);
+  const log = new RunLog(b.onStep);
+  const limitMs = o.limitMs ?? 30 * 60_000;
+  const until = Date.now() + limitMs;
+  for (;;) {
+    const a = await checkBootstrap(conn, b.instance, log);
+    if (runOver(a, log)) return log.outcome(started, a);
+    if (a.rc !== undefined || !a.alive) continue; // over: read the rest of the log at once
+    if (Date.now() > until) throw new Error(`the bootstrap on ${conn.target.host} did not end within ${limitMs} ms`);
+    await new Promise((r) => setTimeout(r, o.everyMs ?? 1000));
+  }
 }
 
 /**

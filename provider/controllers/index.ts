@@ -46,8 +46,10 @@ export interface ProviderOptions {
   sshMaxPerHost?: number;
   /** Namespace of the per-address claim locks: the manager's own. Without it, no locks. */
   addressLocks?: string;
-  /** A running bootstrap's step is written at most this often. Default 5 s. */
+  /** A running bootstrap's step is written at most this often. Default 30 s. */
   bootstrapProgressIntervalMs?: number;
+  /** Checks of running bootstraps: the longest wait between two, and how many at once (bootstrap-runs.ts). */
+  bootstrapChecks?: { maxMs?: number; concurrency?: number };
   /** The node agent endpoint; without it no agent is installed. */
   agent?: AgentOptions;
   /** Host preparation bundles (--bundle-dir); without them spec.preparation is refused. */
@@ -199,6 +201,7 @@ export function buildProvider(o: ProviderOptions): Provider {
       wake: (key) => wake.send(key),
       log,
       progressEveryMs: o.bootstrapProgressIntervalMs ?? 30_000,
+      checks: o.bootstrapChecks,
     }),
     fresh: { machines: new Fresher<BareMetalMachine>(), hosts: new Fresher<BareMetalHost>() },
     claiming: new Set<string>(),

@@ -14,6 +14,10 @@ export interface ManagerFlags {
   sshMaxPerHost: number;
   /** A running bootstrap's step is written to its machine at most this often. */
   bootstrapProgressIntervalMs: number;
+  /** The longest wait between two checks of one running bootstrap (sooner at its start). */
+  bootstrapCheckIntervalMs: number;
+  /** Checks of running bootstraps in flight at once, over all of them. */
+  bootstrapCheckConcurrency: number;
   /** host:port, or '0' to disable. */
   metricsBindAddress: string;
   healthProbeBindAddress: string;
@@ -49,6 +53,8 @@ export const defaultFlags: ManagerFlags = {
   sshMaxConnections: 256,
   sshMaxPerHost: 4,
   bootstrapProgressIntervalMs: 30_000,
+  bootstrapCheckIntervalMs: 10_000,
+  bootstrapCheckConcurrency: 32,
   // Local only by default: /metrics is not authenticated (scrape through a sidecar, or bind wider on purpose).
   metricsBindAddress: '127.0.0.1:8080',
   healthProbeBindAddress: ':9440',
@@ -84,6 +90,10 @@ export const usage = `capbm manager flags:
   --ssh-max-connections N               SSH connections in total (default 256)
   --ssh-max-per-host N                  SSH sessions per host (default 4)
   --bootstrap-progress-interval DUR     write a running bootstrap's step at most this often (default 30s)
+  --bootstrap-check-interval DUR        check a running bootstrap at least this often (one short SSH command
+                                        and connection; 2s after its start, then less often; default 10s)
+  --bootstrap-check-concurrency N       checks in flight at once over all bootstraps (default 32): with more
+                                        bootstraps than that pace allows, each is checked less often
   --metrics-bind-address ADDR           Prometheus /metrics, unauthenticated (default 127.0.0.1:8080; :8080 for
                                         every interface, behind a NetworkPolicy; 0 disables)
   --health-probe-bind-address ADDR      /healthz and /readyz (default :9440, 0 disables)
@@ -130,6 +140,12 @@ export function parseDuration(flag: string, v: string): number {
   return total;
 }
 
+function positiveDuration(flag: string, v: string): number {
+  const ms = parseDuration(flag, v);
+  if (!(ms > 0)) throw new FlagError(`${flag} needs a duration above zero, got "${v}"`);
+  return ms;
+}
+
 function parseBool(flag: string, v: string | undefined): boolean {
   if (v === undefined || v === 'true') return true;
   if (v === 'false') return false;
@@ -153,6 +169,8 @@ const valued: Record<string, Setter> = {
   '--ssh-max-connections': (f, v, flag) => (f.sshMaxConnections = positiveInt(flag, v)),
   '--ssh-max-per-host': (f, v, flag) => (f.sshMaxPerHost = positiveInt(flag, v)),
   '--bootstrap-progress-interval': (f, v, flag) => (f.bootstrapProgressIntervalMs = parseDuration(flag, v)),
+  '--bootstrap-check-interval': (f, v, flag) => (f.bootstrapCheckIntervalMs = positiveDuration(flag, v)),
+  '--bootstrap-check-concurrency': (f, v, flag) => (f.bootstrapCheckConcurrency = positiveInt(flag, v)),
   '--metrics-bind-address': (f, v) => (f.metricsBindAddress = v),
   '--health-probe-bind-address': (f, v) => (f.healthProbeBindAddress = v),
   '--leader-election-namespace': (f, v) => (f.leaderElectionNamespace = v),

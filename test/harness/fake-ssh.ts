@@ -14,6 +14,8 @@ export interface FakeHost {
   bootstrap: 'ok' | 'fail' | 'interrupted';
   /** Held until released: the bootstrap is "running" meanwhile. */
   gate?: Promise<void>;
+  /** Whether the gate opened. */
+  released?: boolean;
   /** What the reset leaves behind (leftover= lines). */
   leftovers: string[];
   /** Connections fail so. */
@@ -23,6 +25,7 @@ export interface FakeHost {
   uploads: Map<string, string>;
   /** How many times the bootstrap was started (attaching does not count). */
   started: number;
+  /** none: no run, or one that died (its script gone: a start needs a new upload). */
   runState: 'none' | 'running' | 'ended';
 }
 
@@ -39,7 +42,17 @@ export const cleanPreflight = (now = Math.round(Date.now() / 1000)) =>
   ].join('\n');
 
 export function fakeHost(o: Partial<FakeHost> = {}): FakeHost {
-  return { bootstrap: 'ok', leftovers: [], commands: [], uploads: new Map(), started: 0, runState: 'none', ...o };
+  const h: FakeHost = {
+    bootstrap: 'ok',
+    leftovers: [],
+    commands: [],
+    uploads: new Map(),
+    started: 0,
+    runState: 'none',
+    ...o,
+  };
+  void h.gate?.then(() => (h.released = true));
+  return h;
 }
 
 const ok = (stdout = ''): ExecResult => ({ exitCode: 0, stdout, stderr: '' });
@@ -63,47 +76,55 @@ class FakeSession implements SshSession {
     }
   }
 
-  exec(command: string, o: ExecOptions = {}): Promise<ExecResult> {
+  exec(command: string, _o: ExecOptions = {}): Promise<ExecResult> {
     const h = this.#h;
     h.commands.push(command);
-    if (command.includes('CAPBM-RUN')) return this.#bootstrap(o);
+    if (command.includes('CAPBM-CHECK')) return Promise.resolve(this.#check(command));
+    if (command.includes('CAPBM-RUN')) return Promise.resolve(this.#start());
     if (command.includes('echo "os=')) return Promise.resolve(ok(h.preflight ?? cleanPreflight()));
     if (command === 'id -u') return Promise.resolve(ok('0\n'));
-    if (command.startsWith('test -f ')) return Promise.resolve({ ...ok(), exitCode: h.runState === 'none' ? 1 : 0 });
     if (command.includes('kubeadm reset'))
       return Promise.resolve(ok(h.leftovers.map((l) => `leftover=${l}\n`).join('')));
     return Promise.resolve(ok());
   }
 
-  async #bootstrap(o: ExecOptions): Promise<ExecResult> {
+  /** host-ops.ts startBootstrap: start (with a script uploaded), attach, or say the run ended. */
+  #start(): ExecResult {
     const h = this.#h;
-    const say = (l: string) => o.onLine?.(l, 'stdout');
-    if (h.runState === 'none') {
-      h.started++;
-      h.runState = 'running';
-      say('CAPBM-RUN started');
-    } else say('CAPBM-RUN attached');
-    say('CAPBM-STEP write_files.0 start');
-    await h.gate;
-    say('CAPBM-STEP write_files.0 done');
-    say('CAPBM-STEP runcmd.0 start');
-    if (h.bootstrap === 'fail') {
-      say('[capbm runcmd.0] kubeadm: error execution phase preflight');
-      say('CAPBM-STEP runcmd.0 fail 1');
-      h.runState = 'ended';
-      say('CAPBM-RUN rc=1');
-      return ok();
+    if (h.runState === 'ended') return ok('CAPBM-RUN ended\n');
+    if (h.runState === 'running') return ok('CAPBM-RUN attached\n');
+    const script = [...h.uploads.keys()].find((p) => p.endsWith('/bootstrap.sh.new'));
+    if (!script) return ok('CAPBM-RUN no-script\n');
+    h.uploads.delete(script);
+    h.started++;
+    h.runState = 'running';
+    return ok('CAPBM-RUN started\n');
+  }
+
+  /** host-ops.ts checkBootstrap: running until the gate opens, then it ends as h.bootstrap says. */
+  #check(command: string): ExecResult {
+    const h = this.#h;
+    const offset = Number(/^o=(\d+)$/m.exec(command)?.[1] ?? 0);
+    const lines = ['CAPBM-STEP write_files.0 start'];
+    let state = { rc: 'none', alive: 'no', sentinel: 'no' };
+    if (h.runState === 'running' && h.gate && !h.released) state = { ...state, alive: 'yes' };
+    else if (h.runState !== 'none' || h.bootstrap !== 'interrupted') {
+      lines.push('CAPBM-STEP write_files.0 done', 'CAPBM-STEP runcmd.0 start');
+      if (h.bootstrap === 'fail') {
+        lines.push('[capbm runcmd.0] kubeadm: error execution phase preflight', 'CAPBM-STEP runcmd.0 fail 1');
+        state = { ...state, rc: '1' };
+        h.runState = 'ended';
+      } else if (h.bootstrap === 'interrupted') {
+        h.runState = 'none';
+      } else {
+        lines.push('CAPBM-STEP runcmd.0 done', 'CAPBM-RESULT ok');
+        state = { rc: '0', alive: 'no', sentinel: 'yes' };
+        h.runState = 'ended';
+      }
     }
-    if (h.bootstrap === 'interrupted') {
-      h.runState = 'none';
-      say('CAPBM-RUN rc=none');
-      return ok();
-    }
-    say('CAPBM-STEP runcmd.0 done');
-    h.runState = 'ended';
-    say('CAPBM-RUN rc=0');
-    say('CAPBM-RUN sentinel');
-    return ok();
+    const log = Buffer.from(lines.join('\n') + '\n');
+    const head = `CAPBM-CHECK rc=${state.rc} alive=${state.alive} sentinel=${state.sentinel} size=${log.length}`;
+    return ok(`${head}\n${log.subarray(offset).toString('base64')}\n`);
   }
 
   async upload(path: string, content: string | Buffer | Readable): Promise<void> {

@@ -1,6 +1,6 @@
 // The host simulator's hosts: what one simulated host answers to each command the provider sends
 // over SSH (provider/controllers/host-ops.ts: the preflight, `id -u`, the run directory, uploads,
-// the bootstrap run or attach, the scrub, the reset; the SSH floor's `true`), and the state those
+// the bootstrap's start or attach and its checks, the scrub, the reset; the SSH floor's `true`), and the state those
 // commands leave (files uploaded, the run and its log, step markers, the sentinel). The bootstrap
 // is not run: its step ids are read from the rendered script and each is reported started and done
 // over a configurable duration, then the sentinel is written, as CABPK's runcmd would. Anything
@@ -34,9 +34,9 @@ export const newStats = (): SimStats => ({
 
 export interface SimRun {
   steps: string[];
-  log: string[];
+  /** The log so far (ASCII: its length is its size in bytes). */
+  log: string;
   rc?: number;
-  listeners: Set<(line: string | undefined) => void>;
   timer?: NodeJS.Timeout;
 }
 
@@ -83,12 +83,12 @@ const quoted = String.raw`('(?:[^']|'\\'')*'|\S+)`;
 
 /** Which command this is: a name for the stats and what it needs. */
 export type SimCommand =
-  | { kind: 'run'; dir: string }
+  | { kind: 'start'; dir: string }
+  | { kind: 'check'; dir: string; offset: number; max: number }
   | { kind: 'upload'; path: string }
   | { kind: 'reset' }
   | { kind: 'preflight' }
   | { kind: 'id' }
-  | { kind: 'probe'; paths: string[] }
   | { kind: 'mkdir' }
   | { kind: 'scrub'; paths: string[]; failed: boolean }
   | { kind: 'true' }
@@ -96,8 +96,11 @@ export type SimCommand =
   | { kind: 'unknown' };
 
 export function classify(command: string): SimCommand {
-  const run = /^D=('(?:[^']|'\\'')*')$/m.exec(command);
-  if (run && command.includes('CAPBM-RUN')) return { kind: 'run', dir: unquote(run[1]!) };
+  const dir = /^D=('(?:[^']|'\\'')*')$/m.exec(command);
+  if (dir && command.includes('echo "CAPBM-RUN started"')) return { kind: 'start', dir: unquote(dir[1]!) };
+  const check = /^o=(\d+)\nn=(\d+)$/m.exec(command);
+  if (dir && check && command.includes('echo "CAPBM-CHECK '))
+    return { kind: 'check', dir: unquote(dir[1]!), offset: Number(check[1]), max: Number(check[2]) };
   const up = new RegExp(String.raw`mv -f -- "\$t" ${quoted}; then`).exec(command);
   // provider/ssh/upload.ts, content of known size: one command that writes, checks the size, renames.
   if (/^t=\S+\numask 077\n/.test(command) && command.includes('cat > "$t"') && up)
@@ -105,8 +108,6 @@ export function classify(command: string): SimCommand {
   if (command.includes('kubeadm reset -f')) return { kind: 'reset' };
   if (command.includes('echo "os=')) return { kind: 'preflight' };
   if (command === 'id -u') return { kind: 'id' };
-  const probe = new RegExp(String.raw`^test -f ${quoted} -o -f ${quoted}$`).exec(command);
-  if (probe) return { kind: 'probe', paths: [unquote(probe[1]!), unquote(probe[2]!)] };
   if (/^mkdir -p '[^']*' && chmod 700 /.test(command)) return { kind: 'mkdir' };
   const scrub = new RegExp(String.raw`^rm -f ${quoted} ${quoted}`).exec(command);
   if (scrub && command.endsWith('\ntrue'))
@@ -135,11 +136,6 @@ const preflightOutput = () =>
     '',
   ].join('\n');
 
-function emit(r: SimRun, line: string | undefined): void {
-  if (line !== undefined) r.log.push(line);
-  for (const f of r.listeners) f(line);
-}
-
 /** Starts the simulated bootstrap: each step start and done over bootstrapMs, then rc and sentinel. */
 function startRun(h: SimHost, r: SimRun, o: SimOptions): void {
   const events: string[] = [];
@@ -153,54 +149,51 @@ function startRun(h: SimHost, r: SimRun, o: SimOptions): void {
     const line = events[i++];
     if (line === undefined) {
       r.timer = undefined;
-      r.rc = 0;
+      r.log += 'CAPBM-RESULT ok\n';
       h.sentinel = true;
+      r.rc = 0;
       o.stats.runsCompleted++;
-      emit(r, 'CAPBM-RESULT ok');
-      emit(r, undefined);
       return;
     }
     if (line.endsWith(' done')) h.stepsDone.add(line.split(' ')[1]!);
-    emit(r, line);
+    r.log += `${line}\n`;
     r.timer = setTimeout(next, line.endsWith(' start') ? every * 2 : 0);
   };
   r.timer = setTimeout(next, 0);
 }
 
-function runOrAttach(h: SimHost, dir: string, ch: SimChannel, o: SimOptions): void {
-  let r = h.runs.get(dir);
-  if (!r) {
-    const script = h.files.get(`${dir}/bootstrap.sh.new`);
-    if (script === undefined) {
-      ch.out('CAPBM-RUN no-script\n');
-      return ch.exit(3);
-    }
-    h.files.delete(`${dir}/bootstrap.sh.new`);
-    h.files.set(`${dir}/bootstrap.sh`, script);
-    r = { steps: stepIds(script), log: [], listeners: new Set() };
-    h.runs.set(dir, r);
-    o.stats.runsStarted++;
-    ch.out('CAPBM-RUN started\n');
-    startRun(h, r, o);
-  } else {
+/** The start command: start the run (its script uploaded), attach to it, or say it ended. */
+function start(h: SimHost, dir: string, ch: SimChannel, o: SimOptions): void {
+  const r = h.runs.get(dir);
+  if (r) {
     h.files.delete(`${dir}/bootstrap.sh.new`);
     o.stats.runsAttached++;
-    ch.out('CAPBM-RUN attached\n');
+    ch.out(r.rc === undefined ? 'CAPBM-RUN attached\n' : 'CAPBM-RUN ended\n');
+    return ch.exit(0);
   }
-  const run = r;
-  const end = () => {
-    ch.out(`CAPBM-RUN rc=${run.rc ?? 'none'}\n${h.sentinel ? 'CAPBM-RUN sentinel\n' : ''}`);
-    ch.exit(0);
-  };
-  if (run.log.length) ch.out(run.log.join('\n') + '\n');
-  if (run.rc !== undefined) return end();
-  const listener = (line: string | undefined) => {
-    if (line !== undefined) return ch.out(line + '\n');
-    run.listeners.delete(listener);
-    end();
-  };
-  run.listeners.add(listener);
-  ch.onClose = () => run.listeners.delete(listener);
+  const script = h.files.get(`${dir}/bootstrap.sh.new`);
+  if (script === undefined) {
+    ch.out('CAPBM-RUN no-script\n');
+    return ch.exit(0);
+  }
+  h.files.delete(`${dir}/bootstrap.sh.new`);
+  h.files.set(`${dir}/bootstrap.sh`, script);
+  const run: SimRun = { steps: stepIds(script), log: '' };
+  h.runs.set(dir, run);
+  o.stats.runsStarted++;
+  startRun(h, run, o);
+  ch.out('CAPBM-RUN started\n');
+  ch.exit(0);
+}
+
+/** The check: the run's state and up to max bytes of its log from offset, in base64. */
+function check(h: SimHost, c: { dir: string; offset: number; max: number }, ch: SimChannel): void {
+  const r = h.runs.get(c.dir);
+  const log = r && h.files.has(`${c.dir}/bootstrap.sh`) ? r.log : ''; // the scrub removed it
+  const alive = r !== undefined && r.rc === undefined;
+  const head = `CAPBM-CHECK rc=${r?.rc ?? 'none'} alive=${alive ? 'yes' : 'no'} sentinel=${h.sentinel ? 'yes' : 'no'} size=${log.length}`;
+  ch.out(`${head}\n${Buffer.from(log.slice(c.offset, c.offset + c.max)).toString('base64')}\n`);
+  ch.exit(0);
 }
 
 function reset(h: SimHost): void {
@@ -211,13 +204,6 @@ function reset(h: SimHost): void {
   h.sentinel = false;
 }
 
-const exists = (h: SimHost, p: string) => {
-  const m = /^(.*)\/(pid|rc)$/.exec(p);
-  if (!m) return h.files.has(p);
-  const r = h.runs.get(m[1]!);
-  return m[2] === 'pid' ? r !== undefined : r?.rc !== undefined;
-};
-
 /**
  * Answers one command on a host. `stdin` resolves to what the client sent (uploads read it).
  * Returns at once; the channel gets the output and the exit code, now or later (the bootstrap).
@@ -226,8 +212,10 @@ export function answer(h: SimHost, command: string, stdin: () => Promise<string>
   const c = classify(command);
   o.stats.execs[c.kind] = (o.stats.execs[c.kind] ?? 0) + 1;
   switch (c.kind) {
-    case 'run':
-      return runOrAttach(h, c.dir, ch, o);
+    case 'start':
+      return start(h, c.dir, ch, o);
+    case 'check':
+      return check(h, c, ch);
     case 'upload':
       void stdin().then((content) => {
         h.files.set(c.path, content);
@@ -244,8 +232,6 @@ export function answer(h: SimHost, command: string, stdin: () => Promise<string>
     case 'id':
       ch.out('0\n');
       return ch.exit(0);
-    case 'probe':
-      return ch.exit(c.paths.some((p) => exists(h, p)) ? 0 : 1);
     case 'scrub':
       for (const p of c.paths) h.files.delete(p);
       return ch.exit(0);

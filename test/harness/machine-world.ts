@@ -252,7 +252,13 @@ export async function world(
     ...inf,
     agent,
     ...(o.locks ? { addressLocks: o.locks } : {}),
-    runs: new BootstrapRuns({ wake: () => {}, log: createLogger({ level: 'error' }), progressEveryMs: 0 }),
+    runs: new BootstrapRuns({
+      wake: () => {},
+      log: createLogger({ level: 'error' }),
+      progressEveryMs: 0,
+      // Checks at once: the tests reconcile in short passes (the schedule has its own unit test).
+      checks: { firstMs: 10, maxMs: 50 },
+    }),
     fresh: { machines: new Fresher(), hosts: new Fresher() },
     claiming: new Set<string>(),
     // Tests read every wait at once; the quiet window (machine-plan.ts) has its own unit test.

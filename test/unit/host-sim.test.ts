@@ -1,9 +1,10 @@
 // The host simulator answers exactly what the provider sends: the provider's own host operations
 // (provider/controllers/host-ops.ts, and SshConnection's upload script) run against a simulated
-// host, without SSH in between: preflight, bootstrap (start, attach, done), scrub, reset.
+// host, without SSH in between: preflight, bootstrap (start, checks, attach, done), scrub, reset.
 import test from 'ava';
 import { buffer } from 'node:stream/consumers';
 import { render } from '../../cloud-init/index.ts';
+import { checkScript, startScript } from '../../provider/controllers/bootstrap-log.ts';
 import { runBootstrap, runPreflight, runReset, scrubBootstrap } from '../../provider/controllers/host-ops.ts';
 import { bootstrapMetaData } from '../../provider/controllers/metadata.ts';
 import { SshConnection, type ExecOptions, type ExecResult, type SshSession } from '../../provider/ssh/index.ts';
@@ -72,7 +73,7 @@ test('the provider runs preflight, bootstrap and scrub on a simulated host; ever
     files: script.files,
     onStep: (id: string, e: string) => steps.push(`${id} ${e}`),
   };
-  const out = await runBootstrap(conn, b);
+  const out = await runBootstrap(conn, b, { everyMs: 5 });
   t.like(out, { started: true, exitCode: 0, sentinel: true });
   t.deepEqual(
     steps.filter((s) => s.endsWith(' start')),
@@ -82,7 +83,7 @@ test('the provider runs preflight, bootstrap and scrub on a simulated host; ever
   await scrubBootstrap(conn, 'c0-m0');
   t.false(h.files.has('/var/lib/capbm/c0-m0/run/bootstrap.sh'));
   // Run again (a restarted manager): it attaches to the ended run, nothing runs twice.
-  const again = await runBootstrap(conn, b);
+  const again = await runBootstrap(conn, b, { everyMs: 5 });
   t.like(again, { started: false, exitCode: 0, sentinel: true });
   t.like(o.stats, { runsStarted: 1, runsAttached: 1, runsCompleted: 1, unknown: 0 });
   const reset = await runReset(conn);
@@ -96,9 +97,9 @@ test('a manager that attaches mid-run follows the same run to its end', async (t
   const h = simHost('10.250.192.2');
   const conn = session(h, o);
   const b = { instance: 'm', script: script.script, files: script.files };
-  const first = runBootstrap(conn, b);
+  const first = runBootstrap(conn, b, { everyMs: 5 });
   await new Promise((r) => setTimeout(r, 20));
-  const second = await runBootstrap(conn, b);
+  const second = await runBootstrap(conn, b, { everyMs: 5 });
   t.like(second, { started: false, exitCode: 0, sentinel: true });
   t.like(await first, { started: true, exitCode: 0 });
   t.is(o.stats.runsStarted, 1);
@@ -111,6 +112,8 @@ test('commands the simulator does not know are refused and counted', async (t) =
   t.regex(r.stderr, /not simulated/);
   t.is(o.stats.unknown, 1);
   t.deepEqual(classify('capbm-sim-sleep 250'), { kind: 'sleep', ms: 250 });
+  t.like(classify(checkScript('/var/lib/capbm/m/run', 12, 100)), { kind: 'check', offset: 12, max: 100 });
+  t.like(classify(startScript('/var/lib/capbm/m/run')), { kind: 'start', dir: '/var/lib/capbm/m/run' });
   t.deepEqual(
     stepIds(script.script),
     script.steps.map((s) => s.id),

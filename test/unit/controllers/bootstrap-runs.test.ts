@@ -3,7 +3,12 @@
 // wakes the machine.
 import test from 'ava';
 import { createLogger } from '../../../common/log.ts';
-import { BootstrapRuns, type RunResult, type RunWork } from '../../../provider/controllers/bootstrap-runs.ts';
+import {
+  BootstrapRuns,
+  checkDelay,
+  type RunResult,
+  type RunWork,
+} from '../../../provider/controllers/bootstrap-runs.ts';
 
 const step = (index: number) => ({ id: `runcmd.${index}`, index, total: 4 });
 
@@ -33,4 +38,80 @@ test('a step is shown when the machine is woken for it, at most once per interva
   await new Promise((r) => setImmediate(r));
   t.is(runs.get('uid')?.state, 'finished');
   t.deepEqual(woken, ['ns/m', 'ns/m'], 'woken at the end, the pending step dropped');
+});
+
+test('checks come soon after the start, then less often up to the cap, spread by jitter', (t) => {
+  const s = { firstMs: 2000, maxMs: 10_000 };
+  const mid = () => 0.5;
+  t.deepEqual(
+    Array.from({ length: 7 }, (_, n) => checkDelay(n, s, mid)),
+    [2000, 3000, 4500, 6750, 10_000, 10_000, 10_000],
+  );
+  for (let n = 0; n < 20; n++) {
+    t.is(
+      checkDelay(n, s, () => 0),
+      Math.round(Math.min(10_000, 2000 * 1.5 ** n) * 0.8),
+    );
+    t.is(
+      checkDelay(n, s, () => 1),
+      Math.round(Math.min(10_000, 2000 * 1.5 ** n) * 1.2),
+    );
+  }
+});
+
+test('a run waits its own schedule; the checks of all runs are bounded, the slot given back early when asked', async (t) => {
+  const runs = new BootstrapRuns({
+    wake: () => {},
+    log: createLogger({ level: 'error' }),
+    checks: { firstMs: 5, maxMs: 20, concurrency: 3 },
+  });
+  let now = 0;
+  let most = 0;
+  const release: Array<() => void> = [];
+  const ends: Array<Promise<void>> = [];
+  for (let i = 0; i < 10; i++) {
+    runs.start(`uid${i}`, `ns/m${i}`, new AbortController().signal, async (w) => {
+      await w.due();
+      await w.due({ soon: true });
+      await w.check(async (giveBack) => {
+        most = Math.max(most, ++now);
+        await new Promise<void>((r) => release.push(r));
+        now--;
+        if (i % 2) giveBack(); // the run ended: what follows is not a check
+      });
+      return { bootstrap: { started: true, exitCode: 0, sentinel: true, tail: [] }, steps: 1, agent: 'not-configured' };
+    });
+    ends.push(
+      (async () => {
+        for (let k = 0; k < 400 && runs.get(`uid${i}`)?.state !== 'finished'; k++) {
+          await new Promise((r) => setTimeout(r, 10));
+          release.shift()?.();
+        }
+      })(),
+    );
+  }
+  await Promise.all(ends);
+  t.is(most, 3, 'never more than checkConcurrency checks at once');
+  for (let i = 0; i < 10; i++) t.is(runs.get(`uid${i}`)?.state, 'finished');
+});
+
+test('a cancelled run stops waiting for its check at once', async (t) => {
+  const runs = new BootstrapRuns({
+    wake: () => {},
+    log: createLogger({ level: 'error' }),
+    checks: { firstMs: 60_000, maxMs: 60_000 },
+  });
+  let stopped: unknown;
+  runs.start('uid', 'ns/m', new AbortController().signal, async (w) => {
+    try {
+      await w.due();
+    } catch (err) {
+      stopped = err;
+    }
+    throw new Error('cancelled');
+  });
+  runs.cancel('uid');
+  await new Promise((r) => setImmediate(r));
+  t.truthy(stopped, 'the 60 s wait ended with the cancel');
+  t.is(runs.size, 0);
 });

@@ -25,6 +25,9 @@ test('every flag, in both --flag value and --flag=value forms', (t) => {
     '--ssh-max-connections',
     '500',
     '--ssh-max-per-host=2',
+    '--bootstrap-check-interval=15s',
+    '--bootstrap-check-concurrency',
+    '64',
     '--metrics-bind-address=127.0.0.1:8443',
     '--health-probe-bind-address',
     ':9441',
@@ -42,6 +45,8 @@ test('every flag, in both --flag value and --flag=value forms', (t) => {
     concurrency: { machine: 50, cluster: 10, hostpool: 3 },
     sshMaxConnections: 500,
     sshMaxPerHost: 2,
+    bootstrapCheckIntervalMs: 15_000,
+    bootstrapCheckConcurrency: 64,
     metricsBindAddress: '127.0.0.1:8443',
     healthProbeBindAddress: ':9441',
     leaderElect: true,
@@ -61,6 +66,8 @@ test('mistakes are reported with the flag named', (t) => {
   t.throws(() => parseFlags(['--namespace']), { message: /--namespace needs a value/ });
   t.throws(() => parseFlags(['--ssh-max-per-host=0']), { message: /positive integer/ });
   t.throws(() => parseFlags(['--concurrency=machine']), { message: /name=N/ });
+  t.throws(() => parseFlags(['--bootstrap-check-interval=0s']), { message: /above zero/ });
+  t.throws(() => parseFlags(['--bootstrap-check-concurrency=0']), { message: /positive integer/ });
   t.throws(() => parseFlags(['--leader-elect=yes']), { message: /true or false/ });
   t.throws(() => parseFlags(['--leader-elect', '--leader-elect-renew-deadline=20s']), { message: /shorter/ });
 });
