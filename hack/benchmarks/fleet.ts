@@ -1,6 +1,8 @@
 // hack/bench fleet --clusters C --machines M [--bootstrap 20s] [--idle 60s] [--ssh-max-connections 256]
 //   [--check-interval DUR] [--check-concurrency N] (the provider's --bootstrap-check-* flags)
 //   [--machine-workers N] (the provider's --concurrency machine=N)
+//   [--failover-at F] (a standby beside the leader; the leader SIGKILLed at F, a fraction of the
+//   machines provisioned or a duration after all were created: fleet-failover.ts)
 // One provider process (its own ServiceAccount, leader election on) provisioning M machines of C
 // clusters on M simulated hosts (test/harness/host-sim.ts: one SSH process, one address each, in
 // its own network namespace; the bootstrap takes --bootstrap instead of running kubeadm), against a
@@ -23,6 +25,7 @@ import { API_VERSION } from '../../provider/api/common.ts';
 import type { BareMetalMachine } from '../../provider/api/machine.ts';
 import { BareMetalHosts, BareMetalMachines, collectionPath, Machines } from '../../provider/kube/kinds.ts';
 import { raw } from '../../provider/kube/raw.ts';
+import { defaultFlags } from '../../provider/runtime/flags.ts';
 import { createInformer } from '../../provider/runtime/informer.ts';
 import { connect } from '../../provider/ssh/index.ts';
 import { installCapiCrds, installProviderCrds, startControlPlane } from '../../test/harness/controlplane.ts';
@@ -36,17 +39,24 @@ import { startHostSim, type HostSim } from '../../test/harness/host-sim-net.ts';
 import { ensureBridge } from '../../test/harness/lab.ts';
 import { clusterLabel, workerData } from '../../test/harness/machine-world.ts';
 import { waitFor, type ManagedProcess } from '../../test/harness/process.ts';
+import {
+  ClaimLog,
+  describeFailoverAt,
+  failoverLines,
+  parseFailoverAt,
+  type FailoverFigures,
+} from './fleet-failover.ts';
 
 function flag(name: string, def: string): string {
   const i = process.argv.indexOf(`--${name}`);
   return i >= 0 && process.argv[i + 1] ? process.argv[i + 1]! : def;
 }
-const duration = (name: string, def: string) => {
-  const v = flag(name, def);
+const toMs = (name: string, v: string) => {
   const m = /^(\d+(?:\.\d+)?)(ms|s|m)$/.exec(v);
   if (!m) throw new Error(`--${name} ${v}: give a duration such as 500ms, 20s or 2m`);
   return Number(m[1]) * { ms: 1, s: 1000, m: 60_000 }[m[2] as 'ms' | 's' | 'm'];
 };
+const duration = (name: string, def: string) => toMs(name, flag(name, def));
 const C = Number(flag('clusters', '10'));
 const M = Number(flag('machines', '100'));
 const bootstrapMs = duration('bootstrap', '20s');
@@ -54,6 +64,7 @@ const idleMs = duration('idle', '60s');
 const limitMs = duration('limit', '20m');
 const cap = Number(flag('ssh-max-connections', '256'));
 const S = Number(flag('shards', '1'));
+const failoverAt = parseFailoverAt(flag('failover-at', ''), (v) => toMs('failover-at', v));
 /** --check-interval DUR, --check-concurrency N: the provider's --bootstrap-check-* flags. */
 const checkArgs = ['check-interval', 'check-concurrency']
   .filter((n) => process.argv.includes(`--${n}`))
@@ -82,6 +93,7 @@ say('starting etcd and kube-apiserver (no Cluster API controllers: see the note 
 const cp = await startControlPlane({ log: say });
 let sim: HostSim | undefined;
 const providers: ManagedProcess[] = [];
+const claims = new ClaimLog(cp.kc);
 try {
   await installCapiCrds(cp.kc);
   await installProviderCrds(cp.kc);
@@ -145,16 +157,17 @@ try {
     port: number;
   }
   /** S managers (one per shard, each its own watch filter, Lease and caches), generation gen. */
-  const startManagers = (gen: number): Promise<Manager[]> =>
+  const startManagers = (gen: number | string): Promise<Manager[]> =>
     Promise.all(
       Array.from({ length: S }, async (_, k) => {
         const proc = startProvider(`capbm-manager-${gen}-${k}`, S > 1 ? [`--watch-filter=shard-${k}`] : []);
         return { proc, port: await metricsPort(proc) };
       }),
     );
-  /** The managers' metrics, summed. */
-  const scrapeAll = async (ms: Manager[]): Promise<Scrape> => {
-    const all = await Promise.all(ms.map((m) => scrape(m.port)));
+  /** The managers' metrics, summed (with the last counters of managers killed: `gone`). */
+  const scrapeAll = async (ms: Manager[]): Promise<Scrape> =>
+    sumScrapes(await Promise.all(ms.map((m) => scrape(m.port))));
+  const sumScrapes = (all: Scrape[]): Scrape => {
     const byVerb: Record<string, number> = {};
     for (const a of all) for (const [k, v] of Object.entries(a.byVerb)) byVerb[k] = (byVerb[k] ?? 0) + v;
     const add = (f: Exclude<keyof Scrape, 'byVerb'>) => all.reduce((x, a) => x + a[f], 0);
@@ -199,15 +212,25 @@ try {
   const rssEmpty = status(p1, 'VmRSS');
   const emptyScrape = await scrapeAll(p1);
   // The leader Leases held (one per shard), by name and holder.
-  const leases = (
-    await raw<{ items: Array<{ metadata: { name: string }; spec: { holderIdentity?: string } }> }>(
-      cp.kc,
-      'GET',
-      `/apis/coordination.k8s.io/v1/namespaces/${PROVIDER_NAMESPACE}/leases`,
-    )
-  ).items
-    .filter((l) => l.metadata.name.includes('leader-election'))
-    .map((l) => `${l.metadata.name} (held by ${l.spec.holderIdentity ?? 'nobody'})`);
+  const leaderLeases = async () =>
+    (
+      await raw<{ items: Array<{ metadata: { name: string }; spec: { holderIdentity?: string } }> }>(
+        cp.kc,
+        'GET',
+        `/apis/coordination.k8s.io/v1/namespaces/${PROVIDER_NAMESPACE}/leases`,
+      )
+    ).items.filter((l) => l.metadata.name.includes('leader-election'));
+  const leases = (await leaderLeases()).map((l) => `${l.metadata.name} (held by ${l.spec.holderIdentity ?? 'nobody'})`);
+  const holders = async () => (await leaderLeases()).map((l) => l.spec.holderIdentity ?? 'nobody').join(', ');
+  // --failover-at: a standby per shard beside the leader (same Lease, caches warm), as 2 replicas run.
+  const standby = failoverAt ? await startManagers('standby') : [];
+  /** The managers running now: the leader (and its standby; the standby alone once the leader is killed). */
+  let managers = [...p1, ...standby];
+  /** Managers killed: their last counters (gauges zeroed), CPU seconds and peak RSS. */
+  const gone: Array<{ scrape: Scrape; cpu: number; hwm: number }> = [];
+  const scrapeLive = async () =>
+    sumScrapes([...(await Promise.all(managers.map((m) => scrape(m.port)))), ...gone.map((g) => g.scrape)]);
+  const cpuLive = () => cpuOf(managers) + gone.reduce((x, g) => x + g.cpu, 0);
 
   say(`manager leader with nothing to manage (RSS ${fmt(rssEmpty)} MiB); creating ${C} pools of ${M} hosts`);
   // 2. Pools (one per cluster, host keys pinned as an operator pins them), expanded into hosts.
@@ -255,18 +278,82 @@ try {
   const provisioned = new Set<string>();
   let allProvisioned: (() => void) | undefined;
   const done = new Promise<void>((r) => (allProvisioned = r));
+  let fire: (() => void) | undefined;
+  const trigger = new Promise<void>((r) => (fire = r));
   const watch = createInformer<BareMetalMachine>(cp.kc, BareMetalMachines, { log: createLogger({ level: 'error' }) });
   const seen = (m: BareMetalMachine) => {
     if (!m.status?.initialization?.provisioned) return;
     provisioned.add(m.metadata.name);
+    if (failoverAt && 'fraction' in failoverAt && provisioned.size >= failoverAt.fraction * M) fire?.();
     if (provisioned.size >= M) allProvisioned?.();
   };
   watch.addEventHandler({ add: seen, update: (_o, m) => seen(m) });
   watch.start();
-  const before = await scrapeAll(p1);
+  claims.start();
+  const before = await scrapeLive();
   const simBefore = await sim.stats();
-  const cpu0 = cpuOf(p1);
+  const cpu0 = cpuLive();
   const t0 = performance.now();
+  const simulator = sim;
+  /** --failover-at: kill the leader at the trigger, then time the standby's takeover and steady state. */
+  const failOver = async () => {
+    await Promise.race([trigger, done]);
+    if (provisioned.size >= M) return undefined; // all provisioned first: nothing was in flight
+    const victims = managers.filter((m) => !standby.includes(m));
+    const holderBefore = await holders();
+    const last = await Promise.all(victims.map((m) => scrape(m.port)));
+    const simAtKill = await simulator.stats();
+    for (const [i, m] of victims.entries())
+      gone.push({
+        scrape: { ...last[i]!, depth: 0, active: 0, leader: 0, heapMiB: 0, running: 0 },
+        cpu: procStat(m.proc),
+        hwm: status1(m.proc, 'VmHWM'),
+      });
+    managers = standby;
+    const provisionedAtKill = provisioned.size;
+    const tKill = performance.now();
+    await Promise.all(victims.map((m) => m.proc.kill()));
+    say(`leader killed (SIGKILL) with ${provisionedAtKill} of ${M} provisioned; waiting for the standby`);
+    const since = () => (performance.now() - tKill) / 1000;
+    await waitFor(
+      'the standby to hold the Lease',
+      async () => ((await scrapeAll(standby)).leader === S ? true : undefined),
+      limitMs,
+      100,
+    );
+    const toLease = since();
+    await waitFor(
+      'all provisioned after the kill',
+      () => Promise.resolve(provisioned.size >= M || undefined),
+      limitMs,
+      100,
+    );
+    const toProvisioned = since();
+    await waitFor(
+      'steady state after the kill (queues empty, no run followed)',
+      async () => {
+        const x = await scrapeAll(standby);
+        return x.depth === 0 && x.active === 0 && x.running === 0 ? true : undefined;
+      },
+      limitMs,
+      200,
+    );
+    const toSteady = since();
+    return {
+      tKill,
+      provisionedAtKill,
+      runningOnHosts: simAtKill.runsStarted - simAtKill.runsCompleted,
+      leaderRuns: last.reduce((x, l) => x + l.running, 0),
+      toLease,
+      toProvisioned,
+      toSteady,
+      holders: { before: holderBefore, after: await holders() },
+      simAtKill,
+      simSteady: await simulator.stats(),
+    };
+  };
+  const failover = failoverAt ? failOver() : undefined;
+  failover?.catch(() => {}); // awaited below; no unhandled rejection meanwhile
   await each(C, 8, async (c) => {
     const name = `c${c}`;
     await raw(cp.kc, 'POST', `/apis/cluster.x-k8s.io/v1beta2/namespaces/${ns}/clusters`, {
@@ -318,18 +405,19 @@ try {
     });
   });
   const tCreated = performance.now();
+  const afterTimer = failoverAt && 'afterMs' in failoverAt ? setTimeout(() => fire?.(), failoverAt.afterMs) : undefined;
   say(
     `objects created in ${fmt((tCreated - t0) / 1000)} s; waiting for ${M} provisioned (at most ${limitMs / 1000} s)`,
   );
-  const cpuCreated = cpuOf(p1);
+  const cpuCreated = cpuLive();
   // Bootstraps in flight, sampled every second: the most at once, and the memory then.
   const peak = { running: 0, rssMiB: 0, heapMiB: 0 };
   let sampling = true;
   const sampler = (async () => {
     while (sampling) {
-      const x = await scrapeAll(p1).catch(() => undefined);
+      const x = await scrapeLive().catch(() => undefined);
       if (x && x.running > peak.running)
-        Object.assign(peak, { running: x.running, rssMiB: status(p1, 'VmRSS'), heapMiB: x.heapMiB });
+        Object.assign(peak, { running: x.running, rssMiB: status(managers, 'VmRSS'), heapMiB: x.heapMiB });
       await new Promise((r) => setTimeout(r, 1000));
     }
   })();
@@ -348,28 +436,30 @@ try {
   });
   await sampler;
   const tDone = performance.now();
-  const cpu1 = cpuOf(p1);
-  const after = await scrapeAll(p1);
+  const cpu1 = cpuLive();
+  const after = await scrapeLive();
   const simAfter = await sim.stats();
-  const peakRss = status(p1, 'VmHWM');
-  const peakRssLargest = Math.max(...p1.map((m) => status1(m.proc, 'VmHWM')));
+  const peakRss = status(managers, 'VmHWM') + gone.reduce((x, g) => x + g.hwm, 0);
+  const peakRssLargest = Math.max(...managers.map((m) => status1(m.proc, 'VmHWM')), ...gone.map((g) => g.hwm));
+  clearTimeout(afterTimer);
+  const fo = await failover;
   await watch.stop();
 
   say(`all provisioned; idle for ${idleMs / 1000} s`);
   // 4. Idle: nothing to do for idleMs.
   await new Promise((r) => setTimeout(r, 5000));
-  const idle0 = await scrapeAll(p1);
+  const idle0 = await scrapeLive();
   const heapEmpty = emptyScrape.heapMiB;
-  const cpuIdle0 = cpuOf(p1);
+  const cpuIdle0 = cpuLive();
   await new Promise((r) => setTimeout(r, idleMs));
-  const idle1 = await scrapeAll(p1);
-  const cpuIdle1 = cpuOf(p1);
-  const rssSteady = status(p1, 'VmRSS');
+  const idle1 = await scrapeLive();
+  const cpuIdle1 = cpuLive();
+  const rssSteady = status(managers, 'VmRSS');
   const simIdle = await sim.stats();
 
   say('restarting the manager');
   // 5. A restarted manager: from its start to steady state (leader, every machine reconciled once, queues empty).
-  await Promise.all(p1.map((m) => m.proc.stop()));
+  await Promise.all(managers.map((m) => m.proc.stop()));
   const r0 = performance.now();
   const p2 = await startManagers(1);
   const steady = await waitFor(
@@ -396,6 +486,22 @@ try {
   const cached = 3 * M + 2 * C; // hosts, BareMetalMachines, Machines; pools, Clusters
   const idleReq = idle1.api - idle0.api;
   const restartWrites = delta(steady, settled, isWrite).filter(([k]) => k !== 'PUT leases');
+  const failoverOutput = (): string[] => {
+    if (!failoverAt) return [];
+    if (!fo)
+      return [
+        `failover: not measured: all ${M} machines were provisioned before the trigger (${describeFailoverAt(failoverAt)}); give an earlier --failover-at`,
+      ];
+    const figures: FailoverFigures = {
+      ...fo,
+      at: failoverAt,
+      killAfterCreatedS: (fo.tKill - tCreated) / 1000,
+      leaseDurationS: defaultFlags.leaseDurationMs / 1000,
+      simBefore,
+      claims: claims.counts(),
+    };
+    return failoverLines(figures, M, fmt);
+  };
   // Bootstraps are not bounded by connections any more: ideally every one runs at once.
   const ideal = bootstrapMs / 1000;
   const tAll = (tDone - tCreated) / 1000;
@@ -405,6 +511,11 @@ try {
       S > 1
         ? `shards: ${S} managers, each --watch-filter=shard-K (its own Lease and caches of its shard's clusters, machines, pools and hosts); figures below are summed over them`
         : 'one manager',
+      ...(failoverAt
+        ? [
+            `${S > 1 ? 'each manager' : 'the manager'} with a standby (--failover-at): a second replica, same Lease, caches warm, from the start; the figures below are summed over both replicas (the killed leader's counters as last scraped before the kill)`,
+          ]
+        : []),
       `leader Leases: ${leases.join(', ')}`,
       `fleet: ${C} clusters, ${M} machines (${M / C} per cluster), ${M} simulated hosts (host simulator: one process, ${M} addresses in its own network namespace, each its own host key; started in ${fmt(simReady)} s); bootstrap simulated: ${bootstrapMs / 1000} s each`,
       `NOTE: no Cluster API controllers ran; the bench created what they would (Cluster, and per machine a bootstrap data Secret, a Machine, a BareMetalMachine owned by it); the provider ran unchanged, as its own process under its ServiceAccount, against a real kube-apiserver and etcd`,
@@ -425,11 +536,12 @@ try {
       `  commands by kind: ${Object.entries(simAfter.execs)
         .map(([k, v]) => `${k} ${fmt((v - (simBefore.execs[k] ?? 0)) / M, 2)}`)
         .join(', ')} per machine`,
-      `provider RSS:                      peak ${fmt(peakRss)} MiB${S > 1 ? ` (summed; largest manager ${fmt(peakRssLargest)} MiB)` : ''}; ${fmt(rssEmpty)} MiB leader with nothing cached, ${fmt(rssSteady)} MiB after, idle, with ${cached} objects cached (${fmt(((rssSteady - rssEmpty) * 1024) / cached, 1)} KiB per cached object); V8 heap in use ${fmt(heapEmpty)} MiB empty, ${fmt(idle1.heapMiB)} MiB after (${fmt(((idle1.heapMiB - heapEmpty) * 1024) / cached, 1)} KiB per cached object)`,
+      `provider RSS:                      peak ${fmt(peakRss)} MiB${S > 1 || failoverAt ? ` (summed; largest manager ${fmt(peakRssLargest)} MiB)` : ''}; ${fmt(rssEmpty)} MiB leader with nothing cached, ${fmt(rssSteady)} MiB after, idle, with ${cached} objects cached (${fmt(((rssSteady - rssEmpty) * 1024) / cached, 1)} KiB per cached object); V8 heap in use ${fmt(heapEmpty)} MiB empty, ${fmt(idle1.heapMiB)} MiB after (${fmt(((idle1.heapMiB - heapEmpty) * 1024) / cached, 1)} KiB per cached object)`,
       `idle over ${idleMs / 1000} s (nothing to do):     CPU ${fmt(cpuIdle1 - cpuIdle0, 2)} s (${fmt(((cpuIdle1 - cpuIdle0) / (idleMs / 1000)) * 100, 2)}% of a core); API requests ${idleReq} (${per(
         delta(idle0, idle1, () => true),
         1,
       )}); SSH connections ${idle1.ssh - idle0.ssh} (simulator: ${simIdle.connections - simAfter.connections})`,
+      ...failoverOutput(),
       `restarted manager -> steady state: ${fmt(tSteady)} s (stop, start, leadership, caches, every machine reconciled once, queues empty); then: bootstraps started ${simRestart.runsStarted - simIdle.runsStarted}, resets ${simRestart.resets - simIdle.resets}, SSH connections ${simRestart.connections - simIdle.connections}, object writes ${total(restartWrites)}${restartWrites.length ? ` (${per(restartWrites, 1)})` : ''}`,
       '',
     ].join('\n'),
@@ -468,6 +580,7 @@ try {
   );
 } finally {
   for (const p of providers) await p.stop();
+  await claims.stop();
   await sim?.stop();
   await cp.stop();
 }

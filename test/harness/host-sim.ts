@@ -14,8 +14,14 @@ export interface SimStats {
   peakOpen: number;
   execs: Record<string, number>;
   runsStarted: number;
+  /** Start commands that found a run there: going (attached) or ended (runsFoundEnded of them). */
   runsAttached: number;
+  runsFoundEnded: number;
   runsCompleted: number;
+  /** Runs started on a host that already had a run (another run directory) since its last reset. */
+  runsOnHostAgain: number;
+  /** Steps started on a host where they had started before since its last reset: a step run twice. */
+  stepsRepeated: number;
   resets: number;
   unknown: number;
 }
@@ -27,7 +33,10 @@ export const newStats = (): SimStats => ({
   execs: {},
   runsStarted: 0,
   runsAttached: 0,
+  runsFoundEnded: 0,
   runsCompleted: 0,
+  runsOnHostAgain: 0,
+  stepsRepeated: 0,
   resets: 0,
   unknown: 0,
 });
@@ -48,6 +57,8 @@ export interface SimHost {
   runs: Map<string, SimRun>;
   /** Steps done (the rendered script's markers: a step done is skipped when run again). */
   stepsDone: Set<string>;
+  /** Steps started since the last reset (a step started again is counted: stepsRepeated). */
+  stepsStarted: Set<string>;
   sentinel: boolean;
 }
 
@@ -56,6 +67,7 @@ export const simHost = (address: string): SimHost => ({
   files: new Map(),
   runs: new Map(),
   stepsDone: new Set(),
+  stepsStarted: new Set(),
   sentinel: false,
 });
 
@@ -155,7 +167,10 @@ function startRun(h: SimHost, r: SimRun, o: SimOptions): void {
       o.stats.runsCompleted++;
       return;
     }
-    if (line.endsWith(' done')) h.stepsDone.add(line.split(' ')[1]!);
+    const id = line.split(' ')[1]!;
+    if (line.endsWith(' done')) h.stepsDone.add(id);
+    if (line.endsWith(' start') && h.stepsStarted.has(id)) o.stats.stepsRepeated++;
+    if (line.endsWith(' start')) h.stepsStarted.add(id);
     r.log += `${line}\n`;
     r.timer = setTimeout(next, line.endsWith(' start') ? every * 2 : 0);
   };
@@ -168,6 +183,7 @@ function start(h: SimHost, dir: string, ch: SimChannel, o: SimOptions): void {
   if (r) {
     h.files.delete(`${dir}/bootstrap.sh.new`);
     o.stats.runsAttached++;
+    if (r.rc !== undefined) o.stats.runsFoundEnded++;
     ch.out(r.rc === undefined ? 'CAPBM-RUN attached\n' : 'CAPBM-RUN ended\n');
     return ch.exit(0);
   }
@@ -179,6 +195,7 @@ function start(h: SimHost, dir: string, ch: SimChannel, o: SimOptions): void {
   h.files.delete(`${dir}/bootstrap.sh.new`);
   h.files.set(`${dir}/bootstrap.sh`, script);
   const run: SimRun = { steps: stepIds(script), log: '' };
+  if (h.runs.size > 0) o.stats.runsOnHostAgain++;
   h.runs.set(dir, run);
   o.stats.runsStarted++;
   startRun(h, run, o);
@@ -201,6 +218,7 @@ function reset(h: SimHost): void {
   h.runs.clear();
   h.files.clear();
   h.stepsDone.clear();
+  h.stepsStarted.clear();
   h.sentinel = false;
 }
 

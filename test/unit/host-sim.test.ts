@@ -85,7 +85,8 @@ test('the provider runs preflight, bootstrap and scrub on a simulated host; ever
   // Run again (a restarted manager): it attaches to the ended run, nothing runs twice.
   const again = await runBootstrap(conn, b, { everyMs: 5 });
   t.like(again, { started: false, exitCode: 0, sentinel: true });
-  t.like(o.stats, { runsStarted: 1, runsAttached: 1, runsCompleted: 1, unknown: 0 });
+  t.like(o.stats, { runsStarted: 1, runsAttached: 1, runsFoundEnded: 1, runsCompleted: 1, unknown: 0 });
+  t.like(o.stats, { runsOnHostAgain: 0, stepsRepeated: 0 });
   const reset = await runReset(conn);
   t.true(reset.clean);
   t.false(h.sentinel);
@@ -102,7 +103,21 @@ test('a manager that attaches mid-run follows the same run to its end', async (t
   const second = await runBootstrap(conn, b, { everyMs: 5 });
   t.like(second, { started: false, exitCode: 0, sentinel: true });
   t.like(await first, { started: true, exitCode: 0 });
-  t.is(o.stats.runsStarted, 1);
+  t.like(o.stats, { runsStarted: 1, runsFoundEnded: 0, runsOnHostAgain: 0, stepsRepeated: 0 });
+});
+
+test('a second run on a host whose first run is going is counted, and so are the steps it starts again', async (t) => {
+  const o: SimOptions = { bootstrapMs: 2000, stats: newStats() };
+  const h = simHost('10.250.192.4');
+  const conn = session(h, o);
+  for (const dir of ['/var/lib/capbm/a/run', '/var/lib/capbm/b/run']) {
+    h.files.set(`${dir}/bootstrap.sh.new`, script.script);
+    t.regex((await conn.exec(startScript(dir))).stdout, /CAPBM-RUN started/);
+  }
+  await new Promise((r) => setTimeout(r, 50));
+  t.like(o.stats, { runsStarted: 2, runsOnHostAgain: 1 });
+  t.true(o.stats.stepsRepeated >= 1, 'the first step, started by both runs');
+  t.true((await runReset(conn)).clean); // stops both runs
 });
 
 test('commands the simulator does not know are refused and counted', async (t) => {
