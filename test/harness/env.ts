@@ -503,6 +503,22 @@ function labHostAdjustments(d: { kind: string; spec: Record<string, unknown> }):
       `if [ -f /run/kubeadm/kubeadm.yaml ]; then printf -- '\\n---\\napiVersion: kubeproxy.config.k8s.io/v1alpha1\\nkind: KubeProxyConfiguration\\nconntrack:\\n  maxPerCore: 0\\n' >> /run/kubeadm/kubeadm.yaml; fi`,
     ];
   }
+  if (d.kind === 'ClusterClass') {
+    // The class's patches write the kubelet configuration file whole (the kubeletConfiguration
+    // patch): the floors go into the text those patches print (a printf format: % doubled).
+    const floors = Object.entries(LAB_EVICTION_HARD)
+      .map(([k, v]) => `${k}: ${v}`)
+      .join(', ')
+      .replace(/%/g, '%%');
+    type Patch = { definitions?: Array<{ jsonPatches?: Array<{ valueFrom?: { template?: string } }> }> };
+    const jsonPatches = ((d.spec.patches as Patch[] | undefined) ?? [])
+      .flatMap((p) => p.definitions ?? [])
+      .flatMap((def) => def.jsonPatches ?? []);
+    for (const v of jsonPatches.map((j) => j.valueFrom)) {
+      if (v?.template?.includes('kind: KubeletConfiguration'))
+        v.template = v.template.replace('failCgroupV1: %t\\n"', `failCgroupV1: %t\\nevictionHard: {${floors}}\\n"`);
+    }
+  }
   if (d.kind === 'KubeadmControlPlaneTemplate') {
     labHostAdjustments({
       kind: 'KubeadmControlPlane',
