@@ -46,17 +46,8 @@ import {
   parseFailoverAt,
   type FailoverFigures,
 } from './fleet-failover.ts';
+import { duration, flag, toMs } from '../../test/harness/bench-args.ts';
 
-function flag(name: string, def: string): string {
-  const i = process.argv.indexOf(`--${name}`);
-  return i >= 0 && process.argv[i + 1] ? process.argv[i + 1]! : def;
-}
-const toMs = (name: string, v: string) => {
-  const m = /^(\d+(?:\.\d+)?)(ms|s|m)$/.exec(v);
-  if (!m) throw new Error(`--${name} ${v}: give a duration such as 500ms, 20s or 2m`);
-  return Number(m[1]) * { ms: 1, s: 1000, m: 60_000 }[m[2] as 'ms' | 's' | 'm'];
-};
-const duration = (name: string, def: string) => toMs(name, flag(name, def));
 const C = Number(flag('clusters', '10'));
 const M = Number(flag('machines', '100'));
 const bootstrapMs = duration('bootstrap', '20s');

@@ -42,16 +42,8 @@ import {
 import { Team, workerData } from '../../test/harness/machine-world.ts';
 import { repoRoot } from '../../test/harness/paths.ts';
 import { waitFor, type ManagedProcess } from '../../test/harness/process.ts';
+import { duration, flag } from '../../test/harness/bench-args.ts';
 
-function flag(name: string, def: string): string {
-  const i = process.argv.indexOf(`--${name}`);
-  return i >= 0 && process.argv[i + 1] ? process.argv[i + 1]! : def;
-}
-function duration(name: string, def: string): number {
-  const m = /^(\d+(?:\.\d+)?)(ms|s|m)$/.exec(flag(name, def));
-  if (!m) throw new Error(`--${name} ${flag(name, def)}: give a duration such as 500ms, 10s or 2m`);
-  return Number(m[1]) * { ms: 1, s: 1000, m: 60_000 }[m[2] as 'ms' | 's' | 'm'];
-}
 const positional = process.argv.slice(2).find((a, i, all) => !a.startsWith('--') && !all[i - 1]?.startsWith('--'));
 const N = Number(positional ?? 50);
 const K = Number(flag('concurrency', String(Math.min(N, 25))));
@@ -421,27 +413,9 @@ function pct(xs: number[], p: number): number {
 function print(rs: Result[], bootS: number, scriptBytes: number, hostCost: string): void {
   const row = (r: Result) => {
     const t = r.times.filter((x) => x !== undefined);
-    return `${r.name.padEnd(8)} ${fmt(r.wall, 1).padStart(7)} s ${fmt(N / r.wall, 2).padStart(7)}/s   done first ${fmt(Math.min(...t.map((x) => x.done)))} s p50 ${fmt(
-      pct(
-        t.map((x) => x.done),
-        50,
-      ),
-    )} s p99 ${fmt(
-      pct(
-        t.map((x) => x.done),
-        99,
-      ),
-    )} s; script p50 ${fmt(
-      pct(
-        t.map((x) => x.script),
-        50,
-      ),
-    )} s p99 ${fmt(
-      pct(
-        t.map((x) => x.script),
-        99,
-      ),
-    )} s; ${t.length}/${N} sentinels; SSH connections ${fmt(r.syn / N, 2)}/host; CPU ${fmt(r.cpu, 1)} s (${r.cpuNote}), hosts ${fmt(r.hostCpu, 1)} s${r.ok ? '' : `\n         FAILED: ${r.note}`}`;
+    const p50p99 = (xs: number[]) => `p50 ${fmt(pct(xs, 50))} s p99 ${fmt(pct(xs, 99))}`;
+    const done = t.map((x) => x.done);
+    return `${r.name.padEnd(8)} ${fmt(r.wall, 1).padStart(7)} s ${fmt(N / r.wall, 2).padStart(7)}/s   done first ${fmt(Math.min(...done))} s ${p50p99(done)} s; script ${p50p99(t.map((x) => x.script))} s; ${t.length}/${N} sentinels; SSH connections ${fmt(r.syn / N, 2)}/host; CPU ${fmt(r.cpu, 1)} s (${r.cpuNote}), hosts ${fmt(r.hostCpu, 1)} s${r.ok ? '' : `\n         FAILED: ${r.note}`}`;
   };
   const [c, a, o] = rs as [Result, Result, Result];
   const ideal = Math.ceil(N / K) * (kubeadmMs / 1000);
