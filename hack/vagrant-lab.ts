@@ -19,7 +19,7 @@ import {
   type Env,
   type LabClusterObject,
 } from '../test/harness/env.ts';
-import { stopHost } from '../test/harness/lab.ts';
+import { BRIDGE_ADDRESS, netnsOf, stopHost } from '../test/harness/lab.ts';
 import { controlPlaneDir, repoRoot } from '../test/harness/paths.ts';
 import { stopPid, waitFor } from '../test/harness/process.ts';
 
@@ -224,6 +224,9 @@ async function up(): Promise<void> {
     JSON.stringify({ pids: [...env.cp.processes, env.registry.process, provider].map((p) => p.pid), lb: env.lb.slot }),
   );
   info(`management plane up in ${secs(t0)}; registry ${env.registry.endpoint}; load balancer ${env.lb.address}:6443`);
+  // The load balancer sits on the lab bridge, whose /16 holds the VMs' network too: without this
+  // route it looks for the VMs on the bridge itself and the API servers behind it are unreachable.
+  await execa('ip', ['-n', netnsOf(env.lb.slot), 'route', 'replace', `${network}.0/24`, 'via', BRIDGE_ADDRESS]);
   await prepareVms(env);
   await onboardNamespace(env.cp.kc, NS);
   say(`pool ${NS}/${POOL} from the running VMs (hack/vagrant-pool --apply)`);

@@ -72,6 +72,7 @@ async function main(argv: readonly string[]): Promise<number> {
     ...(selector ? { labelSelector: selector } : {}),
     concurrency: flags.concurrency,
     sshMaxConnections: flags.sshMaxConnections,
+    sshKeepIdleMs: flags.sshKeepIdleMs,
     sshMaxPerHost: flags.sshMaxPerHost,
     addressLocks: ownNamespace(flags),
     bootstrapProgressIntervalMs: flags.bootstrapProgressIntervalMs,
@@ -93,6 +94,7 @@ async function main(argv: readonly string[]): Promise<number> {
     ...(selector ? { watchFilter: selector } : {}),
   });
   const reason = await manager.done;
+  provider.ssh.close();
   await provider.agent?.stop();
   await provider.recorder.flush();
   return reason === 'lost-leadership' ? 1 : 0;

@@ -1,6 +1,6 @@
 // hack/bench fleet --clusters C --machines M [--bootstrap 20s] [--idle 60s] [--ssh-max-connections 256]
 //   [--check-interval DUR] [--check-concurrency N] (the provider's --bootstrap-check-* flags)
-//   [--machine-workers N] (the provider's --concurrency machine=N)
+//   [--machine-workers N] (the provider's --concurrency machine=N) [--ssh-keep-idle DUR] (0: no kept connections)
 //   [--failover-at F] (a standby beside the leader; the leader SIGKILLed at F, a fraction of the
 //   machines provisioned or a duration after all were created: fleet-failover.ts)
 // One provider process (its own ServiceAccount, leader election on) provisioning M machines of C
@@ -60,7 +60,8 @@ const failoverAt = parseFailoverAt(flag('failover-at', ''), (v) => toMs('failove
 const checkArgs = ['check-interval', 'check-concurrency']
   .filter((n) => process.argv.includes(`--${n}`))
   .map((n) => `--bootstrap-${n}=${flag(n, '')}`)
-  .concat(process.argv.includes('--machine-workers') ? [`--concurrency=machine=${flag('machine-workers', '')}`] : []);
+  .concat(process.argv.includes('--machine-workers') ? [`--concurrency=machine=${flag('machine-workers', '')}`] : [])
+  .concat(process.argv.includes('--ssh-keep-idle') ? [`--ssh-keep-idle=${flag('ssh-keep-idle', '')}`] : []);
 if (!(C >= 1 && M >= C && Number.isInteger(C) && Number.isInteger(M) && S >= 1 && S <= C))
   throw new Error('give --clusters C --machines M [--shards S] with 1 <= S <= C <= M (whole numbers)');
 /** Sharded (--shards S > 1): cluster c and its pool and machines belong to shard c % S. */
@@ -133,6 +134,7 @@ try {
       byVerb,
       api: sum('rest_client_requests_total{'),
       ssh: sum('capbm_ssh_operations_total{'),
+      connects: sum('capbm_ssh_connections_total{'),
       depth: sum('workqueue_depth{'),
       active: sum('controller_runtime_active_workers{'),
       leader: sum('leader_election_master_status'),
@@ -166,6 +168,7 @@ try {
       byVerb,
       api: add('api'),
       ssh: add('ssh'),
+      connects: add('connects'),
       depth: add('depth'),
       active: add('active'),
       leader: add('leader'),
@@ -519,8 +522,8 @@ try {
         M,
       )}`,
       `writes per machine:                ${fmt(total(objWrites) / M, 2)} (objects ${fmt((total(objWrites) - events) / M, 2)}, events ${fmt(events / M, 2)}): ${per(objWrites, M)}; the leader's Lease renewals apart: ${renewals}`,
-      `SSH connections per machine:       ${fmt((after.ssh - before.ssh) / M, 2)} (the provider's count); the simulator saw ${fmt((simAfter.connections - simBefore.connections) / M, 2)} per machine, at most ${simAfter.peakOpen} open at once; bootstraps started ${simAfter.runsStarted - simBefore.runsStarted}, attached ${simAfter.runsAttached - simBefore.runsAttached}; commands not simulated: ${simAfter.unknown}`,
-      `bootstraps in flight:              at most ${peak.running} at once (sampled every second); checks ${fmt((after.checks - before.checks) / M, 2)} per machine (each one connection)`,
+      `SSH connections per machine:       ${fmt((after.connects - before.connects) / M, 2)} (the provider's count; ${fmt((after.ssh - before.ssh) / M, 2)} units of work, the others on kept connections); the simulator saw ${fmt((simAfter.connections - simBefore.connections) / M, 2)} per machine, at most ${simAfter.peakOpen} open at once; bootstraps started ${simAfter.runsStarted - simBefore.runsStarted}, attached ${simAfter.runsAttached - simBefore.runsAttached}; commands not simulated: ${simAfter.unknown}`,
+      `bootstraps in flight:              at most ${peak.running} at once (sampled every second); checks ${fmt((after.checks - before.checks) / M, 2)} per machine`,
       // The difference against the idle sample is not per-run memory at this size (GC timing and
       // the caches filling meanwhile move it by more): `hack/bench runs` measures that.
       `memory with the most in flight:    RSS ${fmt(peak.rssMiB)} MiB, V8 heap ${fmt(peak.heapMiB)} MiB with ${peak.running} bootstraps in flight; idle after, same objects cached: RSS ${fmt(rssSteady)} MiB, heap ${fmt(idle1.heapMiB)} MiB (per bootstrap in flight: hack/bench runs)`,

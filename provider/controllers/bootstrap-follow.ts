@@ -1,7 +1,8 @@
 // A bootstrap run's work (bootstrap-runs.ts): start the detached bootstrap (or attach to it) on one
-// connection, follow it with short read-only checks (one connection each, none held in between,
-// scheduled and bounded by the run registry), and once it is over, on the connection of the check
-// that saw it: read the rest of its log, scrub its secrets and install the node agent.
+// connection, follow it with short read-only checks (each a unit of work of the SSH pool: a
+// connection kept from the last one, or a new one; none is held for the run; scheduled and bounded by
+// the run registry), and once it is over, on the connection of the check that saw it: read the rest
+// of its log, scrub its secrets and install the node agent.
 import type { RenderResult } from '../../cloud-init/index.ts';
 import { AuthFailed, HostKeyMismatch, type SshSession, type Target } from '../ssh/index.ts';
 import { RunLog, type CheckAnswer } from './bootstrap-log.ts';

@@ -43,6 +43,8 @@ export interface ProviderOptions {
   labelSelector?: string;
   concurrency?: Record<string, number>;
   sshMaxConnections?: number;
+  /** Kept connections' idle time (SshPoolOptions.keepIdleMs). */
+  sshKeepIdleMs?: number;
   sshMaxPerHost?: number;
   /** Namespace of the per-address claim locks: the manager's own. Without it, no locks. */
   addressLocks?: string;
@@ -73,10 +75,15 @@ const machineOptions = (o: ProviderOptions): Pick<MachineDeps, 'addressLocks' | 
   ...(o.bundles ? { bundles: o.bundles } : {}),
 });
 
-const sshOps = counter('capbm_ssh_operations_total', 'SSH units of work (connect + commands) by result', [
+const sshOps = counter('capbm_ssh_operations_total', 'SSH units of work (commands on one connection) by result', [
   'result',
   'reason',
 ]);
+const sshConnects = counter(
+  'capbm_ssh_connections_total',
+  'SSH connections opened (handshakes; units of work on a kept connection open none)',
+  ['result'],
+);
 const sshSeconds = histogram(
   'capbm_ssh_operation_duration_seconds',
   'Duration of SSH units of work',
@@ -170,8 +177,10 @@ export function buildProvider(o: ProviderOptions): Provider {
   const ssh = new SshPool({
     maxConnections: o.sshMaxConnections ?? 256,
     maxPerHost: o.sshMaxPerHost ?? 4,
+    ...(o.sshKeepIdleMs !== undefined ? { keepIdleMs: o.sshKeepIdleMs } : {}),
     observe: (x) => {
       sshOps.inc({ result: x.ok ? 'ok' : 'error', reason: x.reason ?? '' });
+      if (x.connected) sshConnects.inc({ result: x.ok ? 'ok' : 'error' });
       sshSeconds.observe({ result: x.ok ? 'ok' : 'error' }, x.seconds);
     },
   });

@@ -12,6 +12,8 @@ export interface ManagerFlags {
   concurrency: Record<string, number>;
   sshMaxConnections: number;
   sshMaxPerHost: number;
+  /** How long a connection is kept open after its work for the next one to the same host (0: none). */
+  sshKeepIdleMs: number;
   /** A running bootstrap's step is written to its machine at most this often. */
   bootstrapProgressIntervalMs: number;
   /** The longest wait between two checks of one running bootstrap (sooner at its start). */
@@ -52,6 +54,7 @@ export const defaultFlags: ManagerFlags = {
   concurrency: {},
   sshMaxConnections: 256,
   sshMaxPerHost: 4,
+  sshKeepIdleMs: 30_000,
   bootstrapProgressIntervalMs: 30_000,
   bootstrapCheckIntervalMs: 10_000,
   bootstrapCheckConcurrency: 32,
@@ -89,6 +92,9 @@ export const usage = `capbm manager flags:
   --workers-<controller> N              the same, one controller at a time
   --ssh-max-connections N               SSH connections in total (default 256)
   --ssh-max-per-host N                  SSH sessions per host (default 4)
+  --ssh-keep-idle DUR                   keep a connection open this long after its work, for the next to the
+                                        same host as the same user, key and host-key pin (like OpenSSH's
+                                        ControlPersist; within --ssh-max-connections; default 30s, 0 closes each)
   --bootstrap-progress-interval DUR     write a running bootstrap's step at most this often (default 30s)
   --bootstrap-check-interval DUR        check a running bootstrap at least this often (one short SSH command
                                         and connection; 2s after its start, then less often; default 10s)
@@ -168,6 +174,7 @@ const valued: Record<string, Setter> = {
   '--concurrency': (f, v) => parseConcurrency(v, f.concurrency),
   '--ssh-max-connections': (f, v, flag) => (f.sshMaxConnections = positiveInt(flag, v)),
   '--ssh-max-per-host': (f, v, flag) => (f.sshMaxPerHost = positiveInt(flag, v)),
+  '--ssh-keep-idle': (f, v, flag) => (f.sshKeepIdleMs = parseDuration(flag, v)),
   '--bootstrap-progress-interval': (f, v, flag) => (f.bootstrapProgressIntervalMs = parseDuration(flag, v)),
   '--bootstrap-check-interval': (f, v, flag) => (f.bootstrapCheckIntervalMs = positiveDuration(flag, v)),
   '--bootstrap-check-concurrency': (f, v, flag) => (f.bootstrapCheckConcurrency = positiveInt(flag, v)),

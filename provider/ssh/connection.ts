@@ -79,6 +79,8 @@ export class SshConnection implements SshSession {
   readonly #client: ssh2.Client;
   readonly #jump: SshConnection | undefined;
   #lost: SshError | undefined;
+  #opened = 0;
+  #closed = false;
   readonly #onLost = new Set<(e: SshError) => void>();
   readonly #sessions: PQueue;
 
@@ -102,6 +104,16 @@ export class SshConnection implements SshSession {
   get jump(): { hostKeyFingerprint: string; hostKeyFirstUse: boolean } | undefined {
     const j = this.#jump;
     return j ? { hostKeyFingerprint: j.hostKeyFingerprint, hostKeyFirstUse: j.hostKeyFirstUse } : undefined;
+  }
+
+  /** Whether the connection is gone (closed, reset, or its keepalives unanswered). */
+  get lost(): boolean {
+    return this.#closed || this.#lost !== undefined;
+  }
+
+  /** Sessions opened on this connection so far: none means no command reached the host. */
+  get sessionsOpened(): number {
+    return this.#opened;
   }
 
   get privilege(): Privilege {
@@ -149,7 +161,10 @@ export class SshConnection implements SshSession {
    */
   #open(cmd: string, run: Run, attempt: number): void {
     this.#client.exec(cmd, (err, stream: ClientChannel) => {
-      if (!err) return this.#attach(stream, run);
+      if (!err) {
+        this.#opened++;
+        return this.#attach(stream, run);
+      }
       if (this.#lost) return run.settle(this.#lost);
       if (attempt >= sessionAttempts) {
         return run.settle(new SessionRefused(ctxOf(this.target), err.message, attempt, { cause: err }));
@@ -238,6 +253,7 @@ export class SshConnection implements SshSession {
   }
 
   close(): void {
+    this.#closed = true;
     this.#onLost.clear();
     this.#client.end();
     this.#jump?.close();

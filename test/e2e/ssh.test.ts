@@ -327,6 +327,7 @@ test.serial('a link dropped in the middle of a long command ends in an error, no
 test.serial('200 commands across 10 hosts at concurrency 64: none lost before the handshake', async (t) => {
   const hosts = await startHosts(10, { authorizedKeys: [keys.ed25519.public] });
   const pool = new SshPool({ maxConnections: 64, maxPerHost: 8 });
+  t.teardown(() => pool.close());
   const results = await Promise.allSettled(
     Array.from({ length: 200 }, (_, i) => {
       const h = hosts[i % hosts.length]!;
@@ -341,6 +342,32 @@ test.serial('200 commands across 10 hosts at concurrency 64: none lost before th
   t.deepEqual(failed.map((f) => String(f.reason)).slice(0, 3), []);
   t.is(results.length, 200);
 });
+
+test.serial(
+  'the pool keeps a connection for the next work on the host; a power cycle while kept costs nothing',
+  async (t) => {
+    const h = await startHost({ authorizedKeys: [keys.ed25519.public, keys.ecdsa.public] });
+    const connected: boolean[] = [];
+    const pool = new SshPool({ observe: (x) => connected.push(x.connected) });
+    t.teardown(() => pool.close());
+    // The connection's client address and port, as sshd saw them (a new connection has a new port).
+    const server = () => pool.withHost(target(h), async (c) => (await c.exec('echo $SSH_CLIENT')).stdout.trim());
+    const first = await server();
+    t.is(await server(), first, 'one connection served both');
+    t.deepEqual(connected, [true, false], 'the second opened no connection');
+    t.is(pool.kept, 1);
+    await powerOff(h);
+    await powerOn(h);
+    t.not(await server(), first, 'a new connection after the power cycle');
+    t.deepEqual(connected, [true, false, true], 'the dead kept connection was replaced, not reported');
+    // Another key for the same host and user: its own connection, checked anew.
+    const other = await pool.withHost(target(h, { credentials: { privateKey: keys.ecdsa.private } }), async (c) =>
+      (await c.exec('echo ok')).stdout.trim(),
+    );
+    t.is(other, 'ok');
+    t.deepEqual(connected, [true, false, true, true]);
+  },
+);
 
 test.serial(
   'a server that refuses sessions is not called unreachable: commands wait for a session, then say so',
