@@ -1,4 +1,4 @@
-// hack/bench peer [N] [--concurrency K] [--kubeadm 10s] [--limit 15m]
+// hack/bench peer [N] [--concurrency K] [--kubeadm 10s] [--limit 15m] [--ssh-keep-idle DUR] (the provider's flag)
 // A peer and a floor, side by side in one run: the same N lab hosts (real OpenSSH servers, each a
 // whole Debian host in its own network namespace: test/harness/lab.ts), the same rendered bootstrap
 // script per host, the same concurrency K, three runners one after another, the hosts reset between:
@@ -49,6 +49,7 @@ const N = Number(positional ?? 50);
 const K = Number(flag('concurrency', String(Math.min(N, 25))));
 const kubeadmMs = duration('kubeadm', '10s');
 const limitMs = duration('limit', '15m');
+const keepIdle = process.argv.includes('--ssh-keep-idle') ? [`--ssh-keep-idle=${flag('ssh-keep-idle', '')}`] : [];
 if (!(Number.isInteger(N) && Number.isInteger(K) && N >= 1 && K >= 1))
   throw new Error('give N hosts and --concurrency K as whole numbers >= 1');
 const ns = 'peer';
@@ -272,7 +273,7 @@ async function capbm(begin: Begin): Promise<Run> {
     name: 'capbm-manager',
     kubeconfig,
     logFile: join(cp.dir, 'capbm-manager.log'),
-    args: [`--ssh-max-connections=${K}`],
+    args: [`--ssh-max-connections=${K}`, ...keepIdle],
   });
   await createPool({ cp, key }, ns, POOL, hosts);
   await waitFor(
@@ -424,7 +425,7 @@ function print(rs: Result[], bootS: number, scriptBytes: number, hostCost: strin
       `$ ${process.env.CAPBM_BENCH_COMMAND ?? `hack/bench peer ${N} --concurrency ${K}`}`,
       `hosts: ${N} lab hosts (real OpenSSH servers, each a Debian host in its own network namespace; started in ${fmt(bootS)} s; each ${hostCost}); concurrency ${K} for all three (CAPBM --ssh-max-connections, Ansible forks, xargs -P); runs one after another, every host reset between (the provider's reset script, out of band)`,
       `script per host: the provider's rendering of CABPK's worker bootstrap (test/fixtures/cabpk/worker.yaml; ${scriptBytes} bytes): write_files (3 files), swapoff -a, kubeadm join, the sentinel. SIMULATED: kubeadm is bench-fake-kubeadm: join sleeps ${kubeadmMs / 1000} s and writes the 5 files a join writes (CA certificate, bootstrap and kubelet kubeconfigs, kubelet config and flags); the kubelet is kept from starting`,
-      `CAPBM: the provider as its own process under its ServiceAccount, real kube-apiserver and etcd, no CAPI controllers (the bench creates the Cluster and per machine a bootstrap Secret, Machine and BareMetalMachine, timed); 2 SSH connections per machine (preflight, then bootstrap on its own connection)`,
+      `CAPBM: the provider as its own process under its ServiceAccount, real kube-apiserver and etcd, no CAPI controllers (the bench creates the Cluster and per machine a bootstrap Secret, Machine and BareMetalMachine, timed); preflight, start, checks every 2-10 s and the end on one kept connection per host while it lasts (--ssh-keep-idle, default 30 s)`,
       `Ansible: ${ansibleV}, forks=${K}, linear strategy, facts off, pipelining on, ControlPersist 60 s, host keys pinned (known_hosts, StrictHostKeyChecking=yes); tasks: copy the script, run it (shell)`,
       `OpenSSH: xargs -P ${K}, one ssh per host: script on stdin, run on the same connection; same key and known_hosts`,
       `runner      wall    hosts/s   (done: sentinel written, after the runner's start; script: first file written -> sentinel, on the host)`,
