@@ -46,7 +46,7 @@ import {
   parseFailoverAt,
   type FailoverFigures,
 } from './fleet-failover.ts';
-import { duration, flag, toMs } from '../../test/harness/bench-args.ts';
+import { duration, flag, passOn, toMs } from '../../test/harness/bench-args.ts';
 
 const C = Number(flag('clusters', '10'));
 const M = Number(flag('machines', '100'));
@@ -57,11 +57,12 @@ const cap = Number(flag('ssh-max-connections', '256'));
 const S = Number(flag('shards', '1'));
 const failoverAt = parseFailoverAt(flag('failover-at', ''), (v) => toMs('failover-at', v));
 /** --check-interval DUR, --check-concurrency N: the provider's --bootstrap-check-* flags. */
-const checkArgs = ['check-interval', 'check-concurrency']
-  .filter((n) => process.argv.includes(`--${n}`))
-  .map((n) => `--bootstrap-${n}=${flag(n, '')}`)
-  .concat(process.argv.includes('--machine-workers') ? [`--concurrency=machine=${flag('machine-workers', '')}`] : [])
-  .concat(process.argv.includes('--ssh-keep-idle') ? [`--ssh-keep-idle=${flag('ssh-keep-idle', '')}`] : []);
+const checkArgs = [
+  ...passOn('check-interval', 'bootstrap-check-interval'),
+  ...passOn('check-concurrency', 'bootstrap-check-concurrency'),
+  ...passOn('machine-workers', 'concurrency=machine'),
+  ...passOn('ssh-keep-idle'),
+];
 if (!(C >= 1 && M >= C && Number.isInteger(C) && Number.isInteger(M) && S >= 1 && S <= C))
   throw new Error('give --clusters C --machines M [--shards S] with 1 <= S <= C <= M (whole numbers)');
 /** Sharded (--shards S > 1): cluster c and its pool and machines belong to shard c % S. */

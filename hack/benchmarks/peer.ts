@@ -42,14 +42,14 @@ import {
 import { Team, workerData } from '../../test/harness/machine-world.ts';
 import { repoRoot } from '../../test/harness/paths.ts';
 import { waitFor, type ManagedProcess } from '../../test/harness/process.ts';
-import { duration, flag } from '../../test/harness/bench-args.ts';
+import { duration, flag, passOn } from '../../test/harness/bench-args.ts';
 
 const positional = process.argv.slice(2).find((a, i, all) => !a.startsWith('--') && !all[i - 1]?.startsWith('--'));
 const N = Number(positional ?? 50);
 const K = Number(flag('concurrency', String(Math.min(N, 25))));
 const kubeadmMs = duration('kubeadm', '10s');
 const limitMs = duration('limit', '15m');
-const keepIdle = process.argv.includes('--ssh-keep-idle') ? [`--ssh-keep-idle=${flag('ssh-keep-idle', '')}`] : [];
+const keepIdle = passOn('ssh-keep-idle');
 if (!(Number.isInteger(N) && Number.isInteger(K) && N >= 1 && K >= 1))
   throw new Error('give N hosts and --concurrency K as whole numbers >= 1');
 const ns = 'peer';

@@ -9,7 +9,7 @@
 import { createHash } from 'node:crypto';
 import type { Endpoint, SshSession, Target } from './target.ts';
 
-/** A connection that can be kept: Keepable, or a test's stand-in. */
+/** A connection that can be kept: an SshConnection, or a test's stand-in. */
 export interface Keepable extends SshSession {
   /** Closed, or found gone. */
   readonly lost: boolean;

@@ -16,3 +16,8 @@ export function toMs(name: string, v: string): number {
 
 /** The duration flag `--name`, or `def`, in ms. */
 export const duration = (name: string, def: string): number => toMs(name, flag(name, def));
+
+/** `--name value` given to the benchmark, passed on to the provider as `--as=value` (none if absent). */
+export function passOn(name: string, as: string = name): string[] {
+  return process.argv.includes(`--${name}`) ? [`--${as}=${flag(name, '')}`] : [];
+}
