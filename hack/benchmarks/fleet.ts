@@ -1,6 +1,6 @@
 // hack/bench fleet --clusters C --machines M [--bootstrap 20s] [--idle 60s] [--ssh-max-connections 256]
 //   [--check-interval DUR] [--check-concurrency N] (the provider's --bootstrap-check-* flags)
-//   [--machine-workers N] (the provider's --concurrency machine=N) [--ssh-keep-idle DUR] (0: no kept connections)
+//   [--hosts H] (hosts in the pools, at least M; the spare ones stay Available) [--machine-workers N] (the provider's --concurrency machine=N) [--ssh-keep-idle DUR] (0: no kept connections)
 //   [--failover-at F] (a standby beside the leader; the leader SIGKILLed at F, a fraction of the
 //   machines provisioned or a duration after all were created: fleet-failover.ts)
 // One provider process (its own ServiceAccount, leader election on) provisioning M machines of C
@@ -50,6 +50,8 @@ import { duration, flag, passOn, toMs } from '../../test/harness/bench-args.ts';
 
 const C = Number(flag('clusters', '10'));
 const M = Number(flag('machines', '100'));
+/** --hosts H: hosts in the pools (default M); the H - M spare ones stay Available, cached. */
+const H = Number(flag('hosts', String(M)));
 const bootstrapMs = duration('bootstrap', '20s');
 const idleMs = duration('idle', '60s');
 const limitMs = duration('limit', '20m');
@@ -65,6 +67,7 @@ const checkArgs = [
 ];
 if (!(C >= 1 && M >= C && Number.isInteger(C) && Number.isInteger(M) && S >= 1 && S <= C))
   throw new Error('give --clusters C --machines M [--shards S] with 1 <= S <= C <= M (whole numbers)');
+if (!(Number.isInteger(H) && H >= M)) throw new Error(`--hosts must be a whole number of at least --machines (${M})`);
 /** Sharded (--shards S > 1): cluster c and its pool and machines belong to shard c % S. */
 const shardLabel = (c: number): Record<string, string> =>
   S > 1 ? { 'cluster.x-k8s.io/watch-filter': `shard-${c % S}` } : {};
@@ -95,7 +98,7 @@ try {
   await ensureBridge();
   const key = ssh2.utils.generateKeyPairSync('ed25519');
   const simStart = performance.now();
-  sim = await startHostSim({ count: M, bootstrapMs, authorizedKey: key.public, log: say });
+  sim = await startHostSim({ count: H, bootstrapMs, authorizedKey: key.public, log: say });
   const simReady = (performance.now() - simStart) / 1000;
   const hosts = sim.hosts;
 
@@ -227,7 +230,7 @@ try {
     sumScrapes([...(await Promise.all(managers.map((m) => scrape(m.port)))), ...gone.map((g) => g.scrape)]);
   const cpuLive = () => cpuOf(managers) + gone.reduce((x, g) => x + g.cpu, 0);
 
-  say(`manager leader with nothing to manage (RSS ${fmt(rssEmpty)} MiB); creating ${C} pools of ${M} hosts`);
+  say(`manager leader with nothing to manage (RSS ${fmt(rssEmpty)} MiB); creating ${C} pools of ${H} hosts`);
   // 2. Pools (one per cluster, host keys pinned as an operator pins them), expanded into hosts.
   await raw(cp.kc, 'POST', `/api/v1/namespaces/${ns}/secrets`, {
     apiVersion: 'v1',
@@ -252,7 +255,7 @@ try {
   });
   const tHosts0 = performance.now();
   await waitFor(
-    `${M} BareMetalHosts from the pools`,
+    `${H} BareMetalHosts from the pools`,
     async () => {
       const l = await raw<{ items: unknown[]; metadata?: { remainingItemCount?: number } }>(
         cp.kc,
@@ -260,7 +263,7 @@ try {
         `${collectionPath(BareMetalHosts, ns)}?limit=1`,
       );
       const left = l.metadata?.remainingItemCount ?? 0;
-      return l.items.length + left >= M ? true : undefined;
+      return l.items.length + left >= H ? true : undefined;
     },
     limitMs,
     1000,
@@ -268,7 +271,7 @@ try {
   const tHosts = (performance.now() - tHosts0) / 1000;
   await new Promise((r) => setTimeout(r, 3000));
 
-  say(`${M} hosts in ${fmt(tHosts)} s; creating ${C} Clusters and ${M} Machines as CAPI would`);
+  say(`${H} hosts in ${fmt(tHosts)} s; creating ${C} Clusters and ${M} Machines as CAPI would`);
   // 3. What CAPI core and CABPK would create, then wait for every BareMetalMachine to be provisioned.
   const provisioned = new Set<string>();
   let allProvisioned: (() => void) | undefined;
@@ -478,7 +481,7 @@ try {
   const renewals = total(writes.filter(([k]) => k === 'PUT leases'));
   const objWrites = writes.filter(([k]) => k !== 'PUT leases');
   const events = total(objWrites.filter(([k]) => k.endsWith(' events')));
-  const cached = 3 * M + 2 * C; // hosts, BareMetalMachines, Machines; pools, Clusters
+  const cached = H + 2 * M + 2 * C; // hosts, BareMetalMachines, Machines; pools, Clusters
   const idleReq = idle1.api - idle0.api;
   const restartWrites = delta(steady, settled, isWrite).filter(([k]) => k !== 'PUT leases');
   const failoverOutput = (): string[] => {
@@ -512,9 +515,9 @@ try {
           ]
         : []),
       `leader Leases: ${leases.join(', ')}`,
-      `fleet: ${C} clusters, ${M} machines (${M / C} per cluster), ${M} simulated hosts (host simulator: one process, ${M} addresses in its own network namespace, each its own host key; started in ${fmt(simReady)} s); bootstrap simulated: ${bootstrapMs / 1000} s each`,
+      `fleet: ${C} clusters, ${M} machines (${M / C} per cluster), ${H} simulated hosts${H > M ? ` (${H - M} spare)` : ''} (host simulator: one process, ${H} addresses in its own network namespace, each its own host key; started in ${fmt(simReady)} s); bootstrap simulated: ${bootstrapMs / 1000} s each`,
       `NOTE: no Cluster API controllers ran; the bench created what they would (Cluster, and per machine a bootstrap data Secret, a Machine, a BareMetalMachine owned by it); the provider ran unchanged, as its own process under its ServiceAccount, against a real kube-apiserver and etcd`,
-      `pools expanded into ${M} hosts:       ${fmt(tHosts)} s`,
+      `pools expanded into ${H} hosts:       ${fmt(tHosts)} s`,
       `objects created (${M} machines):    ${fmt((tCreated - t0) / 1000)} s`,
       `all created -> all provisioned:    ${fmt(tAll)} s (first created -> all provisioned ${fmt((tDone - t0) / 1000)} s); ideal with every bootstrap in flight at once: ${fmt(ideal)} s (ratio ${fmt(tAll / ideal, 2)})`,
       `provider CPU, create -> provisioned: ${fmt(cpu1 - cpu0, 1)} s (${fmt(((cpu1 - cpu0) / M) * 1000, 1)} ms per machine; ${fmt(cpuCreated - cpu0, 1)} s of it while the objects were created)`,

@@ -40,11 +40,28 @@ apt_install() {
 npm_ready() {
   need_cmd npm "install Node.js and npm (Debian: apt-get install nodejs npm)"
   local stamp="$ROOT/node_modules/.capbm-lock-hash" want
-  want="$(sha256sum "$ROOT/package-lock.json" | cut -d' ' -f1)"
+  want="$({ cat "$ROOT/package-lock.json"; echo "native modules built for node@24 (1)"; } | sha256sum | cut -d' ' -f1)"
   if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
     step "installing npm dependencies (npm ci)"
     (cd "$ROOT" && npm ci --no-audit --no-fund --loglevel=error) || die "npm ci failed" "run: cd $ROOT && npm ci"
+    native_modules
     echo "$want" >"$stamp"
+  fi
+}
+
+# native_modules: npm ci compiles ssh2's crypto binding (and cpu-features) for the Node.js that runs
+# npm; the provider runs on the node@24 devDependency, which cannot load them (another ABI), so ssh2
+# would fall back to a cipher object per packet in JavaScript. Builds them again for node@24, with
+# its own headers (nothing downloaded). Optional, as for ssh2 itself: without a compiler, it says so.
+native_modules() {
+  local node_dir headers
+  node_dir="$ROOT/node_modules/node/bin"
+  headers="$(ls -d "$ROOT"/node_modules/node/node_modules/node-linux-* 2>/dev/null | head -1)"
+  [ -x "$node_dir/node" ] && [ -n "$headers" ] || return 0
+  (cd "$ROOT" && PATH="$node_dir:$PATH" npm_config_nodedir="$headers" \
+    npm rebuild ssh2 cpu-features --foreground-scripts --loglevel=error >"$ROOT/node_modules/.capbm-native.log" 2>&1) || true
+  if ! (cd "$ROOT" && "$node_dir/node" -e "process.exit(require('ssh2/lib/protocol/crypto.js').bindingAvailable ? 0 : 1)" 2>/dev/null); then
+    info "ssh2's crypto binding could not be built for node@24 (log: node_modules/.capbm-native.log; needs make, g++ and python3): SSH works, with more CPU per packet"
   fi
 }
 

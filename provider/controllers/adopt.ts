@@ -13,13 +13,14 @@ import { ApiError, raw } from '../kube/raw.ts';
 import { readMarkers } from './host-ops.ts';
 import { MachineConditions as C } from './machine-plan.ts';
 import { hostProblem, onHost, writeHost, type MachineDeps, type Step, type StepResult } from './machine-steps.ts';
+import { ConsumerNameIndex } from './indexes.ts';
 import { adoptedPhase, adoptionMessage, movedHostOf, type RunMarkers } from './moved.ts';
 
 /** The host this machine held before a move, from the caches (none when it holds one already). */
 export function movedHost(d: MachineDeps, m: BareMetalMachine): BareMetalHost | undefined {
   const ns = m.metadata.namespace;
-  const hosts = d.hosts.list(ns);
-  if (!hosts.some((h) => h.spec.consumerRef?.name === m.metadata.name)) return undefined;
+  const hosts = d.hosts.byIndex(ConsumerNameIndex, `${ns}/${m.metadata.name}`);
+  if (hosts.length === 0) return undefined;
   const live = new Set(d.machines.list(ns).map((x) => x.metadata.uid ?? ''));
   return movedHostOf(m, hosts, live);
 }

@@ -16,7 +16,7 @@ import { nextClusterStep, type ClusterFacts } from './cluster-plan.ts';
 import type { BareMetalCluster, BareMetalMachine } from '../api/machine.ts';
 import { BareMetalClusters } from '../kube/kinds.ts';
 import { capiOwner, ClusterNameLabel, ControlPlaneLabel, type CapiCluster } from './capi.ts';
-import { ConsumerIndex } from './machine.ts';
+import { ConsumerIndex } from './indexes.ts';
 import { Writer } from '../runtime/writer.ts';
 
 export const ClusterFinalizer = 'baremetalcluster.infrastructure.cluster.x-k8s.io';

@@ -10,6 +10,7 @@ import type { BareMetalHostPool } from '../api/pool.ts';
 import { AgentService, type AgentOptions } from '../health/service.ts';
 import { POOL_LABEL } from '../hosts/claim.ts';
 import { phaseOf } from '../hosts/lifecycle.ts';
+import { AddressBook } from '../hosts/address-book.ts';
 import { reconcilePool } from '../hosts/pool.ts';
 import { createLogger, type Logger } from '../../common/log.ts';
 import { controller, mapInfrastructureRef, specOrMetadataChanged, type Controller } from '../runtime/controller.ts';
@@ -33,7 +34,8 @@ import { ClusterNameLabel, type CapiCluster, type CapiMachine } from './capi.ts'
 import { machineToCluster, reconcileCluster } from './cluster.ts';
 import { reconcileHost } from './host.ts';
 import { Fresher } from '../runtime/writer.ts';
-import { byConsumer, ConsumerIndex, hostToMachines, reconcileMachine, type MachineDeps } from './machine.ts';
+import { AddressIndex, byWaiting, hostIndexers, PoolIndex, WaitingIndex } from './indexes.ts';
+import { hostToMachines, reconcileMachine, type MachineDeps } from './machine.ts';
 import { templateGcControllers } from './template-gc.ts';
 
 export interface ProviderOptions {
@@ -121,9 +123,6 @@ function slim<T extends KubeObject>(keepSpec: string[], keepStatus: string[]) {
   };
 }
 
-const PoolIndex = 'pool';
-const AddressIndex = 'address';
-
 /** Host changes that move a pool's status: claim, phase, quarantine, retirement, a host key refused. */
 const countsKey = (h: BareMetalHost) =>
   JSON.stringify([
@@ -151,7 +150,10 @@ export function buildProvider(o: ProviderOptions): Provider {
 
   const machines = inf<BareMetalMachine>(BareMetalMachines, {
     ...filtered,
-    indexers: { cluster: (m) => clusterKey(m.metadata.namespace, m.metadata.labels?.[ClusterNameLabel]) },
+    indexers: {
+      cluster: (m) => clusterKey(m.metadata.namespace, m.metadata.labels?.[ClusterNameLabel]),
+      [WaitingIndex]: byWaiting,
+    },
   });
   const bmClusters = inf<BareMetalCluster>(BareMetalClusters, filtered);
   const capiMachines = inf<CapiMachine>(Machines, {
@@ -165,12 +167,7 @@ export function buildProvider(o: ProviderOptions): Provider {
   const hosts = inf<BareMetalHost>(BareMetalHosts, {
     // Sharded (--watch-filter): only this shard's hosts (pools label their hosts with their shard).
     ...filtered,
-    indexers: {
-      [ConsumerIndex]: byConsumer,
-      [AddressIndex]: (h) => [h.spec.address],
-      [PoolIndex]: (h) =>
-        h.metadata.labels?.[POOL_LABEL] ? [`${h.metadata.namespace}/${h.metadata.labels[POOL_LABEL]}`] : [],
-    },
+    indexers: hostIndexers,
   });
   const pools = inf<BareMetalHostPool>(BareMetalHostPools, filtered);
   const recorder = new EventRecorder(kc, { log });
@@ -212,7 +209,10 @@ export function buildProvider(o: ProviderOptions): Provider {
       progressEveryMs: o.bootstrapProgressIntervalMs ?? 30_000,
       checks: o.bootstrapChecks,
     }),
-    fresh: { machines: new Fresher<BareMetalMachine>(), hosts: new Fresher<BareMetalHost>() },
+    fresh: {
+      machines: new Fresher<BareMetalMachine>().follow(machines),
+      hosts: new Fresher<BareMetalHost>().follow(hosts),
+    },
     claiming: new Set<string>(),
   };
   const machineCtl = controller({
@@ -256,6 +256,7 @@ export function buildProvider(o: ProviderOptions): Provider {
     ],
     reconcile: reconcileCluster({ kc, recorder, bmClusters, clusters, machines, hosts }),
   });
+  const book = new AddressBook();
   const poolCtl = controller({
     name: 'baremetalhostpool',
     workers: workers('pool', 4),
@@ -283,6 +284,7 @@ export function buildProvider(o: ProviderOptions): Provider {
           pool,
           hosts: hosts.byIndex(PoolIndex, `${ns}/${req.name}`),
           pools: pools.list(),
+          book,
           hostsAt: (a) => hosts.byIndex(AddressIndex, a),
         },
       });

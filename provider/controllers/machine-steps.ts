@@ -19,6 +19,7 @@ import { hostTarget, poolOf } from './access.ts';
 import type { BootstrapRuns } from './bootstrap-runs.ts';
 import type { CapiCluster, CapiMachine } from './capi.ts';
 import { runPreflight } from './host-ops.ts';
+import { PoolIndex, poolKeyOf } from './indexes.ts';
 import { MachineConditions as C } from './machine-plan.ts';
 import type { MachineEvent, Outcome, ProblemCondition } from './machine-status.ts';
 import type { NodeAgent } from '../health/node-agent.ts';
@@ -91,8 +92,8 @@ export function matchingHosts(d: MachineDeps, m: BareMetalMachine): BareMetalHos
     ...(m.spec.hostSelector?.matchLabels ?? {}),
     ...(m.spec.poolRef ? { [POOL_LABEL]: m.spec.poolRef.name } : {}),
   };
-  return d.hosts
-    .list(m.metadata.namespace)
+  const pool = poolKeyOf(m);
+  return (pool ? d.hosts.byIndex(PoolIndex, pool) : d.hosts.list(m.metadata.namespace))
     .filter((h) => Object.entries(want).every(([k, v]) => h.metadata.labels?.[k] === v))
     .map((h) => d.fresh.hosts.pick(objectKey(h), h) ?? h);
 }

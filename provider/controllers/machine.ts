@@ -29,6 +29,7 @@ import {
   type Quiet,
   type StepKind,
 } from './machine-plan.ts';
+import { ConsumerIndex, WaitingIndex, waitingFor } from './indexes.ts';
 import { deletedForMove } from './moved.ts';
 import { applyOutcome, ownedConditions, type MachineEvent } from './machine-status.ts';
 import * as steps from './machine-steps.ts';
@@ -39,9 +40,6 @@ export type { MachineDeps };
 export const MachineFinalizer = 'baremetalmachine.infrastructure.cluster.x-k8s.io';
 /** How long a new worker's wait for CAPI (bootstrap data) stays unwritten (machine-plan.ts Quiet). */
 export const defaultQuietWaitMs = 30_000;
-/** Index of the host cache: the uid of the machine holding the host. */
-export const ConsumerIndex = 'consumer';
-export const byConsumer = (h: BareMetalHost): string[] => (h.spec?.consumerRef?.uid ? [h.spec.consumerRef.uid] : []);
 
 const heldBy = (h: BareMetalHost | undefined, uid: string) => (h?.spec.consumerRef?.uid === uid ? h : undefined);
 
@@ -309,12 +307,8 @@ export function hostToMachines(d: Pick<MachineDeps, 'machines'>) {
     const c = h.spec?.consumerRef;
     if (c) return [`${c.namespace}/${c.name}`];
     if (phaseOf(h) !== 'Available') return [];
-    return d.machines
-      .list(h.metadata.namespace)
-      .filter((m) => {
-        const r = getCondition(m, C.HostClaimed)?.reason;
-        return r === 'NoHostAvailable' || r === 'HostRefused';
-      })
-      .map((m) => `${m.metadata.namespace}/${m.metadata.name}`);
+    return waitingFor(h).flatMap((k) =>
+      d.machines.byIndex(WaitingIndex, k).map((m) => `${m.metadata.namespace}/${m.metadata.name}`),
+    );
   };
 }

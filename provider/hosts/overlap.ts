@@ -10,11 +10,8 @@
 import type { BareMetalHost } from '../api/host.ts';
 import type { BareMetalHostPool } from '../api/pool.ts';
 
-export interface PoolAddresses {
-  pool: BareMetalHostPool;
-  /** The pool's expanded addresses. */
-  addresses: ReadonlySet<string>;
-}
+/** The other pools that list an address (address-book.ts). */
+export type Listing = (address: string) => BareMetalHostPool[];
 
 const key = (o: { metadata: { namespace: string; name: string } }) => `${o.metadata.namespace}/${o.metadata.name}`;
 
@@ -37,23 +34,31 @@ export function holderOf(hosts: BareMetalHost[], listing: BareMetalHostPool[]): 
 }
 
 /**
- * The addresses of `mine` that another pool holds, with that pool (namespace/name). Pools whose
- * addresses cannot be expanded are left out (they report their own problem).
+ * The addresses of `pool` that another pool holds, with that pool (namespace/name). Pools whose
+ * addresses cannot be expanded list none (they report their own problem).
  */
 export function heldElsewhere(
-  mine: PoolAddresses,
-  others: PoolAddresses[],
+  pool: BareMetalHostPool,
+  addresses: Iterable<string>,
+  listing: Listing,
   hostsAt: (address: string) => BareMetalHost[],
 ): Map<string, string> {
-  const me = key(mine.pool);
+  const me = key(pool);
   const out = new Map<string, string>();
-  for (const address of mine.addresses) {
-    const listing = others.filter((o) => o.addresses.has(address)).map((o) => o.pool);
-    if (listing.length === 0) continue;
-    const holder = holderOf(hostsAt(address), [mine.pool, ...listing]);
+  for (const address of addresses) {
+    const others = listing(address);
+    if (others.length === 0) continue;
+    const holder = holderOf(hostsAt(address), [pool, ...others]);
     if (holder && holder !== me) out.set(address, holder);
   }
   return out;
+}
+
+/** The other pools listing addresses this pool keeps (the ones it holds although they list them too). */
+export function sharedWith(kept: Iterable<string>, listing: Listing): BareMetalHostPool[] {
+  const out = new Map<string, BareMetalHostPool>();
+  for (const address of kept) for (const p of listing(address)) out.set(key(p), p);
+  return [...out.values()];
 }
 
 /** "10.0.0.12 and 3 more are held by pool team-a/rack1": what the pool's condition says. */
@@ -68,7 +73,7 @@ export function heldMessage(held: Map<string, string>): string {
 }
 
 /** The pool's AddressesOverlap condition: addresses another pool holds, or this pool's that others list too. */
-export function overlapCondition(o: { held: Map<string, string>; shared: PoolAddresses[] }): {
+export function overlapCondition(o: { held: Map<string, string>; shared: BareMetalHostPool[] }): {
   type: string;
   status: 'True' | 'False';
   reason: string;
@@ -77,7 +82,7 @@ export function overlapCondition(o: { held: Map<string, string>; shared: PoolAdd
   if (o.held.size)
     return { type: 'AddressesOverlap', status: 'True', reason: 'AddressesHeldElsewhere', message: heldMessage(o.held) };
   if (o.shared.length) {
-    const names = o.shared.map((x) => key(x.pool)).join(', ');
+    const names = o.shared.map(key).join(', ');
     return {
       type: 'AddressesOverlap',
       status: 'True',

@@ -16,7 +16,8 @@ import { WatchFilterLabel } from '../runtime/flags.ts';
 import { POOL_LABEL, isAvailable } from './claim.ts';
 import { hostKeysCondition, warn } from './host-keys.ts';
 import { expandPool, hostName, MAX_POOL_NAME } from './expand.ts';
-import { heldElsewhere, overlapCondition, type PoolAddresses } from './overlap.ts';
+import { AddressBook } from './address-book.ts';
+import { heldElsewhere, overlapCondition, sharedWith } from './overlap.ts';
 
 export interface PoolResult {
   created: number;
@@ -85,19 +86,6 @@ function hostObject(pool: BareMetalHostPool, address: string): BareMetalHost {
   };
 }
 
-/** Every other pool with its addresses (a pool whose addresses cannot be expanded says so itself). */
-function otherPools(pool: BareMetalHostPool, all: BareMetalHostPool[]): PoolAddresses[] {
-  return all
-    .filter((p) => p.metadata.uid !== pool.metadata.uid)
-    .flatMap((p) => {
-      try {
-        return [{ pool: p, addresses: new Set(expandPool(p.spec.addresses, p.spec.exclude ?? [])) }];
-      } catch {
-        return [];
-      }
-    });
-}
-
 /** Hosts by address, every namespace: from the cache, or one LIST when called without one. */
 async function hostsByAddress(kc: KubeConfig, cache?: PoolCache): Promise<(address: string) => BareMetalHost[]> {
   if (cache) return cache.hostsAt;
@@ -109,10 +97,14 @@ async function hostsByAddress(kc: KubeConfig, cache?: PoolCache): Promise<(addre
 async function overlaps(kc: KubeConfig, pool: BareMetalHostPool, desired: string[], cache?: PoolCache) {
   const all =
     cache?.pools ?? (await raw<{ items: BareMetalHostPool[] }>(kc, 'GET', collectionPath(BareMetalHostPools))).items;
-  const others = otherPools(pool, all);
-  const mine: PoolAddresses = { pool, addresses: new Set(desired) };
-  const held = heldElsewhere(mine, others, await hostsByAddress(kc, cache));
-  const shared = others.filter((o) => desired.some((a) => o.addresses.has(a) && !held.has(a)));
+  const book = cache?.book ?? new AddressBook();
+  book.sync(all);
+  const listing = (a: string) => book.listing(a, pool);
+  const held = heldElsewhere(pool, desired, listing, await hostsByAddress(kc, cache));
+  const shared = sharedWith(
+    desired.filter((a) => !held.has(a)),
+    listing,
+  );
   return { held, shared };
 }
 
@@ -236,8 +228,10 @@ export interface PoolCache {
   pool: BareMetalHostPool;
   /** The hosts of this pool. */
   hosts: BareMetalHost[];
-  /** Every pool of the namespace (overlap check). */
+  /** Every pool (overlap check). */
   pools: BareMetalHostPool[];
+  /** The pools' expanded addresses, kept between reconciles; one is made per call without it. */
+  book?: AddressBook;
   /** Hosts at an address, every namespace (one server is one host, cluster-wide). */
   hostsAt: (address: string) => BareMetalHost[];
 }

@@ -2,7 +2,7 @@
 // serializes known kinds through its models, which drops schema keys such as
 // x-kubernetes-int-or-string from CRDs; the harness applies CRDs byte-for-byte through this.
 import type { KubeConfig } from '@kubernetes/client-node';
-import { request, type RequestOptions } from 'node:https';
+import { Agent, request, type RequestOptions } from 'node:https';
 import { counter } from '../runtime/metrics.ts';
 
 /** Requests by API server, verb and code (client-go's rest_client_requests_total{host,method,code}). */
@@ -78,15 +78,65 @@ interface Request {
   contentType: string;
 }
 
+/** A request sent on a kept connection the server had closed: sent again on a new one. */
+class StaleConnection extends Error {
+  constructor(cause: Error) {
+    super(cause.message, { cause });
+    this.name = 'StaleConnection';
+  }
+}
+
 async function send<T>(kc: KubeConfig, r: Request): Promise<T> {
-  for (let attempt = 0; ; attempt++) {
+  for (let attempt = 0, stale = 0; ; attempt++) {
     try {
       return await once<T>(kc, r);
     } catch (err) {
+      if (err instanceof StaleConnection && stale++ < 2) continue;
+      if (err instanceof StaleConnection) throw err.cause;
       if (!(err instanceof ApiError) || err.code !== 429 || attempt >= 8) throw err;
       await new Promise((r) => setTimeout(r, Math.min(err.retryAfterMs ?? 250 * 2 ** attempt, 5000)));
     }
   }
+}
+
+/** The TLS settings an agent's connections were made with: a new agent when any of them changes. */
+const text = (v: unknown): string =>
+  Buffer.isBuffer(v)
+    ? v.toString('base64')
+    : Array.isArray(v)
+      ? v.map(text).join(',')
+      : typeof v === 'string'
+        ? v
+        : (JSON.stringify(v) ?? '');
+const tlsIdentity = (o: RequestOptions) =>
+  [o.ca, o.cert, o.key, o.pfx, o.passphrase, o.rejectUnauthorized, o.servername].map(text).join('\0');
+
+const agents = new WeakMap<KubeConfig, { identity: string; agent: Agent }>();
+
+/**
+ * One keep-alive agent per kubeconfig: requests reuse their TLS connections, as client-go's do.
+ * (applyToHTTPSOptions makes a new agent per request, so every request was a new TLS handshake on
+ * both sides: at 10,000 machines the API server spent most of its CPU on them.) A rotated client
+ * certificate or CA gets a new agent; the old one's connections close once their requests are done.
+ */
+function keptAgent(kc: KubeConfig, opts: RequestOptions): Agent {
+  const identity = tlsIdentity(opts);
+  const had = agents.get(kc);
+  if (had?.identity === identity) return had.agent;
+  const agent = new Agent({
+    keepAlive: true,
+    maxFreeSockets: 64,
+    ...(opts.ca ? { ca: opts.ca } : {}),
+    ...(opts.cert ? { cert: opts.cert } : {}),
+    ...(opts.key ? { key: opts.key } : {}),
+    ...(opts.pfx ? { pfx: opts.pfx } : {}),
+    ...(opts.passphrase ? { passphrase: opts.passphrase } : {}),
+    ...(opts.rejectUnauthorized !== undefined ? { rejectUnauthorized: opts.rejectUnauthorized } : {}),
+    ...(opts.servername ? { servername: opts.servername } : {}),
+  });
+  agents.set(kc, { identity, agent });
+  if (had) setTimeout(() => had.agent.destroy(), 120_000).unref();
+  return agent;
 }
 
 async function once<T>(kc: KubeConfig, { method, path, body, contentType }: Request): Promise<T> {
@@ -94,6 +144,7 @@ async function once<T>(kc: KubeConfig, { method, path, body, contentType }: Requ
   if (!server) throw new Error('kubeconfig has no current cluster');
   const opts: RequestOptions = { method, headers: { Accept: 'application/json' } };
   await kc.applyToHTTPSOptions(opts);
+  opts.agent = keptAgent(kc, opts);
   const payload = body === undefined ? undefined : typeof body === 'string' ? body : JSON.stringify(body);
   if (payload !== undefined) opts.headers = { ...opts.headers, 'Content-Type': contentType };
   return new Promise<T>((resolve, reject) => {
@@ -115,7 +166,10 @@ async function once<T>(kc: KubeConfig, { method, path, body, contentType }: Requ
       });
       res.on('error', reject);
     });
-    req.on('error', reject);
+    // A kept connection the server closed as this request went out: nothing reached the server.
+    req.on('error', (err: NodeJS.ErrnoException) =>
+      reject(req.reusedSocket && err.code === 'ECONNRESET' ? new StaleConnection(err) : err),
+    );
     req.end(payload);
   });
 }

@@ -2,7 +2,7 @@
 // write sends only what changed since the last one (patch.ts: merge patches, conditions merged
 // per type), and continues from what the server returned.
 import type { KubeConfig } from '@kubernetes/client-node';
-import type { KubeObject, ResourceKind } from '../kube/kinds.ts';
+import { objectKey, type KubeObject, type ResourceKind } from '../kube/kinds.ts';
 import { patchObject } from './patch.ts';
 
 export interface WriterOptions<T> {
@@ -71,6 +71,23 @@ export class Fresher<T extends KubeObject> {
 
   forget(key: string): void {
     this.#written.delete(key);
+  }
+
+  /**
+   * Lets go of a written copy as soon as the cache holds it (or the object is gone), so an object
+   * written once and never read again is not kept twice (with 10,000 machines, that was most of them).
+   */
+  follow(informer: { addEventHandler(h: { update?: (a: T, b: T) => void; delete?: (o: T) => void }): void }): this {
+    informer.addEventHandler({
+      update: (_before, now) => void this.pick(objectKey(now), now),
+      delete: (gone) => this.forget(objectKey(gone)),
+    });
+    return this;
+  }
+
+  /** How many written copies are held (the cache has not caught up with them yet). */
+  get size(): number {
+    return this.#written.size;
   }
 
   /** The newer of the cached copy and the one written last. */

@@ -14,7 +14,8 @@ import type { BareMetalMachine } from '../../provider/api/machine.ts';
 import type { BareMetalHostPool } from '../../provider/api/pool.ts';
 import { BootstrapRuns } from '../../provider/controllers/bootstrap-runs.ts';
 import type { CapiCluster, CapiMachine } from '../../provider/controllers/capi.ts';
-import { byConsumer, ConsumerIndex, reconcileMachine, type MachineDeps } from '../../provider/controllers/machine.ts';
+import { hostIndexers } from '../../provider/controllers/indexes.ts';
+import { reconcileMachine, type MachineDeps } from '../../provider/controllers/machine.ts';
 import type { NodeAgent } from '../../provider/health/node-agent.ts';
 import {
   BareMetalHostPools,
@@ -240,7 +241,7 @@ export async function world(
     machines: informer<BareMetalMachine>(cp.kc, BareMetalMachines),
     capiMachines: informer<CapiMachine>(cp.kc, Machines),
     clusters: informer<CapiCluster>(cp.kc, Clusters),
-    hosts: informer<BareMetalHost>(cp.kc, BareMetalHosts, { indexers: { [ConsumerIndex]: byConsumer } }),
+    hosts: informer<BareMetalHost>(cp.kc, BareMetalHosts, { indexers: hostIndexers }),
     pools: informer<BareMetalHostPool>(cp.kc, BareMetalHostPools),
   };
   await Promise.all(Object.values(inf).map((i) => i.waitForSync()));
