@@ -68,6 +68,9 @@ if (unavailable) {
     t.deepEqual(config.Entrypoint, ['node', 'dist/provider/main.js']);
     // --help answers without a cluster: the entry point and its modules load in the image.
     t.regex(await hackImage(['run', '--rm', '--network=none', image, '--help']), /--kubeconfig/);
+    // ssh2's native crypto binding was built in the image and loads (docs/scale.md: CPU per packet).
+    const binding = "process.stdout.write(String(require('ssh2/lib/protocol/crypto.js').bindingAvailable))";
+    t.regex(await hackImage(['run', '--rm', '--network=none', '--entrypoint', 'node', image, '-e', binding]), /true/);
   });
 
   test.serial(
