@@ -331,6 +331,23 @@ export async function onboardNamespace(kc: KubeConfig, ns: string): Promise<void
 }
 
 /** The SSH Secret and a pool of the given hosts, host keys pinned as an operator would pin them. */
+/**
+ * IPv4 addresses as the pool lists them: runs of consecutive addresses become "first-last" ranges
+ * (a pool lists at most 64 entries; hack/bench provision 200 has 200 hosts).
+ */
+export function addressRanges(addresses: string[]): string[] {
+  const num = (a: string) => a.split('.').reduce((n, o) => n * 256 + Number(o), 0);
+  const sorted = [...new Set(addresses)].sort((a, b) => num(a) - num(b));
+  const out: string[] = [];
+  for (let i = 0; i < sorted.length;) {
+    let j = i;
+    while (j + 1 < sorted.length && num(sorted[j + 1]!) === num(sorted[j]!) + 1) j++;
+    out.push(j === i ? sorted[i]! : `${sorted[i]}-${sorted[j]}`);
+    i = j + 1;
+  }
+  return out;
+}
+
 export async function createPool(
   env: Pick<Env, 'cp' | 'key'>,
   ns: string,
@@ -352,7 +369,7 @@ export async function createPool(
     kind: 'BareMetalHostPool',
     metadata: { name, namespace: ns },
     spec: {
-      addresses: hosts.map((h) => h.address),
+      addresses: addressRanges(hosts.map((h) => h.address)),
       ssh: { user: 'root', secretRef: { name: `${name}-ssh` } },
       hostKeyPolicy: {
         type: 'Pinned',
