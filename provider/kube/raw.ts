@@ -146,7 +146,10 @@ async function once<T>(kc: KubeConfig, { method, path, body, contentType }: Requ
   await kc.applyToHTTPSOptions(opts);
   opts.agent = keptAgent(kc, opts);
   const payload = body === undefined ? undefined : typeof body === 'string' ? body : JSON.stringify(body);
-  if (payload !== undefined) opts.headers = { ...opts.headers, 'Content-Type': contentType };
+  // Content-Length always: Node frames a DELETE's body (preconditions) neither chunked nor by length,
+  // so the server took it for no body and read the bytes as the next request on a kept connection.
+  if (payload !== undefined)
+    opts.headers = { ...opts.headers, 'Content-Type': contentType, 'Content-Length': Buffer.byteLength(payload) };
   return new Promise<T>((resolve, reject) => {
     const req = request(new URL(path, server), opts, (res) => {
       apiRequests.inc({

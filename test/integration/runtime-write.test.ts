@@ -143,3 +143,21 @@ test('repeated events aggregate into one Event with a count, found by involvedOb
   t.like(byReason.SSHFailed, { count: 20, type: 'Warning', message: 'host 10.0.0.5: auth failed' });
   t.like(byReason.Provisioned, { count: 1, type: 'Normal' });
 });
+
+test('a DELETE with preconditions carries its body: a stale one is refused, and the next request on the kept connection is fine', async (t) => {
+  const ns = 'default';
+  const cm = await raw<KubeObject>(cp.kc, 'POST', `/api/v1/namespaces/${ns}/configmaps`, {
+    apiVersion: 'v1',
+    kind: 'ConfigMap',
+    metadata: { generateName: 'precondition-' },
+  });
+  const path = `/api/v1/namespaces/${ns}/configmaps/${cm.metadata?.name}`;
+  const stale = { preconditions: { resourceVersion: '1' } };
+  const err = await t.throwsAsync(raw(cp.kc, 'DELETE', path, stale));
+  t.regex(err.message, /HTTP 409/);
+  // Sequentially on the same kept connection: before Content-Length was set, the body above was
+  // read as the start of this request (400 Bad Request).
+  for (let i = 0; i < 3; i++) t.is((await raw<KubeObject>(cp.kc, 'GET', path)).metadata?.name, cm.metadata?.name);
+  await raw(cp.kc, 'DELETE', path, { preconditions: { resourceVersion: cm.metadata?.resourceVersion } });
+  await t.throwsAsync(raw(cp.kc, 'GET', path), { message: /HTTP 404/ });
+});
