@@ -54,9 +54,11 @@ npm_ready() {
 # would fall back to a cipher object per packet in JavaScript. Builds them again for node@24, with
 # its own headers (nothing downloaded). Optional, as for ssh2 itself: without a compiler, it says so.
 native_modules() {
-  local node_dir headers
+  local node_dir headers="" d
   node_dir="$ROOT/node_modules/node/bin"
-  headers="$(ls -d "$ROOT"/node_modules/node/node_modules/node-linux-* 2>/dev/null | head -1)"
+  for d in "$ROOT"/node_modules/node/node_modules/node-linux-*; do
+    [ -d "$d" ] && headers="$d" && break
+  done
   [ -x "$node_dir/node" ] && [ -n "$headers" ] || return 0
   (cd "$ROOT" && PATH="$node_dir:$PATH" npm_config_nodedir="$headers" \
     npm rebuild ssh2 cpu-features --foreground-scripts --loglevel=error >"$ROOT/node_modules/.capbm-native.log" 2>&1) || true

@@ -8,7 +8,6 @@ import { HOST_PHASES } from '../api/host.ts';
 import type { BareMetalCluster, BareMetalMachine } from '../api/machine.ts';
 import type { BareMetalHostPool } from '../api/pool.ts';
 import { AgentService, type AgentOptions } from '../health/service.ts';
-import { POOL_LABEL } from '../hosts/claim.ts';
 import { phaseOf } from '../hosts/lifecycle.ts';
 import { AddressBook } from '../hosts/address-book.ts';
 import { reconcilePool } from '../hosts/pool.ts';
@@ -34,7 +33,7 @@ import { ClusterNameLabel, type CapiCluster, type CapiMachine } from './capi.ts'
 import { machineToCluster, reconcileCluster } from './cluster.ts';
 import { reconcileHost } from './host.ts';
 import { Fresher } from '../runtime/writer.ts';
-import { AddressIndex, byWaiting, hostIndexers, PoolIndex, WaitingIndex } from './indexes.ts';
+import { AddressIndex, byPool, byWaiting, hostIndexers, PoolIndex, WaitingIndex } from './indexes.ts';
 import { hostToMachines, reconcileMachine, type MachineDeps } from './machine.ts';
 import { templateGcControllers } from './template-gc.ts';
 
@@ -265,10 +264,7 @@ export function buildProvider(o: ProviderOptions): Provider {
       { informer: pools, updatePredicate: specOrMetadataChanged },
       {
         informer: hosts,
-        mapToKeys: (h: BareMetalHost) => {
-          const p = h.metadata.labels?.[POOL_LABEL];
-          return p ? [`${h.metadata.namespace}/${p}`] : [];
-        },
+        mapToKeys: byPool,
         updatePredicate: hostCountsChanged,
         // The counts are a summary: a burst of claims or provisions becomes one status write.
         delayMs: 5_000,

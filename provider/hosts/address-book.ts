@@ -14,6 +14,9 @@ interface Entry {
   addresses?: ReadonlySet<string>;
 }
 
+/** A pool's key in the book: its uid, else namespace/name (objects not yet stored). */
+const idOf = (p: BareMetalHostPool) => p.metadata.uid ?? `${p.metadata.namespace}/${p.metadata.name}`;
+
 const sourceOf = (p: BareMetalHostPool) => JSON.stringify([p.spec.addresses, p.spec.exclude ?? []]);
 
 export class AddressBook {
@@ -25,7 +28,7 @@ export class AddressBook {
   sync(pools: Iterable<BareMetalHostPool>): void {
     const present = new Set<string>();
     for (const p of pools) {
-      const uid = p.metadata.uid ?? `${p.metadata.namespace}/${p.metadata.name}`;
+      const uid = idOf(p);
       present.add(uid);
       this.#pools.set(uid, p);
       const e = this.#entries.get(uid);
@@ -48,7 +51,7 @@ export class AddressBook {
     const out: BareMetalHostPool[] = [];
     for (const uid of uids) {
       const p = this.#pools.get(uid);
-      if (p && uid !== (self.metadata.uid ?? `${self.metadata.namespace}/${self.metadata.name}`)) out.push(p);
+      if (p && uid !== idOf(self)) out.push(p);
     }
     return out;
   }

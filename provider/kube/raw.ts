@@ -108,8 +108,8 @@ const text = (v: unknown): string =>
       : typeof v === 'string'
         ? v
         : (JSON.stringify(v) ?? '');
-const tlsIdentity = (o: RequestOptions) =>
-  [o.ca, o.cert, o.key, o.pfx, o.passphrase, o.rejectUnauthorized, o.servername].map(text).join('\0');
+const tlsKeys = ['ca', 'cert', 'key', 'pfx', 'passphrase', 'rejectUnauthorized', 'servername'] as const;
+const tlsIdentity = (o: RequestOptions) => tlsKeys.map((k) => text(o[k])).join('\0');
 
 const agents = new WeakMap<KubeConfig, { identity: string; agent: Agent }>();
 
@@ -123,21 +123,14 @@ function keptAgent(kc: KubeConfig, opts: RequestOptions): Agent {
   const identity = tlsIdentity(opts);
   const had = agents.get(kc);
   if (had?.identity === identity) return had.agent;
-  const agent = new Agent({
-    keepAlive: true,
-    maxFreeSockets: 64,
-    ...(opts.ca ? { ca: opts.ca } : {}),
-    ...(opts.cert ? { cert: opts.cert } : {}),
-    ...(opts.key ? { key: opts.key } : {}),
-    ...(opts.pfx ? { pfx: opts.pfx } : {}),
-    ...(opts.passphrase ? { passphrase: opts.passphrase } : {}),
-    ...(opts.rejectUnauthorized !== undefined ? { rejectUnauthorized: opts.rejectUnauthorized } : {}),
-    ...(opts.servername ? { servername: opts.servername } : {}),
-  });
+  const tls = Object.fromEntries(tlsKeys.filter((k) => opts[k] !== undefined).map((k) => [k, opts[k]]));
+  const agent = new Agent({ keepAlive: true, maxFreeSockets: 64, ...tls });
   agents.set(kc, { identity, agent });
   if (had) setTimeout(() => had.agent.destroy(), 120_000).unref();
   return agent;
 }
+
+const staleCodes: ReadonlySet<string> = new Set(['ECONNRESET', 'EPIPE']);
 
 async function once<T>(kc: KubeConfig, { method, path, body, contentType }: Request): Promise<T> {
   const server = kc.getCurrentCluster()?.server;
@@ -171,7 +164,7 @@ async function once<T>(kc: KubeConfig, { method, path, body, contentType }: Requ
     });
     // A kept connection the server closed as this request went out: nothing reached the server.
     req.on('error', (err: NodeJS.ErrnoException) =>
-      reject(req.reusedSocket && err.code === 'ECONNRESET' ? new StaleConnection(err) : err),
+      reject(req.reusedSocket && staleCodes.has(err.code ?? '') ? new StaleConnection(err) : err),
     );
     req.end(payload);
   });

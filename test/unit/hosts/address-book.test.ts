@@ -3,7 +3,6 @@ import type { BareMetalHost } from '../../../provider/api/host.ts';
 import type { BareMetalHostPool } from '../../../provider/api/pool.ts';
 import { AddressBook } from '../../../provider/hosts/address-book.ts';
 import { heldElsewhere, sharedWith } from '../../../provider/hosts/overlap.ts';
-import { addressRanges } from '../../harness/env.ts';
 
 const pool = (
   name: string,
@@ -95,13 +94,4 @@ test('address book: 1,000 pools, one reconcile looks at its own addresses only',
   for (let i = 0; i < 100; i++) book.sync(pools);
   t.deepEqual(book.listing('10.0.5.3', pools[0]!), [pools[5]!]);
   t.deepEqual(book.listing('10.0.5.3', pools[5]!), []);
-});
-
-test('harness: consecutive lab addresses become ranges a pool accepts', (t) => {
-  t.deepEqual(addressRanges(['10.250.1.3', '10.250.1.1', '10.250.1.2', '10.250.1.9', '10.250.1.255', '10.250.2.0']), [
-    '10.250.1.1-10.250.1.3',
-    '10.250.1.9',
-    '10.250.1.255-10.250.2.0',
-  ]);
-  t.is(addressRanges(Array.from({ length: 200 }, (_, i) => `10.250.${1 + (i >> 8)}.${i & 255}`)).length, 1);
 });
