@@ -1,4 +1,4 @@
-// hack/bench agents [N] [SECONDS] [--kept K] [--burst] [--no-floor]: N simulated node agents
+// hack/bench agents [N] [SECONDS] [--kept K] [--burst] [--no-floor] [--restart-at DUR]: N simulated node agents
 // (default 10000) report every 10 s over mutual TLS to the real health endpoint on 127.0.0.1 for
 // SECONDS (default 120). The endpoint runs in this process, as in the manager; the agents run in
 // two child processes, each agent with its own certificate (CN=host:<namespace>/<name>,
@@ -7,7 +7,10 @@
 // (agent/schedule.ts: the first report jittered over the interval, jittered backoff on failure).
 // Every agent starts at the same instant: a fleet installed, or restarted, at once. --burst drops
 // the first report's jitter (every agent connects in the same instant, as agents without it did);
-// --kept sets the endpoint's kept connections (default its own, 2500).
+// --kept sets the endpoint's kept connections (default its own, 2500). --restart-at stops the
+// endpoint at DUR and starts it again on its port (same CA, new serving certificate): every agent
+// meets the restarted endpoint within one interval, as after a provider restart or failover; three
+// intervals later once more, with the ticket keys every provider process had before (random).
 // Prints the provider process's peak RSS (and per agent), CPU per report, the agent-side round trip
 // (p50/p99/max, the whole run and its first minute), reports failed and lost; then the floor in the
 // same run: a bare Node https server (same TLS: the ECDSA key, client certificates; no checks, keeps
@@ -27,6 +30,8 @@ import { firstReportDelayMs, nextReportDelayMs, worthRetrying } from '../../agen
 import { hostHealthyCondition } from '../../provider/health/condition.ts';
 import { issueHealthServerCertificate, loadOrCreateAgentCa } from '../../provider/health/pki.ts';
 import { startHealthServer } from '../../provider/health/server.ts';
+import { registry } from '../../provider/runtime/metrics.ts';
+import { toMs } from '../../test/harness/bench-args.ts';
 import type { ConditionInput } from '../../provider/runtime/conditions.ts';
 import type { CheckResult, Report } from '../../common/agent-protocol.ts';
 
@@ -269,11 +274,16 @@ const message = <T>(c: ChildProcess, pick: (m: any) => T | undefined) =>
   });
 
 /** Runs one phase in the agents' processes; resolves with their merged figures. */
-async function runPhase(children: ChildProcess[], p: Omit<Phase, 'startAt'>): Promise<WorkerStats> {
+async function runPhase(
+  children: ChildProcess[],
+  p: Omit<Phase, 'startAt'>,
+  onStart: (startAt: number) => void = () => {},
+): Promise<WorkerStats> {
   const prepared = children.map((c) => message(c, (m) => m.prepared as boolean | undefined));
   for (const c of children) c.send({ prepare: p.url });
   await Promise.all(prepared);
   const phase: Phase = { ...p, startAt: Date.now() + 500 };
+  onStart(phase.startAt);
   const done = children.map((c) => message(c, (m) => m.stats as WorkerStats | undefined));
   for (const c of children) c.send({ phase });
   const all = await Promise.all(done);
@@ -293,6 +303,13 @@ async function runPhase(children: ChildProcess[], p: Omit<Phase, 'startAt'>): Pr
 const f = (x: number, d = 2) => x.toFixed(d);
 const ms = (x: number) => (x >= 1000 ? `${f(x / 1000, 2)} s` : `${f(x, 1)} ms`);
 
+/** TLS handshakes the endpoint completed so far: resumed (a ticket) and full. */
+async function handshakeCounts(): Promise<{ resumed: number; full: number }> {
+  const m = await registry.getSingleMetric('capbm_agent_tls_handshakes_total')?.get();
+  const of = (v: string) => m?.values.find((x) => x.labels.resumed === v)?.value ?? 0;
+  return { resumed: of('true'), full: of('false') };
+}
+
 function roundTrips(s: WorkerStats): string[] {
   const all = s.rtt.map(([, r]) => r);
   const first = s.rtt.filter(([at]) => at < 60_000).map(([, r]) => r);
@@ -306,8 +323,33 @@ function outcome(s: WorkerStats): string {
   return `reports: attempts ${s.attempts}, accepted ${s.ok}, failed attempts ${s.failed}${errs}, lost (never accepted by the end) ${s.lost}`;
 }
 
+interface Restart {
+  at: number;
+  tickets: string;
+  before: { resumed: number; full: number };
+  /** The interval after it: handshakes by then, and the provider's CPU. */
+  after?: { resumed: number; full: number };
+  cpu?: number;
+}
+
+/** What a restart cost in the interval after it: handshakes resumed or full, CPU, round trips. */
+function restartFigures(r: Restart, s: WorkerStats): string[] {
+  const resumed = (r.after?.resumed ?? NaN) - r.before.resumed;
+  const full = (r.after?.full ?? NaN) - r.before.full;
+  const next = s.rtt.filter(([at]) => at >= r.at && at < r.at + intervalMs).map(([, x]) => x);
+  const line = (xs: number[]) =>
+    `p50 ${ms(quantile(xs, 0.5))}, p99 ${ms(quantile(xs, 0.99))}, max ${ms(Math.max(...xs))} (${xs.length} answers)`;
+  return [
+    `restart at ${f(r.at / 1000, 1)} s (--restart-at), session tickets ${r.tickets}: the endpoint stopped, every connection cut, and started again on its port (same CA, a new serving certificate); in the ${intervalMs / 1000} s after it:`,
+    `  TLS handshakes: ${resumed} resumed (session ticket), ${full} full (${f((resumed / Math.max(1, resumed + full)) * 100, 1)}% resumed); provider CPU ${r.cpu === undefined ? 'n/a' : `${f(r.cpu)} s`}`,
+    `  agent-side round trip of the reports started then: ${line(next)}`,
+  ];
+}
+
 async function main(): Promise<void> {
-  const pos = process.argv.slice(2).filter((a, i, xs) => !a.startsWith('--') && !xs[i - 1]?.startsWith('--kept'));
+  const pos = process.argv
+    .slice(2)
+    .filter((a, i, xs) => !a.startsWith('--') && !['--kept', '--restart-at'].includes(xs[i - 1] ?? ''));
   let n = Number(pos[0] ?? 10_000);
   const seconds = Number(pos[1] ?? 120);
   const kept = argOf('--kept') ? Number(argOf('--kept')) : undefined;
@@ -319,25 +361,29 @@ async function main(): Promise<void> {
     process.stderr.write(`only memory for ${fit} agents: running ${fit} instead of ${n}\n`);
     n = fit;
   }
+  const restartAt = argOf('--restart-at') ? toMs('restart-at', argOf('--restart-at')!) : undefined;
   const { ca } = await loadOrCreateAgentCa(undefined);
   const serverCert = await issueHealthServerCertificate(ca, { ipAddresses: ['127.0.0.1'] });
   const latencies: number[] = [];
   const conditions = new Map<string, ConditionInput>();
   let reports = 0;
-  const srv = await startHealthServer({
-    host: '127.0.0.1',
-    port: 0,
-    ca,
-    serverCert,
-    maxHosts: n * 2,
-    ...(kept ? { keptConnections: kept } : {}),
-    onReport: (report, ctx) => {
-      const now = Date.now();
-      conditions.set(ctx.host, hostHealthyCondition(report, now, now, 3 * intervalMs));
-      latencies.push(performance.now() - ctx.receivedAt);
-      reports++;
-    },
-  });
+  const endpoint = async (port: number, cert: typeof serverCert, ticketsFromCa = true) =>
+    startHealthServer({
+      host: '127.0.0.1',
+      port,
+      // Without the CA's key the endpoint cannot derive its ticket keys: Node picks random ones.
+      ca: ticketsFromCa ? ca : { certPem: ca.certPem, publicKeyPem: ca.publicKeyPem },
+      serverCert: cert,
+      maxHosts: n * 2,
+      ...(kept ? { keptConnections: kept } : {}),
+      onReport: (report, ctx) => {
+        const now = Date.now();
+        conditions.set(ctx.host, hostHealthyCondition(report, now, now, 3 * intervalMs));
+        latencies.push(performance.now() - ctx.receivedAt);
+        reports++;
+      },
+    });
+  let srv = await endpoint(0, serverCert);
   const hosts = Array.from({ length: n }, (_, i) => `bench/host-${i}`);
   const halves = [hosts.slice(0, Math.ceil(n / 2)), hosts.slice(Math.ceil(n / 2))].filter((h) => h.length);
   const self = fileURLToPath(import.meta.url);
@@ -369,7 +415,36 @@ async function main(): Promise<void> {
   // Connections open at once, sampled every second (kept ones and those in a request).
   let maxOpen = 0;
   const sampler = setInterval(() => srv.server.getConnections((_e, c) => (maxOpen = Math.max(maxOpen, c ?? 0))), 1000);
-  const main = await runPhase(children, { url: srv.url, seconds, burst });
+  // --restart-at: the endpoint stops (every connection cut) and starts again on its port, as a
+  // restarted provider would: the same CA (from its Secret), a new serving certificate. Three
+  // intervals later, the same again without the CA's key: Node's own random ticket keys, as every
+  // provider process had before the keys were derived from the CA (the peer, in the same run).
+  const restarts: Restart[] = [];
+  const timers: NodeJS.Timeout[] = [];
+  const restartOnce = async (phaseStart: number, tickets: string, fromCa: boolean) => {
+    const r: Restart = { at: Date.now() - phaseStart, tickets, before: await handshakeCounts() };
+    const cpu0 = cpuSeconds();
+    restarts.push(r);
+    const port = srv.port;
+    await srv.close();
+    srv = await endpoint(port, await issueHealthServerCertificate(ca, { ipAddresses: ['127.0.0.1'] }), fromCa);
+    await sleep(intervalMs);
+    r.cpu = cpuSeconds() - cpu0;
+    r.after = await handshakeCounts();
+  };
+  const onStart = (phaseStart: number) => {
+    if (restartAt === undefined) return;
+    const plan = [
+      { at: restartAt, tickets: 'kept: keys from the CA' },
+      { at: restartAt + 3 * intervalMs, tickets: "lost: Node's random keys (as before)" },
+    ].filter((x) => x.at + intervalMs <= seconds * 1000);
+    for (const x of plan)
+      timers.push(
+        setTimeout(() => void restartOnce(phaseStart, x.tickets, x === plan[0]), phaseStart + x.at - Date.now()),
+      );
+  };
+  const main = await runPhase(children, { url: srv.url, seconds, burst }, onStart);
+  timers.forEach(clearTimeout);
   clearInterval(sampler);
   clearTimeout(half);
   steady = {
@@ -391,6 +466,7 @@ async function main(): Promise<void> {
     `  RSS ${f(rssBefore, 0)} MiB before the load, peak ${f(peak, 0)} MiB: ${f(peak - rssBefore, 0)} MiB added, ${f(((peak - rssBefore) * 1024) / n, 1)} KiB per agent`,
     ...roundTrips(main),
     `report received -> HostHealthy computed: p50 ${f(quantile(latencies, 0.5) * 1000, 0)} us, p99 ${f(quantile(latencies, 0.99) * 1000, 0)} us; hosts with a condition: ${conditions.size}`,
+    ...restarts.flatMap((r) => restartFigures(r, main)),
   ];
   process.stdout.write(out.join('\n') + '\n');
   if (floor) {

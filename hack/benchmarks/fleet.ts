@@ -3,6 +3,7 @@
 //   [--hosts H] (hosts in the pools, at least M; the spare ones stay Available) [--machine-workers N] (the provider's --concurrency machine=N) [--ssh-keep-idle DUR] (0: no kept connections)
 //   [--failover-at F] (a standby beside the leader; the leader SIGKILLed at F, a fraction of the
 //   machines provisioned or a duration after all were created: fleet-failover.ts)
+//   [--node-options "..."] (Node.js options for the provider's process: --max-old-space-size=N...)
 // One provider process (its own ServiceAccount, leader election on) provisioning M machines of C
 // clusters on M simulated hosts (test/harness/host-sim.ts: one SSH process, one address each, in
 // its own network namespace; the bootstrap takes --bootstrap instead of running kubeadm), against a
@@ -33,6 +34,7 @@ import {
   onboardNamespace,
   PROVIDER_NAMESPACE,
   providerIdentity,
+  PROVIDER_NODE_OPTIONS,
   startProviderProcess,
 } from '../../test/harness/env.ts';
 import { startHostSim, type HostSim } from '../../test/harness/host-sim-net.ts';
@@ -57,6 +59,8 @@ const idleMs = duration('idle', '60s');
 const limitMs = duration('limit', '20m');
 const cap = Number(flag('ssh-max-connections', '256'));
 const S = Number(flag('shards', '1'));
+/** --node-options "...": Node.js options for the provider's process (V8 heap sizes). */
+const nodeOptions = flag('node-options', '').split(' ').filter(Boolean);
 const failoverAt = parseFailoverAt(flag('failover-at', ''), (v) => toMs('failover-at', v));
 /** --check-interval DUR, --check-concurrency N: the provider's --bootstrap-check-* flags. */
 const checkArgs = [
@@ -108,6 +112,7 @@ try {
       kubeconfig,
       logFile: join(cp.dir, `${name}.log`),
       args: [`--ssh-max-connections=${cap}`, ...checkArgs, ...extra],
+      ...(nodeOptions.length ? { nodeOptions } : {}),
     });
     providers.push(p);
     return p;
@@ -144,6 +149,8 @@ try {
       leader: sum('leader_election_master_status'),
       machineReconciles: sum('controller_runtime_reconcile_total{', 'controller="baremetalmachine"'),
       heapMiB: sum('nodejs_heap_size_used_bytes') / 2 ** 20,
+      heapTotalMiB: sum('nodejs_heap_size_total_bytes') / 2 ** 20,
+      externalMiB: sum('nodejs_external_memory_bytes') / 2 ** 20,
       running: sum('capbm_bootstrap_runs{', 'state="running"'),
       checks: sum('capbm_bootstrap_checks_total{'),
     };
@@ -178,6 +185,8 @@ try {
       leader: add('leader'),
       machineReconciles: add('machineReconciles'),
       heapMiB: add('heapMiB'),
+      heapTotalMiB: add('heapTotalMiB'),
+      externalMiB: add('externalMiB'),
       running: add('running'),
       checks: add('checks'),
     };
@@ -269,7 +278,21 @@ try {
     1000,
   );
   const tHosts = (performance.now() - tHosts0) / 1000;
-  await new Promise((r) => setTimeout(r, 3000));
+  // The new hosts' own writes (their first status) are the pools', not the machines': wait until
+  // the managers are done with them (queues empty, no request for 3 s) before counting.
+  let last = -1;
+  await waitFor(
+    'the managers to settle after the hosts were made',
+    async () => {
+      const x = await scrapeLive();
+      const n = Object.entries(x.byVerb).reduce((a, [k, v]) => (k.includes('leases') ? a : a + v), 0); // Lease renewals go on
+      const settled = x.depth === 0 && n === last;
+      last = n;
+      return settled ? true : undefined;
+    },
+    limitMs,
+    3000,
+  );
 
   say(`${H} hosts in ${fmt(tHosts)} s; creating ${C} Clusters and ${M} Machines as CAPI would`);
   // 3. What CAPI core and CABPK would create, then wait for every BareMetalMachine to be provisioned.
@@ -303,7 +326,16 @@ try {
     const simAtKill = await simulator.stats();
     for (const [i, m] of victims.entries())
       gone.push({
-        scrape: { ...last[i]!, depth: 0, active: 0, leader: 0, heapMiB: 0, running: 0 },
+        scrape: {
+          ...last[i]!,
+          depth: 0,
+          active: 0,
+          leader: 0,
+          heapMiB: 0,
+          heapTotalMiB: 0,
+          externalMiB: 0,
+          running: 0,
+        },
         cpu: procStat(m.proc),
         hwm: status1(m.proc, 'VmHWM'),
       });
@@ -410,12 +442,23 @@ try {
   const cpuCreated = cpuLive();
   // Bootstraps in flight, sampled every second: the most at once, and the memory then.
   const peak = { running: 0, rssMiB: 0, heapMiB: 0 };
+  // The sample with the most RSS, by part.
+  const rssTop = { rss: 0, heapTotal: 0, heap: 0, external: 0, running: 0 };
   let sampling = true;
   const sampler = (async () => {
     while (sampling) {
       const x = await scrapeLive().catch(() => undefined);
       if (x && x.running > peak.running)
         Object.assign(peak, { running: x.running, rssMiB: status(managers, 'VmRSS'), heapMiB: x.heapMiB });
+      const rss = status(managers, 'VmRSS');
+      if (x && rss > rssTop.rss)
+        Object.assign(rssTop, {
+          rss,
+          heapTotal: x.heapTotalMiB,
+          heap: x.heapMiB,
+          external: x.externalMiB,
+          running: x.running,
+        });
       await new Promise((r) => setTimeout(r, 1000));
     }
   })();
@@ -516,6 +559,7 @@ try {
         : []),
       `leader Leases: ${leases.join(', ')}`,
       `fleet: ${C} clusters, ${M} machines (${M / C} per cluster), ${H} simulated hosts${H > M ? ` (${H - M} spare)` : ''} (host simulator: one process, ${H} addresses in its own network namespace, each its own host key; started in ${fmt(simReady)} s); bootstrap simulated: ${bootstrapMs / 1000} s each`,
+      `provider process: node ${(nodeOptions.length ? nodeOptions : PROVIDER_NODE_OPTIONS).join(' ')}${nodeOptions.length ? ' (--node-options)' : " (the shipped Deployment's heap for its 1Gi limit)"}, MALLOC_ARENA_MAX=2`,
       `NOTE: no Cluster API controllers ran; the bench created what they would (Cluster, and per machine a bootstrap data Secret, a Machine, a BareMetalMachine owned by it); the provider ran unchanged, as its own process under its ServiceAccount, against a real kube-apiserver and etcd`,
       `pools expanded into ${H} hosts:       ${fmt(tHosts)} s`,
       `objects created (${M} machines):    ${fmt((tCreated - t0) / 1000)} s`,
@@ -535,6 +579,8 @@ try {
         .map(([k, v]) => `${k} ${fmt((v - (simBefore.execs[k] ?? 0)) / M, 2)}`)
         .join(', ')} per machine`,
       `provider RSS:                      peak ${fmt(peakRss)} MiB${S > 1 || failoverAt ? ` (summed; largest manager ${fmt(peakRssLargest)} MiB)` : ''}; ${fmt(rssEmpty)} MiB leader with nothing cached, ${fmt(rssSteady)} MiB after, idle, with ${cached} objects cached (${fmt(((rssSteady - rssEmpty) * 1024) / cached, 1)} KiB per cached object); V8 heap in use ${fmt(heapEmpty)} MiB empty, ${fmt(idle1.heapMiB)} MiB after (${fmt(((idle1.heapMiB - heapEmpty) * 1024) / cached, 1)} KiB per cached object)`,
+      `  RSS at its highest sample, by part: ${fmt(rssTop.rss)} MiB with ${rssTop.running} bootstraps in flight: V8 heap reserved ${fmt(rssTop.heapTotal)} MiB (${fmt(rssTop.heap)} in use), external ${fmt(rssTop.external)} MiB, the rest ${fmt(rssTop.rss - rssTop.heapTotal - rssTop.external)} MiB`,
+      `  RSS after, idle, by part:        V8 heap reserved ${fmt(idle1.heapTotalMiB)} MiB (${fmt(idle1.heapMiB)} in use), external (Buffers, native objects V8 knows of) ${fmt(idle1.externalMiB)} MiB, the rest (code, stacks, OpenSSL, malloc's arenas and free lists) ${fmt(rssSteady - idle1.heapTotalMiB - idle1.externalMiB)} MiB`,
       `idle over ${idleMs / 1000} s (nothing to do):     CPU ${fmt(cpuIdle1 - cpuIdle0, 2)} s (${fmt(((cpuIdle1 - cpuIdle0) / (idleMs / 1000)) * 100, 2)}% of a core); API requests ${idleReq} (${per(
         delta(idle0, idle1, () => true),
         1,

@@ -2,7 +2,7 @@
 // its own, apart from every workload cluster's CA: an agent identity opens nothing but the health
 // endpoint. The provider keeps it in a Secret ({ca.crt, ca.key}); this module only turns that
 // data into a CA and back (the caller reads and writes the Secret).
-import { createPrivateKey, createPublicKey, X509Certificate } from 'node:crypto';
+import { createPrivateKey, createPublicKey, hkdfSync, X509Certificate } from 'node:crypto';
 import {
   createCertificateAuthority,
   issueCertificate,
@@ -26,6 +26,16 @@ export interface AgentCaData {
 }
 
 export const agentCaCommonName = 'capbm-agent-ca';
+
+/**
+ * The health endpoint's TLS session ticket keys (48 bytes), derived from the agent CA's key: every
+ * replica and every restart of the provider has the same ones, so after a restart or a failover an
+ * agent resumes its session (no certificate chain, no signature) instead of a full handshake. One
+ * way: the keys reveal nothing of the CA key. They change with the CA (whose change reissues every
+ * agent's certificate anyway).
+ */
+export const sessionTicketKeys = (caKeyPem: string): Buffer =>
+  Buffer.from(hkdfSync('sha256', caKeyPem, 'capbm-agent-endpoint', 'tls session ticket keys', 48));
 export const defaultAgentCertValidityMs = 24 * 60 * 60 * 1000;
 
 export class AgentCaInvalid extends Error {

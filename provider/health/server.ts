@@ -25,7 +25,7 @@ import { parseReport, Rejection, ReplayGuard } from './report.ts';
 import { KeptConnections } from './connections.ts';
 
 export { parseReport, ReplayGuard };
-import { issueAgentCertificate, defaultAgentCertValidityMs, type AgentIdentity } from './pki.ts';
+import { issueAgentCertificate, defaultAgentCertValidityMs, sessionTicketKeys, type AgentIdentity } from './pki.ts';
 
 const reports = counter('capbm_agent_reports_total', 'Agent reports by result (accepted, rejected) and reason', [
   'result',
@@ -34,6 +34,9 @@ const reports = counter('capbm_agent_reports_total', 'Agent reports by result (a
 const renewals = counter('capbm_agent_renewals_total', 'Agent certificate renewals by result and reason', [
   'result',
   'reason',
+]);
+const handshakes = counter('capbm_agent_tls_handshakes_total', 'Agent TLS handshakes by resumed (a ticket)', [
+  'resumed',
 ]);
 const tlsRejected = counter('capbm_agent_tls_rejections_total', 'Agent connections refused during the TLS handshake');
 
@@ -94,6 +97,8 @@ export interface HealthServerOptions {
    * TLS handshake, and the agent tries again after a jittered backoff. Default 5000.
    */
   maxConnections?: number;
+  /** How long a TLS session ticket is good for (a kept connection's agent resumes with it after a restart). Default 3600. */
+  sessionTimeoutSeconds?: number;
   /** Connections kept open between an agent's reports (connections.ts); others close after each answer. Default 2500. */
   keptConnections?: number;
   /** A TLS handshake not done in this time is cut. Default 10 s. */
@@ -299,7 +304,11 @@ export async function startHealthServer(o: HealthServerOptions): Promise<HealthS
   const server = createServer(
     {
       // Tickets (TLS 1.3 resumption, on by default) make an agent's reconnect cheap: no certificate
-      // chain sent or verified again, no signature (the client certificate is kept in the ticket).
+      // chain sent or verified again, no signature (the client certificate is kept in the ticket;
+      // its expiry is checked per request). CA-derived keys, fixed context: good across restarts.
+      ...(o.ca.keyPem ? { ticketKeys: sessionTicketKeys(o.ca.keyPem) } : {}),
+      sessionIdContext: 'capbm-agent-endpoint',
+      sessionTimeout: o.sessionTimeoutSeconds ?? 3600,
       key: o.serverCert.keyPem,
       cert: o.serverCert.certPem,
       ca: [o.ca.certPem],
@@ -314,6 +323,7 @@ export async function startHealthServer(o: HealthServerOptions): Promise<HealthS
     (req, res) => h.handle(req, res),
   );
   server.on('tlsClientError', () => tlsRejected.inc());
+  server.on('secureConnection', (s: TLSSocket) => handshakes.inc({ resumed: String(s.isSessionReused()) }));
   // A flood of connections (or of half-done handshakes) is bounded: memory and file descriptors stay.
   server.maxConnections = o.maxConnections ?? 5000;
   const host = o.host ?? '0.0.0.0';

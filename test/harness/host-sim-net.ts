@@ -1,6 +1,6 @@
 // Starts the host simulator (host-sim-server.ts) in a network namespace of its own: a veth pair
-// from this namespace, the simulated hosts' addresses on the namespace's eth0 (10.250.192.0/18 by
-// default, above every lab slot's address), and one route here for that range through the veth:
+// from this namespace, the simulated hosts' addresses on the namespace's eth0 (10.250.192.0/18 for
+// up to 16,256 hosts, 10.250.128.0/17 for up to 32,512: above the lab slots' addresses in use), and one route here for that range through the veth:
 // one neighbour entry for all hosts (the lab bridge would need one per host). Traffic stays on
 // this machine. Everything goes when stop() runs (or the namespace is found stale next time).
 import { execa } from 'execa';
@@ -25,13 +25,23 @@ export interface HostSimOptions {
   bootstrapMs: number;
   /** The public key (OpenSSH format) the hosts accept for root. */
   authorizedKey: string;
-  /** The third octet the addresses start at, 10.250.<first>.1 on (default 192: 10.250.192.0/18). */
+  /** The third octet the addresses start at, 10.250.<first>.1 on (default: simFirst(count)). */
   first?: number;
   log?: (m: string) => void;
 }
 
+/** The /24s the hosts need, rounded up to a power of two: the range is one aligned prefix. */
+const blocksFor = (count: number) => 2 ** Math.ceil(Math.log2(Math.max(1, Math.ceil(count / 254))));
+
+/** Where the range starts by default: 192 (a /18) up to 64 /24s, else the top of 10.250 (128: a /17). */
+export function simFirst(count: number): number {
+  const blocks = blocksFor(count);
+  if (blocks > 128) throw new Error(`${count} simulated hosts do not fit: at most ${128 * 254} (10.250.128.0/17)`);
+  return blocks <= 64 ? 192 : 256 - blocks;
+}
+
 /** Host addresses: 10.250.<first>.1 upward, .1 to .254 of each /24. */
-export function simAddresses(count: number, first = 192): string[] {
+export function simAddresses(count: number, first = simFirst(count)): string[] {
   const out: string[] = [];
   for (let i = 0; i < count; i++) out.push(`10.250.${first + Math.floor(i / 254)}.${(i % 254) + 1}`);
   if (first + Math.floor((count - 1) / 254) > 254) throw new Error(`${count} hosts do not fit above 10.250.${first}.0`);
@@ -44,11 +54,11 @@ async function sh(args: string[], input?: string): Promise<void> {
 }
 
 export async function startHostSim(o: HostSimOptions): Promise<HostSim> {
-  const first = o.first ?? 192;
+  const first = o.first ?? simFirst(o.count);
   const ns = `capbm-sim${first}`;
   const veth = `cbsim${first}`;
   const gw = `10.250.${first}.0`; // the namespace's own address: no host has it
-  const prefix = `10.250.${first}.0/${first === 192 ? 18 : 24 - Math.ceil(Math.log2(Math.ceil(o.count / 254)))}`;
+  const prefix = `10.250.${first}.0/${first === 192 ? 18 : 24 - Math.log2(blocksFor(o.count))}`;
   const addresses = simAddresses(o.count, first);
   const say = o.log ?? (() => {});
   await execa('ip', ['netns', 'del', ns], { reject: false });

@@ -5,6 +5,7 @@ import test from 'ava';
 import { createSign, generateKeyPairSync, randomBytes } from 'node:crypto';
 import { Agent, request } from 'node:https';
 import { connect, type Socket } from 'node:net';
+import { connect as tlsConnect } from 'node:tls';
 import { createCertificateAuthority, type CertificateAuthority } from '../../provider/pki/certificate.ts';
 import {
   identityOfCertificate,
@@ -329,3 +330,46 @@ test.serial(
     t.like(b2, { status: 200, connection: 'close', resumed: true });
   },
 );
+
+/** A TLS connection as agent a; resolves with the session ticket it got and whether it resumed. */
+function tlsSession(url: string, session?: Buffer): Promise<{ ticket: Buffer; resumed: boolean }> {
+  const { hostname, port } = new URL(url);
+  return new Promise((resolve, reject) => {
+    const s = tlsConnect({
+      host: hostname,
+      port: Number(port),
+      ca: ca.certPem,
+      cert: ids.a.certPem,
+      key: ids.a.keyPem,
+      ...(session ? { session } : {}),
+    });
+    // TLS 1.3 tickets come after the handshake: the first one is the session to keep.
+    s.once('session', (ticket: Buffer) => {
+      resolve({ ticket, resumed: s.isSessionReused() });
+      s.end();
+    });
+    s.on('error', reject);
+  });
+}
+
+test('a restarted endpoint (same CA) resumes the sessions of the one before; another CA does not', async (t) => {
+  const start = async (c: CertificateAuthority) =>
+    startHealthServer({
+      host: '127.0.0.1',
+      port: 0,
+      ca: c,
+      serverCert: await issueHealthServerCertificate(c, { ipAddresses: ['127.0.0.1'] }),
+      onReport: () => {},
+    });
+  const before = await start(ca);
+  const first = await tlsSession(before.url);
+  t.false(first.resumed);
+  await before.close();
+  // A new process would load the same CA from its Secret and issue itself a new serving certificate.
+  const after = await start(ca);
+  t.teardown(() => after.close());
+  t.true((await tlsSession(after.url, first.ticket)).resumed, 'the ticket of the endpoint before is good');
+  const other = await start({ ...ca, keyPem: (await createCertificateAuthority('other')).keyPem });
+  t.teardown(() => other.close());
+  t.false((await tlsSession(other.url, first.ticket)).resumed, 'keys from another CA key refuse it');
+});
