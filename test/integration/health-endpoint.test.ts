@@ -331,8 +331,8 @@ test.serial(
   },
 );
 
-/** A TLS connection as agent a; resolves with the session ticket it got and whether it resumed. */
-function tlsSession(url: string, session?: Buffer): Promise<{ ticket: Buffer; resumed: boolean }> {
+/** A TLS connection as agent a, one request on it; resolves with the ticket it got (if any) and whether it resumed. */
+function tlsSession(url: string, session?: Buffer): Promise<{ ticket?: Buffer; resumed: boolean }> {
   const { hostname, port } = new URL(url);
   return new Promise((resolve, reject) => {
     const s = tlsConnect({
@@ -343,33 +343,42 @@ function tlsSession(url: string, session?: Buffer): Promise<{ ticket: Buffer; re
       key: ids.a.keyPem,
       ...(session ? { session } : {}),
     });
-    // TLS 1.3 tickets come after the handshake: the first one is the session to keep.
-    s.once('session', (ticket: Buffer) => {
-      resolve({ ticket, resumed: s.isSessionReused() });
-      s.end();
+    // TLS 1.3 tickets come after the handshake, with the server's first write (here the answer to
+    // a request), as data the socket must read: the first one is the session to keep.
+    let ticket: Buffer | undefined;
+    let resumed = false;
+    s.on('session', (t: Buffer) => (ticket ??= t));
+    s.once('secureConnect', () => {
+      resumed = s.isSessionReused();
+      s.resume();
+      s.write('GET /nothing HTTP/1.1\r\nHost: endpoint\r\nConnection: close\r\n\r\n');
     });
+    s.once('close', () => resolve({ ...(ticket ? { ticket } : {}), resumed }));
     s.on('error', reject);
+    s.setTimeout(10_000, () => s.destroy(new Error('no answer within 10 s')));
   });
 }
 
 test('a restarted endpoint (same CA) resumes the sessions of the one before; another CA does not', async (t) => {
-  const start = async (c: CertificateAuthority) =>
+  // ticketKey: the CA key the endpoint derives its ticket keys from (the CA's own by default).
+  const start = async (ticketKey = ca.keyPem) =>
     startHealthServer({
       host: '127.0.0.1',
       port: 0,
-      ca: c,
-      serverCert: await issueHealthServerCertificate(c, { ipAddresses: ['127.0.0.1'] }),
+      ca: { ...ca, keyPem: ticketKey },
+      serverCert: await issueHealthServerCertificate(ca, { ipAddresses: ['127.0.0.1'] }),
       onReport: () => {},
     });
-  const before = await start(ca);
+  const before = await start();
   const first = await tlsSession(before.url);
   t.false(first.resumed);
   await before.close();
   // A new process would load the same CA from its Secret and issue itself a new serving certificate.
-  const after = await start(ca);
+  const after = await start();
   t.teardown(() => after.close());
+  t.truthy(first.ticket);
   t.true((await tlsSession(after.url, first.ticket)).resumed, 'the ticket of the endpoint before is good');
-  const other = await start({ ...ca, keyPem: (await createCertificateAuthority('other')).keyPem });
+  const other = await start((await createCertificateAuthority('other')).keyPem);
   t.teardown(() => other.close());
   t.false((await tlsSession(other.url, first.ticket)).resumed, 'keys from another CA key refuse it');
 });
