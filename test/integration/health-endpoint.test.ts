@@ -5,7 +5,8 @@ import test from 'ava';
 import { createSign, generateKeyPairSync, randomBytes } from 'node:crypto';
 import { Agent, request } from 'node:https';
 import { connect, type Socket } from 'node:net';
-import { connect as tlsConnect } from 'node:tls';
+import { connect as tlsConnect, type TLSSocket } from 'node:tls';
+import { ProviderClient } from '../../agent/client.ts';
 import { createCertificateAuthority, type CertificateAuthority } from '../../provider/pki/certificate.ts';
 import {
   identityOfCertificate,
@@ -14,7 +15,12 @@ import {
   loadOrCreateAgentCa,
   needsRotation,
 } from '../../provider/health/pki.ts';
-import { startHealthServer, type HealthServer, type ReportContext } from '../../provider/health/server.ts';
+import {
+  startHealthServer,
+  type HealthServer,
+  type HealthServerOptions,
+  type ReportContext,
+} from '../../provider/health/server.ts';
 import { registry } from '../../provider/runtime/metrics.ts';
 import { renewProof, type Report } from '../../common/agent-protocol.ts';
 import { X509Certificate } from 'node:crypto';
@@ -255,16 +261,20 @@ test('the agent CA round-trips through its Secret data and refuses broken data',
   await t.throwsAsync(loadOrCreateAgentCa({ 'ca.crt': created.data['ca.crt'] }), { name: 'AgentCaInvalid' });
 });
 
-test('connections are capped, and a handshake that never comes is cut', async (t) => {
-  const small = await startHealthServer({
+/** An endpoint of a test's own on a free port: the suite's CA, a new serving certificate, reports dropped. */
+async function ownEndpoint(o: Partial<HealthServerOptions> = {}): Promise<HealthServer> {
+  return startHealthServer({
     host: '127.0.0.1',
     port: 0,
     ca,
     serverCert: await issueHealthServerCertificate(ca, { ipAddresses: ['127.0.0.1'] }),
-    maxConnections: 2,
-    handshakeTimeoutMs: 300,
     onReport: () => {},
+    ...o,
   });
+}
+
+test('connections are capped, and a handshake that never comes is cut', async (t) => {
+  const small = await ownEndpoint({ maxConnections: 2, handshakeTimeoutMs: 300 });
   t.teardown(() => small.close());
   const closed = (s: Socket) => new Promise<number>((r) => s.once('close', () => r(Date.now())));
   const open = () => connect(small.port, '127.0.0.1');
@@ -361,14 +371,7 @@ function tlsSession(url: string, session?: Buffer): Promise<{ ticket?: Buffer; r
 
 test('a restarted endpoint (same CA) resumes the sessions of the one before; another CA does not', async (t) => {
   // ticketKey: the CA key the endpoint derives its ticket keys from (the CA's own by default).
-  const start = async (ticketKey = ca.keyPem) =>
-    startHealthServer({
-      host: '127.0.0.1',
-      port: 0,
-      ca: { ...ca, keyPem: ticketKey },
-      serverCert: await issueHealthServerCertificate(ca, { ipAddresses: ['127.0.0.1'] }),
-      onReport: () => {},
-    });
+  const start = (ticketKey = ca.keyPem) => ownEndpoint({ ca: { ...ca, keyPem: ticketKey } });
   const before = await start();
   const first = await tlsSession(before.url);
   t.false(first.resumed);
@@ -381,4 +384,25 @@ test('a restarted endpoint (same CA) resumes the sessions of the one before; ano
   const other = await start((await createCertificateAuthority('other')).keyPem);
   t.teardown(() => other.close());
   t.false((await tlsSession(other.url, first.ticket)).resumed, 'keys from another CA key refuse it');
+});
+
+test('an agent whose report a restart cut off resumes its TLS session on the next report', async (t) => {
+  const endpoint = await ownEndpoint();
+  t.teardown(() => endpoint.close());
+  const resumed: boolean[] = [];
+  endpoint.server.on('secureConnection', (s: TLSSocket) => resumed.push(s.isSessionReused()));
+  let cut = false;
+  let tcp: Socket | undefined; // one connection at a time here
+  endpoint.server.on('connection', (s: Socket) => (tcp = s));
+  // A process that exits while a report is in flight: the agent's connection ends in an error.
+  endpoint.server.prependListener('request', () => cut && tcp?.resetAndDestroy());
+  const client = new ProviderClient(endpoint.url, { ...ids.a, caPem: ca.certPem });
+  t.teardown(() => client.close());
+  t.is((await client.post('/v1/report', report('ns/host-a'))).status, 200);
+  cut = true;
+  await t.throwsAsync(client.post('/v1/report', report('ns/host-a')), { code: 'ECONNRESET' });
+  cut = false;
+  t.is((await client.post('/v1/report', report('ns/host-a'))).status, 200);
+  // (Node's own Agent forgets its session when a connection ends in an error: a full handshake.)
+  t.deepEqual(resumed, [false, true], 'the new connection resumed the session of the one cut');
 });
