@@ -21,7 +21,7 @@ import { createPrivateKey, generateKeyPairSync, randomBytes, sign } from 'node:c
 import { readFileSync } from 'node:fs';
 import { createServer } from 'node:https';
 import { freemem } from 'node:os';
-import type { AddressInfo } from 'node:net';
+import type { AddressInfo, Socket } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import forge from 'node-forge';
 import { builtinChecks } from '../../agent/checks/index.ts';
@@ -262,6 +262,17 @@ function argOf(name: string): string | undefined {
   return i >= 0 ? process.argv[i + 1] : undefined;
 }
 
+/** Listens on the first free port from 20000 (below Linux's ephemeral range, 32768 on). */
+async function belowEphemeralPorts<T>(listen: (port: number) => Promise<T>): Promise<T> {
+  for (let port = 20_000; ; port++) {
+    try {
+      return await listen(port);
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'EADDRINUSE' || port >= 32_000) throw e;
+    }
+  }
+}
+
 const message = <T>(c: ChildProcess, pick: (m: any) => T | undefined) =>
   new Promise<T>((resolve) => {
     const on = (m: unknown) => {
@@ -310,12 +321,17 @@ async function handshakeCounts(): Promise<{ resumed: number; full: number }> {
   return { resumed: of('true'), full: of('false') };
 }
 
+/** p50, p99 and max of some round trips. */
+const spread = (xs: number[]) =>
+  `p50 ${ms(quantile(xs, 0.5))}, p99 ${ms(quantile(xs, 0.99))}, max ${ms(Math.max(...xs))} (${xs.length} answers)`;
+
 function roundTrips(s: WorkerStats): string[] {
   const all = s.rtt.map(([, r]) => r);
   const first = s.rtt.filter(([at]) => at < 60_000).map(([, r]) => r);
-  const line = (xs: number[]) =>
-    `p50 ${ms(quantile(xs, 0.5))}, p99 ${ms(quantile(xs, 0.99))}, max ${ms(Math.max(...xs))} (${xs.length} answers)`;
-  return [`agent-side round trip, whole run:    ${line(all)}`, `agent-side round trip, first minute: ${line(first)}`];
+  return [
+    `agent-side round trip, whole run:    ${spread(all)}`,
+    `agent-side round trip, first minute: ${spread(first)}`,
+  ];
 }
 
 function outcome(s: WorkerStats): string {
@@ -327,6 +343,8 @@ interface Restart {
   at: number;
   tickets: string;
   before: { resumed: number; full: number };
+  /** From the stop to every socket closed. */
+  stopMs?: number;
   /** The interval after it: handshakes by then, and the provider's CPU. */
   after?: { resumed: number; full: number };
   cpu?: number;
@@ -337,12 +355,10 @@ function restartFigures(r: Restart, s: WorkerStats): string[] {
   const resumed = (r.after?.resumed ?? NaN) - r.before.resumed;
   const full = (r.after?.full ?? NaN) - r.before.full;
   const next = s.rtt.filter(([at]) => at >= r.at && at < r.at + intervalMs).map(([, x]) => x);
-  const line = (xs: number[]) =>
-    `p50 ${ms(quantile(xs, 0.5))}, p99 ${ms(quantile(xs, 0.99))}, max ${ms(Math.max(...xs))} (${xs.length} answers)`;
   return [
-    `restart at ${f(r.at / 1000, 1)} s (--restart-at), session tickets ${r.tickets}: the endpoint stopped, every connection cut, and started again on its port (same CA, a new serving certificate); in the ${intervalMs / 1000} s after it:`,
+    `restart at ${f(r.at / 1000, 1)} s (--restart-at), session tickets ${r.tickets}: the endpoint stopped, every connection cut (closed in ${r.stopMs === undefined ? 'n/a' : ms(r.stopMs)}), and started again on its port (same CA, a new serving certificate); in the ${intervalMs / 1000} s after it:`,
     `  TLS handshakes: ${resumed} resumed (session ticket), ${full} full (${f((resumed / Math.max(1, resumed + full)) * 100, 1)}% resumed); provider CPU ${r.cpu === undefined ? 'n/a' : `${f(r.cpu)} s`}`,
-    `  agent-side round trip of the reports started then: ${line(next)}`,
+    `  agent-side round trip of the reports started then: ${spread(next)}`,
   ];
 }
 
@@ -367,8 +383,8 @@ async function main(): Promise<void> {
   const latencies: number[] = [];
   const conditions = new Map<string, ConditionInput>();
   let reports = 0;
-  const endpoint = async (port: number, cert: typeof serverCert, ticketsFromCa = true) =>
-    startHealthServer({
+  const endpoint = async (port: number, cert: typeof serverCert, ticketsFromCa = true) => {
+    const started = await startHealthServer({
       host: '127.0.0.1',
       port,
       // Without the CA's key the endpoint cannot derive its ticket keys: Node picks random ones.
@@ -383,7 +399,23 @@ async function main(): Promise<void> {
         reports++;
       },
     });
-  let srv = await endpoint(0, serverCert);
+    // A restart cuts every socket at once, as a process that exits does: handshakes in flight too
+    // (close() alone waits for them, and a restart still waiting overlapped the next one).
+    const sockets = new Set<Socket>();
+    started.server.on('connection', (c: Socket) => {
+      sockets.add(c);
+      c.once('close', () => sockets.delete(c));
+    });
+    const cut = async () => {
+      const closed = started.close();
+      for (const c of sockets) c.destroy();
+      await closed;
+    };
+    return { ...started, cut };
+  };
+  // A port below the ephemeral range, as the provider's 9443 is: while the endpoint restarts,
+  // thousands of agents reconnecting take local ports from that range and can take its port.
+  let srv = await belowEphemeralPorts((port) => endpoint(port, serverCert));
   const hosts = Array.from({ length: n }, (_, i) => `bench/host-${i}`);
   const halves = [hosts.slice(0, Math.ceil(n / 2)), hosts.slice(Math.ceil(n / 2))].filter((h) => h.length);
   const self = fileURLToPath(import.meta.url);
@@ -426,7 +458,9 @@ async function main(): Promise<void> {
     const cpu0 = cpuSeconds();
     restarts.push(r);
     const port = srv.port;
-    await srv.close();
+    const t = performance.now();
+    await srv.cut();
+    r.stopMs = performance.now() - t;
     srv = await endpoint(port, await issueHealthServerCertificate(ca, { ipAddresses: ['127.0.0.1'] }), fromCa);
     await sleep(intervalMs);
     r.cpu = cpuSeconds() - cpu0;
@@ -440,10 +474,18 @@ async function main(): Promise<void> {
     ].filter((x) => x.at + intervalMs <= seconds * 1000);
     for (const x of plan)
       timers.push(
-        setTimeout(() => void restartOnce(phaseStart, x.tickets, x === plan[0]), phaseStart + x.at - Date.now()),
+        setTimeout(
+          () =>
+            void restartOnce(phaseStart, x.tickets, x === plan[0]).catch((e: Error) => {
+              process.stderr.write(`the restart at ${x.at / 1000} s failed: ${e.message}\n`);
+              process.exit(1);
+            }),
+          phaseStart + x.at - Date.now(),
+        ),
       );
   };
   const main = await runPhase(children, { url: srv.url, seconds, burst }, onStart);
+  const shakes = await handshakeCounts();
   timers.forEach(clearTimeout);
   clearInterval(sampler);
   clearTimeout(half);
@@ -460,6 +502,7 @@ async function main(): Promise<void> {
     `command: ${process.env.CAPBM_BENCH_COMMAND ?? `hack/bench agents ${process.argv.slice(2).join(' ')}`}`,
     `${n} simulated agents (2 processes), one report every ${intervalMs / 1000} s each over mTLS (server ECDSA P-256, agents ECDSA P-256), ${seconds} s, 127.0.0.1; all started at once, first report ${burst ? 'at once (--burst)' : 'jittered over the interval'}; kept connections ${kept ?? 'default (2500)'}`,
     outcome(main),
+    `TLS handshakes at the endpoint, whole run: ${shakes.resumed} resumed (session ticket), ${shakes.full} full`,
     `provider process: ${f(cpu)} CPU s over ${f(wall, 1)} s wall (${f((cpu / wall) * 100, 1)}% of one core), ${f((cpu / Math.max(1, reports)) * 1e6, 0)} us CPU per report`,
     `  second half: ${f(steady.cpu)} CPU s over ${f(steady.wall, 1)} s (${f((steady.cpu / steady.wall) * 100, 1)}% of one core) for ${steady.reports} reports, ${f((steady.cpu / Math.max(1, steady.reports)) * 1e6, 0)} us CPU per report`,
     `  connections open at once (sampled each second): at most ${maxOpen}`,
