@@ -25,26 +25,25 @@ export interface HostSimOptions {
   bootstrapMs: number;
   /** The public key (OpenSSH format) the hosts accept for root. */
   authorizedKey: string;
-  /** The third octet the addresses start at, 10.250.<first>.1 on (default: simFirst(count)). */
-  first?: number;
   log?: (m: string) => void;
 }
 
-/** The /24s the hosts need, rounded up to a power of two: the range is one aligned prefix. */
-const blocksFor = (count: number) => 2 ** Math.ceil(Math.log2(Math.max(1, Math.ceil(count / 254))));
-
-/** Where the range starts by default: 192 (a /18) up to 64 /24s, else the top of 10.250 (128: a /17). */
-export function simFirst(count: number): number {
-  const blocks = blocksFor(count);
-  if (blocks > 128) throw new Error(`${count} simulated hosts do not fit: at most ${128 * 254} (10.250.128.0/17)`);
-  return blocks <= 64 ? 192 : 256 - blocks;
+/**
+ * Where the hosts' addresses live: one aligned prefix of 10.250, at 192 (a /18, up to 64 /24s) or at
+ * the top of 10.250 (up to a /17) for more. Each /24 holds .1 to .254.
+ */
+export function simRange(count: number): { first: number; prefixLength: number } {
+  const needed = 2 ** Math.ceil(Math.log2(Math.max(1, Math.ceil(count / 254))));
+  if (needed > 128) throw new Error(`${count} simulated hosts do not fit: at most ${128 * 254} (10.250.128.0/17)`);
+  const blocks = Math.max(64, needed);
+  return { first: 256 - blocks, prefixLength: 24 - Math.log2(blocks) };
 }
 
 /** Host addresses: 10.250.<first>.1 upward, .1 to .254 of each /24. */
-export function simAddresses(count: number, first = simFirst(count)): string[] {
+export function simAddresses(count: number): string[] {
+  const { first } = simRange(count);
   const out: string[] = [];
   for (let i = 0; i < count; i++) out.push(`10.250.${first + Math.floor(i / 254)}.${(i % 254) + 1}`);
-  if (first + Math.floor((count - 1) / 254) > 254) throw new Error(`${count} hosts do not fit above 10.250.${first}.0`);
   return out;
 }
 
@@ -54,12 +53,12 @@ async function sh(args: string[], input?: string): Promise<void> {
 }
 
 export async function startHostSim(o: HostSimOptions): Promise<HostSim> {
-  const first = o.first ?? simFirst(o.count);
+  const { first, prefixLength } = simRange(o.count);
   const ns = `capbm-sim${first}`;
   const veth = `cbsim${first}`;
   const gw = `10.250.${first}.0`; // the namespace's own address: no host has it
-  const prefix = `10.250.${first}.0/${first === 192 ? 18 : 24 - Math.log2(blocksFor(o.count))}`;
-  const addresses = simAddresses(o.count, first);
+  const prefix = `10.250.${first}.0/${prefixLength}`;
+  const addresses = simAddresses(o.count);
   const say = o.log ?? (() => {});
   await execa('ip', ['netns', 'del', ns], { reject: false });
   await execa('ip', ['link', 'del', veth], { reject: false });
