@@ -352,6 +352,19 @@ try {
       100,
     );
     const toLease = since();
+    // Caught up: the standby has reconciled every machine of its shard since it took over and its
+    // queues are empty; bootstraps still running on the hosts are followed without a worker.
+    await waitFor(
+      'the standby to catch up (every machine reconciled, queues empty)',
+      async () => {
+        const each = await Promise.all(standby.map((m) => scrape(m.port)));
+        const ok = each.every((s, k) => s.machineReconciles >= shardMachines(k) && s.depth === 0 && s.active === 0);
+        return ok || provisioned.size >= M ? true : undefined;
+      },
+      limitMs,
+      100,
+    );
+    const toCaughtUp = since();
     await waitFor(
       'all provisioned after the kill',
       () => Promise.resolve(provisioned.size >= M || undefined),
@@ -375,6 +388,7 @@ try {
       runningOnHosts: simAtKill.runsStarted - simAtKill.runsCompleted,
       leaderRuns: last.reduce((x, l) => x + l.running, 0),
       toLease,
+      toCaughtUp,
       toProvisioned,
       toSteady,
       holders: { before: holderBefore, after: await holders() },
