@@ -288,7 +288,7 @@ export interface ProviderProcessOptions {
  * The Node.js options of the shipped Deployment (manifests/manager/manager.yaml) for its 1Gi memory
  * limit: there the heap is a quarter of the limit, here (no limit) the same size is given outright.
  */
-export const PROVIDER_NODE_OPTIONS = ['--max-old-space-size=256', '--max-semi-space-size=4'];
+export const PROVIDER_NODE_OPTIONS = ['--max-old-space-size=256', '--max-semi-space-size=16'];
 const providerEnv = { MALLOC_ARENA_MAX: '2' };
 
 export function startProviderProcess(o: ProviderProcessOptions): ManagedProcess {
