@@ -420,7 +420,7 @@ async function main(): Promise<void> {
   const halves = [hosts.slice(0, Math.ceil(n / 2)), hosts.slice(Math.ceil(n / 2))].filter((h) => h.length);
   const self = fileURLToPath(import.meta.url);
   const children: ChildProcess[] = halves.map(() =>
-    fork(self, ['worker'], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] }),
+    fork(self, ['worker'], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'], execArgv: [] }),
   );
   const ready = children.map((c) => message(c, (m) => m.ready as boolean | undefined));
   children.forEach((c, i) =>
@@ -513,7 +513,7 @@ async function main(): Promise<void> {
   ];
   process.stdout.write(out.join('\n') + '\n');
   if (floor) {
-    const fl = fork(self, ['floor'], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+    const fl = fork(self, ['floor'], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'], execArgv: [] });
     const port = message(fl, (m) => m.port as number | undefined);
     fl.send({ caPem: ca.certPem, certPem: serverCert.certPem, keyPem: serverCert.keyPem });
     const url = `https://127.0.0.1:${await port}`;

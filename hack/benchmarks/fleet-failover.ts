@@ -74,10 +74,14 @@ export interface FailoverFigures {
   leaderRuns: number;
   /** Seconds from the kill. */
   toLease: number;
-  /** The standby reconciled every machine of its shard and its queues are empty (runs still followed). */
+  /** The new leader reconciled every machine of its shard once (as a restarted manager's steady state). */
   toCaughtUp: number;
   toProvisioned: number;
   toSteady: number;
+  /** Machines provisioned per second: the 30 s before the kill, the 30 s after the Lease was taken. */
+  pace: { before: number; afterLease: number };
+  /** Seconds from the kill to the new leader's first machine provisioned. */
+  firstAfterKill: number;
   leaseDurationS: number;
   holders: { before: string; after: string };
   /** The simulator at the kill and once steady after it; from before the first object to the end. */
@@ -100,7 +104,7 @@ export function failoverLines(f: FailoverFigures, machines: number, fmt: (x: num
   const rerun = all('runsOnHostAgain') + all('stepsRepeated') + all('resets') + f.claims.hostsTwice;
   return [
     `failover in flight (--failover-at, ${describeFailoverAt(f.at)}): leader SIGKILLed ${when}, ${f.provisionedAtKill} of ${machines} provisioned, ${f.runningOnHosts} bootstraps running on the hosts (the leader followed ${f.leaderRuns}); a standby (same Lease, caches warm) ran beside it from the start`,
-    `failover: kill -> standby holds the Lease ${fmt(f.toLease)} s (Lease duration ${f.leaseDurationS} s, the provider's default: the standby takes over once it expires; holder ${f.holders.before} -> ${f.holders.after}); kill -> caught up ${fmt(f.toCaughtUp)} s (the new leader reconciled every machine, queues empty; the runs it found are followed without a worker); kill -> all provisioned ${fmt(f.toProvisioned)} s; kill -> steady state ${fmt(f.toSteady)} s (every machine provisioned, queues empty, no run followed)`,
+    `failover: kill -> standby holds the Lease ${fmt(f.toLease)} s (Lease duration ${f.leaseDurationS} s, the provider's default: the standby takes over once it expires; holder ${f.holders.before} -> ${f.holders.after}); kill -> caught up ${fmt(f.toCaughtUp)} s (the new leader reconciled every machine once: each host's state known, every run going followed); kill -> the new leader's first machine provisioned ${fmt(f.firstAfterKill)} s; machines provisioned per second: ${fmt(f.pace.before)} in the 30 s before the kill, ${fmt(f.pace.afterLease)} in the 30 s after the Lease was taken; kill -> all provisioned ${fmt(f.toProvisioned)} s; kill -> steady state ${fmt(f.toSteady)} s (every machine provisioned, queues empty, no run followed)`,
     `failover, nothing run again: bootstraps started ${started} for ${machines} machines (hosts with a second run ${all('runsOnHostAgain')}); after the kill the new leader attached to ${attached} runs going and found ${d('runsFoundEnded')} ended; steps started twice ${all('stepsRepeated')}; resets ${all('resets')}; hosts claimed ${f.claims.claimed}, by two machines ${f.claims.hostsTwice}, machines on two hosts ${f.claims.machinesTwice}${started === machines && rerun === 0 && f.claims.machinesTwice === 0 ? '' : ' (SOMETHING RAN AGAIN)'}`,
   ];
 }

@@ -279,14 +279,15 @@ try {
   );
   const tHosts = (performance.now() - tHosts0) / 1000;
   // The new hosts' own writes (their first status) are the pools', not the machines': wait until
-  // the managers are done with them (queues empty, no request for 3 s) before counting.
+  // the managers are done with them (the leaders' queues empty, no request for 3 s) before counting.
+  // A standby's queues fill from its informers and wait for its leadership: not counted.
   let last = -1;
   await waitFor(
     'the managers to settle after the hosts were made',
     async () => {
       const x = await scrapeLive();
       const n = Object.entries(x.byVerb).reduce((a, [k, v]) => (k.includes('leases') ? a : a + v), 0); // Lease renewals go on
-      const settled = x.depth === 0 && n === last;
+      const settled = (await scrapeAll(p1)).depth === 0 && n === last;
       last = n;
       return settled ? true : undefined;
     },
@@ -302,9 +303,12 @@ try {
   let fire: (() => void) | undefined;
   const trigger = new Promise<void>((r) => (fire = r));
   const watch = createInformer<BareMetalMachine>(cp.kc, BareMetalMachines, { log: createLogger({ level: 'error' }) });
+  /** When each machine was first seen provisioned (performance.now()). */
+  const provisionedTimes: number[] = [];
   const seen = (m: BareMetalMachine) => {
-    if (!m.status?.initialization?.provisioned) return;
+    if (!m.status?.initialization?.provisioned || provisioned.has(m.metadata.name)) return;
     provisioned.add(m.metadata.name);
+    provisionedTimes.push(performance.now());
     if (failoverAt && 'fraction' in failoverAt && provisioned.size >= failoverAt.fraction * M) fire?.();
     if (provisioned.size >= M) allProvisioned?.();
   };
@@ -352,14 +356,14 @@ try {
       100,
     );
     const toLease = since();
-    // Caught up: the standby has reconciled every machine of its shard since it took over and its
-    // queues are empty; bootstraps still running on the hosts are followed without a worker.
+    // Caught up: the new leader has reconciled every machine of its shard once since it took over
+    // (it knows each host's state and follows every run going), as a restarted manager's steady
+    // state; its queues are not empty while machines the dead leader never started wait for SSH.
     await waitFor(
-      'the standby to catch up (every machine reconciled, queues empty)',
+      'the standby to reconcile every machine',
       async () => {
         const each = await Promise.all(standby.map((m) => scrape(m.port)));
-        const ok = each.every((s, k) => s.machineReconciles >= shardMachines(k) && s.depth === 0 && s.active === 0);
-        return ok || provisioned.size >= M ? true : undefined;
+        return each.every((s, k) => s.machineReconciles >= shardMachines(k)) ? true : undefined;
       },
       limitMs,
       100,
@@ -372,6 +376,10 @@ try {
       100,
     );
     const toProvisioned = since();
+    // The pace: machines provisioned per second in the 30 s before the kill and after the Lease.
+    const within = (from: number) => provisionedTimes.filter((t) => t >= from && t < from + 30_000).length / 30;
+    const pace = { before: within(tKill - 30_000), afterLease: within(tKill + toLease * 1000) };
+    const firstAfterKill = (Math.min(...provisionedTimes.filter((t) => t > tKill)) - tKill) / 1000;
     await waitFor(
       'steady state after the kill (queues empty, no run followed)',
       async () => {
@@ -391,6 +399,8 @@ try {
       toCaughtUp,
       toProvisioned,
       toSteady,
+      pace,
+      firstAfterKill,
       holders: { before: holderBefore, after: await holders() },
       simAtKill,
       simSteady: await simulator.stats(),
