@@ -14,9 +14,10 @@
 // Prints the provider process's peak RSS (and per agent), CPU per report, the agent-side round trip
 // (p50/p99/max, the whole run and its first minute), reports failed and lost; then the floor in the
 // same run: a bare Node https server (same TLS: the ECDSA key, client certificates; no checks, keeps
-// every connection) in a process of its own, answering the same agents. Bounded: every agent stops
+// every connection) in a process of its own, answering the same agents. The endpoint's process has
+// the manager's heap flags (PROVIDER_NODE_OPTIONS) unless node was given its own. Bounded: every agent stops
 // at the deadline; loopback only.
-import { fork, type ChildProcess } from 'node:child_process';
+import { fork, spawn, type ChildProcess } from 'node:child_process';
 import { createPrivateKey, generateKeyPairSync, randomBytes, sign } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { createServer } from 'node:https';
@@ -32,6 +33,7 @@ import { issueHealthServerCertificate, loadOrCreateAgentCa } from '../../provide
 import { startHealthServer } from '../../provider/health/server.ts';
 import { registry } from '../../provider/runtime/metrics.ts';
 import { toMs } from '../../test/harness/bench-args.ts';
+import { PROVIDER_NODE_OPTIONS } from '../../test/harness/env.ts';
 import type { ConditionInput } from '../../provider/runtime/conditions.ts';
 import type { CheckResult, Report } from '../../common/agent-protocol.ts';
 
@@ -501,6 +503,7 @@ async function main(): Promise<void> {
   const out = [
     `command: ${process.env.CAPBM_BENCH_COMMAND ?? `hack/bench agents ${process.argv.slice(2).join(' ')}`}`,
     `${n} simulated agents (2 processes), one report every ${intervalMs / 1000} s each over mTLS (server ECDSA P-256, agents ECDSA P-256), ${seconds} s, 127.0.0.1; all started at once, first report ${burst ? 'at once (--burst)' : 'jittered over the interval'}; kept connections ${kept ?? 'default (2500)'}`,
+    `endpoint process: node ${process.execArgv.join(' ')}${process.env.MALLOC_ARENA_MAX ? `, MALLOC_ARENA_MAX=${process.env.MALLOC_ARENA_MAX}` : ''} (the manager's heap flags unless given others)`,
     outcome(main),
     `TLS handshakes at the endpoint, whole run: ${shakes.resumed} resumed (session ticket), ${shakes.full} full`,
     `provider process: ${f(cpu)} CPU s over ${f(wall, 1)} s wall (${f((cpu / wall) * 100, 1)}% of one core), ${f((cpu / Math.max(1, reports)) * 1e6, 0)} us CPU per report`,
@@ -538,6 +541,21 @@ async function main(): Promise<void> {
   for (const c of children) c.send({ exit: true });
 }
 
+/**
+ * The endpoint's process runs with the manager's heap flags (the Deployment's, as the harness gives
+ * every provider process: PROVIDER_NODE_OPTIONS) unless it was started with its own: this process
+ * starts itself again with them and exits with its code.
+ */
+async function withShippedHeap(): Promise<boolean> {
+  if (process.execArgv.some((a) => a.startsWith('--max-old-space-size'))) return false;
+  const self = fileURLToPath(import.meta.url);
+  const child = spawn(process.execPath, [...PROVIDER_NODE_OPTIONS, self, ...process.argv.slice(2)], {
+    stdio: 'inherit',
+    env: { ...process.env, MALLOC_ARENA_MAX: '2' },
+  });
+  process.exit(await new Promise<number>((r) => child.on('exit', (code) => r(code ?? 1))));
+}
+
 if (process.argv[2] === 'worker') await worker();
 else if (process.argv[2] === 'floor') await floorServer();
-else await main();
+else if (!(await withShippedHeap())) await main();
