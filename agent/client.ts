@@ -1,7 +1,7 @@
 // The agent's side of mutual TLS: it proves who it is with its certificate (CN=host:<name>) and
 // trusts only the provider's agent CA. JSON in, JSON out, bounded in time and size.
-import { Agent, request, type RequestOptions } from 'node:https';
-import { createSecureContext, type TLSSocket } from 'node:tls';
+import { Agent, request } from 'node:https';
+import { createSecureContext } from 'node:tls';
 
 export interface Identity {
   certPem: string;
@@ -50,7 +50,8 @@ export class ProviderClient {
     const connect = agent.createConnection.bind(agent);
     agent.createConnection = (options, callback) => {
       const socket = connect({ ...options, ...(this.#session ? { session: this.#session } : {}) }, callback);
-      if (socket) this.#watch(socket as TLSSocket, agent);
+      // Not from a connection of the identity before (setIdentity).
+      socket?.on('session', (session: Buffer) => this.#agent === agent && (this.#session = session));
       return socket;
     };
     return agent;
@@ -63,39 +64,37 @@ export class ProviderClient {
     this.#session = undefined;
   }
 
-  #watch(socket: TLSSocket, agent: Agent): void {
-    // Not from a connection of the identity before (setIdentity).
-    socket.on('session', (session: Buffer) => this.#agent === agent && (this.#session = session));
-  }
-
   post<T>(path: string, body: unknown): Promise<Exchange<T>> {
     const payload = JSON.stringify(body);
     const sentAt = Date.now();
     return new Promise((resolve, reject) => {
-      const options: RequestOptions = {
-        method: 'POST',
-        agent: this.#agent,
-        timeout: this.#timeoutMs,
-        headers: { 'Content-Type': 'application/json', 'Content-Length': Buffer.byteLength(payload) },
-      };
-      const req = request(new URL(path, this.#base), options, (res) => {
-        const chunks: Buffer[] = [];
-        let size = 0;
-        res.on('data', (c: Buffer) => {
-          size += c.length;
-          if (size <= maxAnswer) chunks.push(c);
-        });
-        res.on('end', () => {
-          let parsed: T | undefined;
-          try {
-            parsed = JSON.parse(Buffer.concat(chunks).toString('utf8')) as T;
-          } catch {
-            parsed = undefined;
-          }
-          resolve({ status: res.statusCode ?? 0, body: parsed, sentAt, receivedAt: Date.now() });
-        });
-        res.on('error', reject);
-      });
+      const req = request(
+        new URL(path, this.#base),
+        {
+          method: 'POST',
+          agent: this.#agent,
+          timeout: this.#timeoutMs,
+          headers: { 'Content-Type': 'application/json', 'Content-Length': Buffer.byteLength(payload) },
+        },
+        (res) => {
+          const chunks: Buffer[] = [];
+          let size = 0;
+          res.on('data', (c: Buffer) => {
+            size += c.length;
+            if (size <= maxAnswer) chunks.push(c);
+          });
+          res.on('end', () => {
+            let parsed: T | undefined;
+            try {
+              parsed = JSON.parse(Buffer.concat(chunks).toString('utf8')) as T;
+            } catch {
+              parsed = undefined;
+            }
+            resolve({ status: res.statusCode ?? 0, body: parsed, sentAt, receivedAt: Date.now() });
+          });
+          res.on('error', reject);
+        },
+      );
       req.on('timeout', () => req.destroy(new Error(`no answer from ${this.#base} within ${this.#timeoutMs} ms`)));
       req.on('error', reject);
       req.end(payload);

@@ -33,7 +33,7 @@ import { issueHealthServerCertificate, loadOrCreateAgentCa } from '../../provide
 import { startHealthServer } from '../../provider/health/server.ts';
 import { registry } from '../../provider/runtime/metrics.ts';
 import { toMs } from '../../test/harness/bench-args.ts';
-import { PROVIDER_NODE_OPTIONS } from '../../test/harness/env.ts';
+import { PROVIDER_ENV, PROVIDER_NODE_OPTIONS } from '../../test/harness/env.ts';
 import type { ConditionInput } from '../../provider/runtime/conditions.ts';
 import type { CheckResult, Report } from '../../common/agent-protocol.ts';
 
@@ -402,7 +402,7 @@ async function main(): Promise<void> {
       },
     });
     // A restart cuts every socket at once, as a process that exits does: handshakes in flight too
-    // (close() alone waits for them, and a restart still waiting overlapped the next one).
+    // (close() alone waits for them).
     const sockets = new Set<Socket>();
     started.server.on('connection', (c: Socket) => {
       sockets.add(c);
@@ -551,7 +551,7 @@ async function withShippedHeap(): Promise<boolean> {
   const self = fileURLToPath(import.meta.url);
   const child = spawn(process.execPath, [...PROVIDER_NODE_OPTIONS, self, ...process.argv.slice(2)], {
     stdio: 'inherit',
-    env: { ...process.env, MALLOC_ARENA_MAX: '2' },
+    env: { ...process.env, ...PROVIDER_ENV },
   });
   process.exit(await new Promise<number>((r) => child.on('exit', (code) => r(code ?? 1))));
 }

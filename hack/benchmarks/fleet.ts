@@ -193,6 +193,8 @@ try {
   };
   /** Machines of shard k. */
   const shardMachines = (k: number) => Array.from({ length: M }, (_, i) => i % C).filter((c) => c % S === k).length;
+  /** Every manager (one per shard, in shard order) has reconciled each machine of its shard once. */
+  const reconciledAll = (each: Scrape[]) => each.every((s, k) => s.machineReconciles >= shardMachines(k));
   const procStat = (p: ManagedProcess) => {
     const f = readFileSync(`/proc/${p.pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
     return (Number(f[11]) + Number(f[12])) / 100;
@@ -362,8 +364,7 @@ try {
     await waitFor(
       'the standby to reconcile every machine',
       async () => {
-        const each = await Promise.all(standby.map((m) => scrape(m.port)));
-        return each.every((s, k) => s.machineReconciles >= shardMachines(k)) ? true : undefined;
+        return reconciledAll(await Promise.all(standby.map((m) => scrape(m.port)))) ? true : undefined;
       },
       limitMs,
       100,
@@ -531,9 +532,7 @@ try {
     'the restarted managers to reach steady state',
     async () => {
       const each = await Promise.all(p2.map((m) => scrape(m.port)));
-      const ok = each.every(
-        (s, k) => s.leader === 1 && s.machineReconciles >= shardMachines(k) && s.depth === 0 && s.active === 0,
-      );
+      const ok = reconciledAll(each) && each.every((s) => s.leader === 1 && s.depth === 0 && s.active === 0);
       return ok ? scrapeAll(p2) : undefined;
     },
     limitMs,

@@ -289,7 +289,8 @@ export interface ProviderProcessOptions {
  * limit: there the heap is a quarter of the limit, here (no limit) the same size is given outright.
  */
 export const PROVIDER_NODE_OPTIONS = ['--max-old-space-size=256', '--max-semi-space-size=16'];
-const providerEnv = { MALLOC_ARENA_MAX: '2' };
+/** The environment of the shipped Deployment beside its Node.js options. */
+export const PROVIDER_ENV = { MALLOC_ARENA_MAX: '2' };
 
 export function startProviderProcess(o: ProviderProcessOptions): ManagedProcess {
   const nodeOptions = o.nodeOptions ?? PROVIDER_NODE_OPTIONS;
@@ -310,7 +311,7 @@ export function startProviderProcess(o: ProviderProcessOptions): ManagedProcess 
         name: o.containerName ?? o.name,
         kubeconfig: o.kubeconfig,
         args,
-        env: { ...logLevel, ...providerEnv, ...(nodeOptions.length ? { NODE_OPTIONS: nodeOptions.join(' ') } : {}) },
+        env: { ...logLevel, ...PROVIDER_ENV, ...(nodeOptions.length ? { NODE_OPTIONS: nodeOptions.join(' ') } : {}) },
       })
     : {
         command: process.execPath,
@@ -321,7 +322,7 @@ export function startProviderProcess(o: ProviderProcessOptions): ManagedProcess 
     ...run,
     logFile: o.logFile,
     ...(o.persistent ? { persistent: true } : {}),
-    env: { ...process.env, ...logLevel, ...providerEnv },
+    env: { ...process.env, ...logLevel, ...PROVIDER_ENV },
   });
 }
 
