@@ -1,5 +1,5 @@
-// A bootstrap run's work (bootstrap-runs.ts): start the detached bootstrap (or attach to it) on one
-// connection, follow it with short read-only checks (each a unit of work of the SSH pool: a
+// A bootstrap run's work (bootstrap-runs.ts): start the detached bootstrap (or attach to it, and
+// check it at once) on one connection, follow it with short read-only checks (each a unit of work of the SSH pool: a
 // connection kept from the last one, or a new one; none is held for the run; scheduled and bounded by
 // the run registry), and once it is over, on the connection of the check that saw it: read the rest
 // of its log, scrub its secrets and install the node agent.
@@ -35,6 +35,8 @@ interface Over {
   log: RunLog;
   started: boolean;
   steps: number;
+  /** The last check left log unread: the next one comes soon. */
+  soon: boolean;
 }
 
 /** The run is over: the rest of its log, then its secrets go and, after a success, the agent comes. */
@@ -56,22 +58,24 @@ async function finish(s: Step, conn: SshSession, a: CheckAnswer, o: Over): Promi
 /** A host that refuses us or shows another key will not answer the next check any better. */
 const definitive = (err: unknown) => err instanceof AuthFailed || err instanceof HostKeyMismatch;
 
+type Seen = { soon: boolean } | { result: RunResult };
+
+/** One check on conn: the run goes on (soon: log left unread), or it is over and finished here. */
+async function look(s: Step, conn: SshSession, over: Over, giveBack: () => void): Promise<Seen> {
+  const a = await checkBootstrap(conn, s.m.metadata.name, over.log);
+  if (a.rc === undefined && a.alive) return { soon: a.size > over.log.offset };
+  giveBack(); // what follows is not a check: let other runs' checks go
+  return { result: await finish(s, conn, a, over) };
+}
+
 /** Checks the run when due until it is over; then finishes it on the check's connection. */
 async function follow(s: Step, target: Target, w: RunWork, over: Over): Promise<RunResult> {
-  const instance = s.m.metadata.name;
   let failures = 0;
-  let soon = false;
+  let soon = over.soon;
   for (;;) {
     await w.due({ soon });
     try {
-      const seen = await w.check<{ soon: boolean } | { result: RunResult }>((giveBack) =>
-        onConn(s, target, w, async (conn) => {
-          const a = await checkBootstrap(conn, instance, over.log);
-          if (a.rc === undefined && a.alive) return { soon: a.size > over.log.offset };
-          giveBack(); // what follows is not a check: let other runs' checks go
-          return { result: await finish(s, conn, a, over) };
-        }),
-      );
+      const seen = await w.check((giveBack) => onConn(s, target, w, (conn) => look(s, conn, over, giveBack)));
       if ('result' in seen) return seen.result;
       failures = 0;
       soon = seen.soon;
@@ -94,17 +98,23 @@ export function bootstrapWork(s: Step, r: RenderResult, target: Target): (w: Run
   const index = new Map(r.steps.map((x, i) => [own(x.id), { index: i + 1, description: own(x.description) }]));
   // The script holds the cluster's secrets: dropped once started, not kept for the run's minutes.
   let input: BootstrapInput | undefined = { instance: s.m.metadata.name, script: r.script, files: r.files };
-  const start = (w: RunWork) => {
-    const first = input!;
-    input = undefined;
-    return onConn(s, target, w, (conn) => startBootstrap(conn, first));
-  };
   return async (w) => {
     const log = new RunLog((id, event) => {
       const at = index.get(id);
       if (event === 'start' && at) w.progress({ id, index: at.index, total: steps, description: at.description });
     });
-    const { started } = await start(w);
-    return follow(s, target, w, { log, started, steps });
+    const over: Over = { log, started: false, steps, soon: false };
+    // The start is bounded with the checks: a new leader attaching to thousands of runs at once
+    // opens no more connections than its checks would. A run found going or ended is checked on
+    // the start's connection at once, and one that ended is finished there: one connection each.
+    const seen = await w.check((giveBack) =>
+      onConn(s, target, w, async (conn): Promise<Seen> => {
+        const first = input!;
+        input = undefined;
+        over.started = (await startBootstrap(conn, first)).started;
+        return over.started ? { soon: false } : look(s, conn, over, giveBack);
+      }),
+    );
+    return 'result' in seen ? seen.result : follow(s, target, w, { ...over, soon: seen.soon });
   };
 }

@@ -6,8 +6,8 @@
 // So a machine worker is never held for the minutes a kubeadm takes, and no SSH connection is held
 // either: a run between two checks is a timer and a few small objects.
 //
-// Checks are scheduled per run (soon after the start, then less often: checkDelay) and bounded
-// over all runs (checkConcurrency at once): a manager following more runs than it can check at
+// Checks are scheduled per run (soon after the start, then less often: checkDelay) and bounded,
+// with the starts, over all runs (checkConcurrency at once): a manager following more runs than it can check at
 // their pace checks each less often, and never opens more connections.
 //
 // Runs live in memory only. A manager that restarts or loses leadership finds no run and starts
@@ -49,7 +49,7 @@ export interface RunWork {
   signal: AbortSignal;
   /** Waits until the run's next check is due (checkDelay); `soon`: there is more log to read. */
   due(o?: { soon?: boolean }): Promise<void>;
-  /** Runs one check within the bound over all runs; `giveBack` frees the slot early (the run ended). */
+  /** Runs one start or check within the bound over all runs; `giveBack` frees the slot early (the run ended). */
   check<T>(fn: (giveBack: () => void) => Promise<T>): Promise<T>;
 }
 

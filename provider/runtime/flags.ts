@@ -98,8 +98,8 @@ export const usage = `capbm manager flags:
   --bootstrap-progress-interval DUR     write a running bootstrap's step at most this often (default 30s)
   --bootstrap-check-interval DUR        check a running bootstrap at least this often (one short SSH command
                                         and connection; 2s after its start, then less often; default 10s)
-  --bootstrap-check-concurrency N       checks in flight at once over all bootstraps (default 32): with more
-                                        bootstraps than that pace allows, each is checked less often
+  --bootstrap-check-concurrency N       bootstrap starts and checks in flight at once over all bootstraps
+                                        (default 32): with more than that pace allows, each is checked less often
   --metrics-bind-address ADDR           Prometheus /metrics, unauthenticated (default 127.0.0.1:8080; :8080 for
                                         every interface, behind a NetworkPolicy; 0 disables)
   --health-probe-bind-address ADDR      /healthz and /readyz (default :9440, 0 disables)

@@ -17,13 +17,17 @@ const r = render(workerData, {
 });
 const ctx = { host: '192.0.2.9', port: 22, user: 'root' };
 
-/** A host whose checks answer as `checks` says, one call after another; every connection counted. */
-function host(checks: Array<'running' | 'done' | Error>) {
-  const seen = { connections: 0, open: 0, most: 0, commands: [] as string[] };
+/**
+ * A host whose checks answer as `checks` says, one call after another, and whose start answers
+ * `start`; every connection counted.
+ */
+function host(checks: Array<'running' | 'done' | Error>, start: 'started' | 'attached' | 'ended' = 'started') {
+  const seen = { connections: 0, open: 0, most: 0, starting: 0, mostStarting: 0, commands: [] as string[] };
   const log = Buffer.from('CAPBM-STEP runcmd.0 start\nCAPBM-STEP runcmd.0 done\nCAPBM-RESULT ok\n');
   const session = {
     exec(command: string) {
       seen.commands.push(command.includes('CAPBM-CHECK') ? 'check' : command.split('\n')[0]!.slice(0, 20));
+      if (command.startsWith('mkdir -p')) seen.mostStarting = Math.max(seen.mostStarting, ++seen.starting);
       let stdout = '';
       if (command.includes('CAPBM-CHECK')) {
         const next = checks.shift() ?? 'done';
@@ -31,8 +35,11 @@ function host(checks: Array<'running' | 'done' | Error>) {
         const o = Number(/^o=(\d+)$/m.exec(command)?.[1]);
         const end = next === 'done' ? 'rc=0 alive=no sentinel=yes' : 'rc=none alive=yes sentinel=no';
         stdout = `CAPBM-CHECK ${end} size=${log.length}\n${log.subarray(o).toString('base64')}\n`;
-      } else if (command.includes('CAPBM-RUN')) stdout = 'CAPBM-RUN started\n';
-      return Promise.resolve({ exitCode: 0, stdout, stderr: '' });
+      } else if (command.includes('CAPBM-RUN')) {
+        stdout = `CAPBM-RUN ${start}\n`;
+        seen.starting--;
+      }
+      return new Promise((resolve) => setImmediate(() => resolve({ exitCode: 0, stdout, stderr: '' })));
     },
     upload: () => Promise.resolve(),
     close: () => {},
@@ -51,15 +58,10 @@ function host(checks: Array<'running' | 'done' | Error>) {
   return { ssh, seen };
 }
 
-async function follow(ssh: SshRunner): Promise<Run> {
-  const runs = new BootstrapRuns({
-    wake: () => {},
-    log: createLogger({ level: 'error' }),
-    checks: { firstMs: 1, maxMs: 5 },
-  });
+async function follow(ssh: SshRunner, runs = newRuns(), uid = 'u'): Promise<Run> {
   const s = {
     d: { ssh },
-    m: { metadata: { name: 'm', namespace: 'ns', uid: 'u' } },
+    m: { metadata: { name: 'm', namespace: 'ns', uid } },
     host: { metadata: { name: 'h' } },
     key: 'ns/m',
     signal: new AbortController().signal,
@@ -70,9 +72,17 @@ async function follow(ssh: SshRunner): Promise<Run> {
     credentials: { privateKey: '' },
     hostKey: { kind: 'pinned' as const, fingerprints: [] },
   };
-  runs.start('u', 'ns/m', s.signal, bootstrapWork(s, r, target));
-  for (let i = 0; i < 500 && runs.get('u')?.state === 'running'; i++) await new Promise((x) => setTimeout(x, 5));
-  return runs.get('u')!;
+  runs.start(uid, `ns/${uid}`, s.signal, bootstrapWork(s, r, target));
+  for (let i = 0; i < 500 && runs.get(uid)?.state === 'running'; i++) await new Promise((x) => setTimeout(x, 5));
+  return runs.get(uid)!;
+}
+
+function newRuns(concurrency?: number): BootstrapRuns {
+  return new BootstrapRuns({
+    wake: () => {},
+    log: createLogger({ level: 'error' }),
+    checks: { firstMs: 1, maxMs: 5, concurrency },
+  });
 }
 
 test('started on one connection, checked on one each, none held between; finished on the last', async (t) => {
@@ -95,4 +105,24 @@ test('a host that fails 3 checks in a row fails the run with the SSH error; a re
   t.is(auth.state, 'failed');
   if (auth.state === 'failed') t.true(auth.error instanceof AuthFailed);
   t.is(refused.seen.connections, 2, 'not tried again');
+});
+
+test('a run found going is checked on the start connection at once; one found ended is finished there', async (t) => {
+  const ended = host(['done'], 'ended');
+  const run = await follow(ended.ssh);
+  t.is(run.state, 'finished');
+  if (run.state === 'finished') t.like(run.result.bootstrap, { started: false, exitCode: 0, sentinel: true });
+  t.is(ended.seen.connections, 1, 'attached, checked and scrubbed on one connection');
+  t.deepEqual(ended.seen.commands.slice(-2), ['check', "rm -f '/var/lib/capb"]);
+  const going = host(['running', 'done'], 'attached');
+  t.is((await follow(going.ssh)).state, 'finished');
+  t.is(going.seen.connections, 2, 'attached and checked on one, then one check that saw the end');
+});
+
+test('starts wait for a slot with the checks: a new leader attaching to many runs opens no more', async (t) => {
+  const runs = newRuns(2);
+  const many = host([], 'attached');
+  const all = await Promise.all(Array.from({ length: 6 }, (_, i) => follow(many.ssh, runs, `u${i}`)));
+  t.true(all.every((x) => x.state === 'finished'));
+  t.is(many.seen.mostStarting, 2, 'at most 2 starts at once (the bound)');
 });
