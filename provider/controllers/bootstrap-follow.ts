@@ -1,8 +1,8 @@
 // A bootstrap run's work (bootstrap-runs.ts): start the detached bootstrap (or attach to it, and
-// check it at once) on one connection, follow it with short read-only checks (each a unit of work of the SSH pool: a
-// connection kept from the last one, or a new one; none is held for the run; scheduled and bounded by
-// the run registry), and once it is over, on the connection of the check that saw it: read the rest
-// of its log, scrub its secrets and install the node agent.
+// check it at once) on one connection, follow it with short read-only checks (each a unit of work
+// of the SSH pool: a connection kept from the last one, or a new one; none is held for the run;
+// scheduled and bounded by the run registry), and once it is over, on the connection of the check
+// that saw it: read the rest of its log, scrub its secrets and install the node agent.
 import type { RenderResult } from '../../cloud-init/index.ts';
 import { AuthFailed, HostKeyMismatch, type SshSession, type Target } from '../ssh/index.ts';
 import { RunLog, type CheckAnswer } from './bootstrap-log.ts';
@@ -115,6 +115,8 @@ export function bootstrapWork(s: Step, r: RenderResult, target: Target): (w: Run
         return over.started ? { soon: false } : look(s, conn, over, giveBack);
       }),
     );
-    return 'result' in seen ? seen.result : follow(s, target, w, { ...over, soon: seen.soon });
+    if ('result' in seen) return seen.result;
+    over.soon = seen.soon;
+    return follow(s, target, w, over);
   };
 }

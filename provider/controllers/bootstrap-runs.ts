@@ -7,8 +7,8 @@
 // either: a run between two checks is a timer and a few small objects.
 //
 // Checks are scheduled per run (soon after the start, then less often: checkDelay) and bounded,
-// with the starts, over all runs (checkConcurrency at once): a manager following more runs than it can check at
-// their pace checks each less often, and never opens more connections.
+// with the starts, over all runs (checkConcurrency at once): a manager following more runs than it
+// can check at their pace checks each less often, and never opens more connections.
 //
 // Runs live in memory only. A manager that restarts or loses leadership finds no run and starts
 // one again, which attaches to the bootstrap still going on the host (host-ops.ts startBootstrap),
@@ -49,7 +49,7 @@ export interface RunWork {
   signal: AbortSignal;
   /** Waits until the run's next check is due (checkDelay); `soon`: there is more log to read. */
   due(o?: { soon?: boolean }): Promise<void>;
-  /** Runs one start or check within the bound over all runs; `giveBack` frees the slot early (the run ended). */
+  /** Runs one start or check within the bound over all runs; `giveBack` frees the slot early (run ended). */
   check<T>(fn: (giveBack: () => void) => Promise<T>): Promise<T>;
 }
 
