@@ -74,6 +74,8 @@ export interface FailoverFigures {
   leaderRuns: number;
   /** Seconds from the kill. */
   toLease: number;
+  /** Machines bootstrapping at the kill (as their objects said), and the kill to the last of them provisioned. */
+  inFlight: { machines: number; recordedS: number };
   /** The new leader reconciled every machine of its shard once (as a restarted manager's steady state). */
   toCaughtUp: number;
   toProvisioned: number;
@@ -89,6 +91,17 @@ export interface FailoverFigures {
   simSteady: SimStats;
   simBefore: SimStats;
   claims: ReturnType<ClaimLog['counts']>;
+  /** The new leader every 5 s after the kill (at most 2 minutes); counts summed over the managers. */
+  timeline: Array<{
+    /** Seconds after the kill. */
+    t: number;
+    /** Machines provisioned since the kill. */
+    provisioned: number;
+    firstPassLeft: number;
+    depth: number;
+    running: number;
+    checksWaiting: number;
+  }>;
 }
 
 /** The failover's lines of the bench's output. */
@@ -104,7 +117,8 @@ export function failoverLines(f: FailoverFigures, machines: number, fmt: (x: num
   const rerun = all('runsOnHostAgain') + all('stepsRepeated') + all('resets') + f.claims.hostsTwice;
   return [
     `failover in flight (--failover-at, ${describeFailoverAt(f.at)}): leader SIGKILLed ${when}, ${f.provisionedAtKill} of ${machines} provisioned, ${f.runningOnHosts} bootstraps running on the hosts (the leader followed ${f.leaderRuns}); a standby (same Lease, caches warm) ran beside it from the start`,
-    `failover: kill -> standby holds the Lease ${fmt(f.toLease)} s (Lease duration ${f.leaseDurationS} s, the provider's default: the standby takes over once it expires; holder ${f.holders.before} -> ${f.holders.after}); kill -> caught up ${fmt(f.toCaughtUp)} s (the new leader reconciled every machine once: each host's state known, every run going followed); kill -> the new leader's first machine provisioned ${fmt(f.firstAfterKill)} s; machines provisioned per second: ${fmt(f.pace.before)} in the 30 s before the kill, ${fmt(f.pace.afterLease)} in the 30 s after the Lease was taken; kill -> all provisioned ${fmt(f.toProvisioned)} s; kill -> steady state ${fmt(f.toSteady)} s (every machine provisioned, queues empty, no run followed)`,
+    `failover: kill -> standby holds the Lease ${fmt(f.toLease)} s (Lease duration ${f.leaseDurationS} s, the provider's default: the standby takes over once it expires; holder ${f.holders.before} -> ${f.holders.after}); kill -> the dead leader's work in flight recorded ${fmt(f.inFlight.recordedS)} s (the ${f.inFlight.machines} machines bootstrapping at the kill, as their objects said, all provisioned); kill -> caught up ${fmt(f.toCaughtUp)} s (the new leader reconciled every machine once: each host's state known, every run going followed, and the machines the dead leader never started claimed and started); kill -> the new leader's first machine provisioned ${fmt(f.firstAfterKill)} s; machines provisioned per second: ${fmt(f.pace.before)} in the 30 s before the kill, ${fmt(f.pace.afterLease)} in the 30 s after the Lease was taken; kill -> all provisioned ${fmt(f.toProvisioned)} s; kill -> steady state ${fmt(f.toSteady)} s (every machine provisioned, queues empty, no run followed)`,
+    `failover timeline, every 5 s after the kill (seconds: machines provisioned since the kill / first-pass keys left / keys queued / runs followed / checks waiting for a slot): ${f.timeline.map((x) => `${x.t}: ${x.provisioned}/${x.firstPassLeft}/${x.depth}/${x.running}/${x.checksWaiting}`).join(', ')}`,
     `failover, nothing run again: bootstraps started ${started} for ${machines} machines (hosts with a second run ${all('runsOnHostAgain')}); after the kill the new leader attached to ${attached} runs going and found ${d('runsFoundEnded')} ended; steps started twice ${all('stepsRepeated')}; resets ${all('resets')}; hosts claimed ${f.claims.claimed}, by two machines ${f.claims.hostsTwice}, machines on two hosts ${f.claims.machinesTwice}${started === machines && rerun === 0 && f.claims.machinesTwice === 0 ? '' : ' (SOMETHING RAN AGAIN)'}`,
   ];
 }

@@ -131,8 +131,10 @@ try {
   const scrape = async (port: number) => {
     const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
     const rows = text.split('\n').filter((l) => l && !l.startsWith('#'));
-    const sum = (name: string, also = '') =>
-      rows.filter((l) => l.startsWith(name) && l.includes(also)).reduce((a, l) => a + Number(l.split(' ').pop()), 0);
+    const sum = (name: string, ...also: string[]) =>
+      rows
+        .filter((l) => l.startsWith(name) && also.every((a) => l.includes(a)))
+        .reduce((a, l) => a + Number(l.split(' ').pop()), 0);
     const byVerb: Record<string, number> = {};
     for (const l of rows.filter((x) => x.startsWith('rest_client_requests_total{'))) {
       const verb = /method="([^"]*)"/.exec(l)?.[1] ?? '?';
@@ -153,6 +155,9 @@ try {
       externalMiB: sum('nodejs_external_memory_bytes') / 2 ** 20,
       running: sum('capbm_bootstrap_runs{', 'state="running"'),
       checks: sum('capbm_bootstrap_checks_total{'),
+      checksWaiting: sum('capbm_bootstrap_checks{', 'state="waiting"'),
+      // Machines of the informers' initial list not yet reconciled (the first pass's rest).
+      firstPassLeft: sum('capbm_workqueue_depth_by_priority{', 'name="baremetalmachine"', 'priority="-100"'),
     };
   };
   type Scrape = Awaited<ReturnType<typeof scrape>>;
@@ -189,12 +194,18 @@ try {
       externalMiB: add('externalMiB'),
       running: add('running'),
       checks: add('checks'),
+      checksWaiting: add('checksWaiting'),
+      firstPassLeft: add('firstPassLeft'),
     };
   };
   /** Machines of shard k. */
   const shardMachines = (k: number) => Array.from({ length: M }, (_, i) => i % C).filter((c) => c % S === k).length;
-  /** Every manager (one per shard, in shard order) has reconciled each machine of its shard once. */
-  const reconciledAll = (each: Scrape[]) => each.every((s, k) => s.machineReconciles >= shardMachines(k));
+  /**
+   * Every manager (one per shard, in shard order) has reconciled each machine of its shard once: no
+   * key of its initial list is left, and (the counter) as many reconciles as machines.
+   */
+  const reconciledAll = (each: Scrape[]) =>
+    each.every((s, k) => s.firstPassLeft === 0 && s.machineReconciles >= shardMachines(k));
   const procStat = (p: ManagedProcess) => {
     const f = readFileSync(`/proc/${p.pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
     return (Number(f[11]) + Number(f[12])) / 100;
@@ -305,12 +316,14 @@ try {
   let fire: (() => void) | undefined;
   const trigger = new Promise<void>((r) => (fire = r));
   const watch = createInformer<BareMetalMachine>(cp.kc, BareMetalMachines, { log: createLogger({ level: 'error' }) });
-  /** When each machine was first seen provisioned (performance.now()). */
+  /** When each machine was first seen provisioned (performance.now()), in order and by name. */
   const provisionedTimes: number[] = [];
+  const provisionedAt = new Map<string, number>();
   const seen = (m: BareMetalMachine) => {
     if (!m.status?.initialization?.provisioned || provisioned.has(m.metadata.name)) return;
     provisioned.add(m.metadata.name);
     provisionedTimes.push(performance.now());
+    provisionedAt.set(m.metadata.name, performance.now());
     if (failoverAt && 'fraction' in failoverAt && provisioned.size >= failoverAt.fraction * M) fire?.();
     if (provisioned.size >= M) allProvisioned?.();
   };
@@ -341,16 +354,44 @@ try {
           heapTotalMiB: 0,
           externalMiB: 0,
           running: 0,
+          checksWaiting: 0,
+          firstPassLeft: 0,
         },
         cpu: procStat(m.proc),
         hwm: status1(m.proc, 'VmHWM'),
       });
     managers = standby;
     const provisionedAtKill = provisioned.size;
+    // The dead leader's work in flight, as its objects say at the kill: bootstrapping, not provisioned.
+    const bootstrapping = watch
+      .list()
+      .filter(
+        (m) =>
+          !m.status?.initialization?.provisioned &&
+          m.status?.conditions?.some((c) => c.type === 'BootstrapSucceeded' && c.reason === 'Bootstrapping'),
+      )
+      .map((m) => m.metadata.name);
     const tKill = performance.now();
     await Promise.all(victims.map((m) => m.proc.kill()));
     say(`leader killed (SIGKILL) with ${provisionedAtKill} of ${M} provisioned; waiting for the standby`);
     const since = () => (performance.now() - tKill) / 1000;
+    // What the new leader does, every 5 s for the first 2 minutes after the kill.
+    const timeline: FailoverFigures['timeline'] = [];
+    const sampler = setInterval(() => {
+      if (since() > 121) return clearInterval(sampler);
+      void scrapeAll(standby).then(
+        (x) =>
+          timeline.push({
+            t: Math.round(since()),
+            provisioned: provisioned.size - provisionedAtKill,
+            firstPassLeft: x.firstPassLeft,
+            depth: x.depth,
+            running: x.running,
+            checksWaiting: x.checksWaiting,
+          }),
+        () => {},
+      );
+    }, 5000);
     await waitFor(
       'the standby to hold the Lease',
       async () => ((await scrapeAll(standby)).leader === S ? true : undefined),
@@ -377,6 +418,8 @@ try {
       100,
     );
     const toProvisioned = since();
+    const inFlightDone = Math.max(tKill, ...bootstrapping.map((n) => provisionedAt.get(n) ?? tKill));
+    const inFlight = { machines: bootstrapping.length, recordedS: (inFlightDone - tKill) / 1000 };
     // The pace: machines provisioned per second in the 30 s before the kill and after the Lease.
     const within = (from: number) => provisionedTimes.filter((t) => t >= from && t < from + 30_000).length / 30;
     const pace = { before: within(tKill - 30_000), afterLease: within(tKill + toLease * 1000) };
@@ -391,7 +434,10 @@ try {
       200,
     );
     const toSteady = since();
+    clearInterval(sampler);
     return {
+      timeline,
+      inFlight,
       tKill,
       provisionedAtKill,
       runningOnHosts: simAtKill.runsStarted - simAtKill.runsCompleted,

@@ -86,7 +86,7 @@ const checkSlots = gauge('capbm_bootstrap_checks', 'Checks of running bootstraps
 
 export class BootstrapRuns {
   readonly #runs = new Map<string, Entry>();
-  readonly #wake: (key: string) => void;
+  readonly #wake: (key: string, ended: boolean) => void;
   readonly #everyMs: number;
   readonly #log: Logger;
   readonly #schedule: CheckSchedule;
@@ -94,7 +94,8 @@ export class BootstrapRuns {
   #running = 0;
 
   constructor(o: {
-    wake: (key: string) => void;
+    /** ended: the run is over, its result held here until a reconcile records it. */
+    wake: (key: string, ended: boolean) => void;
     log: Logger;
     progressEveryMs?: number;
     /** The checks' schedule (defaultSchedule), and how many may be in flight at once (default 32). */
@@ -206,7 +207,7 @@ export class BootstrapRuns {
       e.lastWake = Date.now();
       // Shown from now on: a reconcile between two wakes (another object's event) writes no step.
       if (e.run.state === 'running') e.run = { state: 'running', ...(e.latest ? { step: e.latest } : {}) };
-      this.#wake(key);
+      this.#wake(key, false);
     }, wait);
     e.timer.unref();
   }
@@ -220,7 +221,7 @@ export class BootstrapRuns {
     this.#count();
     if (run.state === 'failed' && e.abort.signal.aborted) return;
     if (run.state === 'failed') this.#log.debug('bootstrap run failed', { object: key, err: run.error });
-    this.#wake(key);
+    this.#wake(key, true);
   }
 
   #drop(uid: string, e: Entry): void {

@@ -27,6 +27,7 @@ import {
 } from '../kube/kinds.ts';
 import { counter, histogram, registry } from '../runtime/metrics.ts';
 import { Channel } from '../runtime/source.ts';
+import { HighPriority } from '../runtime/workqueue.ts';
 import { SshPool } from '../ssh/index.ts';
 import { BootstrapRuns } from './bootstrap-runs.ts';
 import { ClusterNameLabel, type CapiCluster, type CapiMachine } from './capi.ts';
@@ -203,7 +204,8 @@ export function buildProvider(o: ProviderOptions): Provider {
     ...(agent ? { agent } : {}),
     ...machineOptions(o),
     runs: new BootstrapRuns({
-      wake: (key) => wake.send(key),
+      // An ended run's result is recorded before the rest: after a failover, ahead of the first pass.
+      wake: (key, ended) => wake.send(key, ended ? HighPriority : 0),
       log,
       progressEveryMs: o.bootstrapProgressIntervalMs ?? 30_000,
       checks: o.bootstrapChecks,

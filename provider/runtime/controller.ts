@@ -20,7 +20,7 @@ import {
   workQueueMetrics,
 } from './metrics.ts';
 import { PatchConflict } from './patch.ts';
-import { WorkQueue, type WorkQueueOptions } from './workqueue.ts';
+import { LowPriority, WorkQueue, type WorkQueueOptions } from './workqueue.ts';
 
 export interface Request {
   key: string;
@@ -77,7 +77,7 @@ export class Controller {
     this.#log = (o.log ?? createLogger()).with({ controller: o.name });
     this.queue = new WorkQueue({ ...o.queue, metrics: workQueueMetrics(o.name) });
     for (const w of o.watches) this.#wire(w);
-    for (const c of o.channels ?? []) c.subscribe((key) => this.queue.add(key));
+    for (const c of o.channels ?? []) c.subscribe((key, priority) => this.queue.add(key, priority));
   }
 
   get informers(): Informer[] {
@@ -108,7 +108,10 @@ export class Controller {
 
   #wire<T extends KubeObject>(w: Watch<T>): void {
     const keys = (o: T) => (w.mapToKeys ? w.mapToKeys(o) : [objectKey(o)]);
-    const add = (o: T) => keys(o).forEach((k) => k && this.queue.addAfter(k, w.delayMs ?? 0));
+    // The initial list's keys at LowPriority (controller-runtime does the same): a new leader's
+    // first pass over every object gives way to what changes meanwhile, e.g. a run that ended.
+    const add = (o: T, initial = false) =>
+      keys(o).forEach((k) => k && this.queue.addAfter(k, w.delayMs ?? 0, initial ? LowPriority : 0));
     w.informer.addEventHandler({
       add,
       update: (a, b) => {
@@ -117,7 +120,7 @@ export class Controller {
         if (w.mapToKeys) keys(a).forEach((k) => k && this.queue.addAfter(k, w.delayMs ?? 0));
         add(b);
       },
-      delete: add,
+      delete: (o) => add(o),
     });
   }
 

@@ -17,7 +17,8 @@ import { apiVersionOf, collectionPath, objectKey, type KubeObject, type Resource
 import { ResourceExpired, startWatch, type WatchEvent, type WatchHandle } from './watch.ts';
 
 export interface EventHandlers<T> {
-  add?(obj: T): void;
+  /** initial: the object came with the first list (or was in the store when the handler came). */
+  add?(obj: T, initial: boolean): void;
   update?(oldObj: T, newObj: T): void;
   delete?(obj: T): void;
 }
@@ -83,7 +84,7 @@ export class Informer<T extends KubeObject = KubeObject> {
   /** Registers handlers; objects already in the store are replayed as adds. */
   addEventHandler(h: EventHandlers<T>): void {
     this.#handlers.push(h);
-    if (h.add) for (const obj of this.#store.values()) this.#call(() => h.add?.(obj));
+    if (h.add) for (const obj of this.#store.values()) this.#call(() => h.add?.(obj, true));
   }
 
   start(): void {
@@ -239,6 +240,7 @@ export class Informer<T extends KubeObject = KubeObject> {
 
   /** Swaps in a full list, telling handlers what changed since the store was last current. */
   #replace(rawItems: T[]): void {
+    const initial = !this.#synced;
     const old = this.#store;
     const next = new Map<string, T>();
     for (const item of rawItems) {
@@ -250,7 +252,7 @@ export class Informer<T extends KubeObject = KubeObject> {
     for (const [key, obj] of next) this.#indexAdd(key, obj);
     for (const [key, obj] of next) {
       const before = old.get(key);
-      if (!before) this.#emit('add', obj);
+      if (!before) this.#emit('add', obj, undefined, initial);
       else if (before.metadata?.resourceVersion !== obj.metadata?.resourceVersion) this.#emit('update', obj, before);
     }
     for (const [key, obj] of old) if (!next.has(key)) this.#emit('delete', obj);
@@ -297,9 +299,9 @@ export class Informer<T extends KubeObject = KubeObject> {
     }
   }
 
-  #emit(type: 'add' | 'update' | 'delete', obj: T, before?: T): void {
+  #emit(type: 'add' | 'update' | 'delete', obj: T, before?: T, initial = false): void {
     for (const h of this.#handlers) {
-      if (type === 'add') this.#call(() => h.add?.(obj));
+      if (type === 'add') this.#call(() => h.add?.(obj, initial));
       else if (type === 'update') this.#call(() => h.update?.(before!, obj));
       else this.#call(() => h.delete?.(obj));
     }

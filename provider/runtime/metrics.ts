@@ -62,6 +62,11 @@ export const maxWorkers = gauge('controller_runtime_max_concurrent_reconciles', 
 ]);
 
 const wqDepth = gauge('workqueue_depth', 'Keys waiting in the work queue', ['name']);
+const wqDepthAt = gauge(
+  'capbm_workqueue_depth_by_priority',
+  "Keys waiting in the work queue, by priority (-100: an informer's initial list)",
+  ['name', 'priority'],
+);
 const wqAdds = counter('workqueue_adds_total', 'Keys added to the work queue', ['name']);
 const wqRetries = counter('workqueue_retries_total', 'Rate-limited re-adds', ['name']);
 const wqLatency = histogram(
@@ -76,6 +81,7 @@ const wqWork = histogram('workqueue_work_duration_seconds', 'Seconds a worker ho
 export function workQueueMetrics(name: string): WorkQueueMetrics {
   return {
     depth: (n) => wqDepth.set({ name }, n),
+    depthAt: (priority, n) => wqDepthAt.set({ name, priority: String(priority) }, n),
     added: () => wqAdds.inc({ name }),
     retried: () => wqRetries.inc({ name }),
     queueLatency: (s) => wqLatency.observe({ name }, s),

@@ -3,14 +3,15 @@
 // the channel when it is built and sends keys; a controller that lists the channel among its
 // sources queues them. Nothing is wired after construction.
 export class Channel {
-  readonly #subscribers = new Set<(key: string) => void>();
+  readonly #subscribers = new Set<(key: string, priority: number) => void>();
 
-  send(key: string): void {
-    for (const s of this.#subscribers) s(key);
+  /** priority: the work queue's (workqueue.ts), 0 by default. */
+  send(key: string, priority = 0): void {
+    for (const s of this.#subscribers) s(key, priority);
   }
 
   /** Returns the unsubscribe function. */
-  subscribe(fn: (key: string) => void): () => void {
+  subscribe(fn: (key: string, priority: number) => void): () => void {
     this.#subscribers.add(fn);
     return () => this.#subscribers.delete(fn);
   }

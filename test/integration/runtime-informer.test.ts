@@ -1,6 +1,7 @@
 // The informer against the real API server: it sees adds, updates and deletes of a core kind and a
 // custom kind, honours a label selector, and converges after its connection is cut (events missed
-// while cut are recovered by the rewatch/relist, deletes included).
+// while cut are recovered by the rewatch/relist, deletes included); adds of the first list are
+// marked initial (the controller queues them at low priority), later ones, a relist's too, are not.
 import test from 'ava';
 import { raw } from '../../provider/kube/raw.ts';
 import { byLabel, createInformer, type Informer } from '../../provider/runtime/informer.ts';
@@ -60,7 +61,7 @@ async function eventually(what: string, check: () => boolean, ms = 20_000) {
 function record<T extends KubeObject>(inf: Informer<T>) {
   const log: string[] = [];
   inf.addEventHandler({
-    add: (o) => log.push(`add ${o.metadata?.name}`),
+    add: (o, initial) => log.push(`add ${o.metadata?.name}${initial ? ' (initial list)' : ''}`),
     update: (_a, b) => log.push(`update ${b.metadata?.name}`),
     delete: (o) => log.push(`delete ${o.metadata?.name}`),
   });
@@ -80,8 +81,11 @@ test('informer sees ConfigMap add, update and delete, and indexes by label', asy
   t.teardown(() => inf.stop());
   t.true(await inf.waitForSync());
   t.true(inf.hasSynced());
-  t.deepEqual(log, ['add before']);
+  t.deepEqual(log, ['add before (initial list)']);
   t.is(inf.get(ns, 'before')?.kind, 'ConfigMap');
+  const late: string[] = [];
+  inf.addEventHandler({ add: (o, initial) => late.push(`${o.metadata?.name} ${initial}`) });
+  t.deepEqual(late, ['before true'], 'a handler that comes late gets the store as the initial list');
 
   await raw(cp.kc, 'POST', `/api/v1/namespaces/${ns}/configmaps`, {
     metadata: { name: 'after', labels: { app: 'y' } },
@@ -89,7 +93,7 @@ test('informer sees ConfigMap add, update and delete, and indexes by label', asy
   await raw(cp.kc, 'PATCH', `/api/v1/namespaces/${ns}/configmaps/before`, { data: { a: '2' } });
   await raw(cp.kc, 'DELETE', `/api/v1/namespaces/${ns}/configmaps/after`);
   await eventually('delete event', () => log.includes('delete after'));
-  t.deepEqual(log, ['add before', 'add after', 'update before', 'delete after']);
+  t.deepEqual(log, ['add before (initial list)', 'add after', 'update before', 'delete after']);
   t.is((inf.get(ns, 'before') as { data?: Record<string, string> }).data?.a, '2');
   t.deepEqual(
     inf.byIndex('app', 'x').map((o) => o.metadata?.name),

@@ -15,7 +15,7 @@ const step = (index: number) => ({ id: `runcmd.${index}`, index, total: 4 });
 test('a step is shown when the machine is woken for it, at most once per interval', async (t) => {
   const woken: string[] = [];
   const runs = new BootstrapRuns({
-    wake: (k) => woken.push(k),
+    wake: (k, ended) => woken.push(ended ? `${k} ended` : k),
     log: createLogger({ level: 'error' }),
     progressEveryMs: 60,
   });
@@ -37,7 +37,7 @@ test('a step is shown when the machine is woken for it, at most once per interva
   finish({ bootstrap: { started: true, exitCode: 0, sentinel: true, tail: [] }, steps: 4, agent: 'not-configured' });
   await new Promise((r) => setImmediate(r));
   t.is(runs.get('uid')?.state, 'finished');
-  t.deepEqual(woken, ['ns/m', 'ns/m'], 'woken at the end, the pending step dropped');
+  t.deepEqual(woken, ['ns/m', 'ns/m ended'], 'woken at the end (said so: recorded first), the pending step dropped');
 });
 
 test('checks come soon after the start, then less often up to the cap, spread by jitter', (t) => {

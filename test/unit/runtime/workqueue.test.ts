@@ -2,7 +2,7 @@
 // re-queue after processing, per-key backoff, delayed adds, graceful shutdown.
 import test from 'ava';
 import fc from 'fast-check';
-import { WorkQueue, type Clock } from '../../../provider/runtime/workqueue.ts';
+import { LowPriority, WorkQueue, type Clock } from '../../../provider/runtime/workqueue.ts';
 
 class FakeClock implements Clock {
   t = 0;
@@ -131,18 +131,67 @@ test('metrics hooks see adds, depth, latency and work duration', async (t) => {
   t.deepEqual(seen.depth, [1, 0]);
 });
 
-test('property: with any interleaving of adds and worker steps, no key is held twice and every add is processed', async (t) => {
+test('the highest priority goes first, FIFO within one; a key added again higher moves up, once', async (t) => {
+  const clock = new FakeClock();
+  const depthAt = new Map<number, number>();
+  const q = new WorkQueue({ clock, metrics: { depthAt: (p, n) => depthAt.set(p, n) } });
+  for (const k of ['l1', 'l2', 'l3']) q.add(k, LowPriority);
+  q.add('n1');
+  q.add('l2'); // an event for an object of the initial list: it moves up
+  q.add('l3', LowPriority); // no change
+  q.addAfter('l1', 10); // a wake later at normal priority: the queued entry stays low until then
+  t.is(q.len(), 4);
+  t.deepEqual(
+    [...depthAt],
+    [
+      [LowPriority, 2],
+      [0, 2],
+    ],
+    'depth by priority: l2 counted once, where it is now',
+  );
+  t.deepEqual([await q.get(), await q.get()], ['n1', 'l2']);
+  t.is(depthAt.get(0), 0);
+  clock.advance(10);
+  t.is(await q.get(), 'l1');
+  t.is(await q.get(), 'l3');
+  t.is(q.len(), 0);
+  // Added while processed: queued again after done() at the highest priority it was added at.
+  q.add('x', LowPriority);
+  q.add('y', LowPriority);
+  const x = (await q.get())!;
+  q.add(x, LowPriority);
+  q.add(x);
+  q.done(x);
+  t.is(await q.get(), 'x');
+  t.is(await q.get(), 'y');
+  // A delayed add keeps the earliest deadline at the highest priority asked.
+  q.addAfter('d', 5, LowPriority);
+  q.addAfter('d', 50);
+  q.add('e', LowPriority);
+  clock.advance(5);
+  t.is(await q.get(), 'd');
+});
+
+test('property: with any interleaving of adds and worker steps, no key is held twice, every add is processed, the highest priority first', async (t) => {
   await fc.assert(
     fc.asyncProperty(
-      fc.array(fc.oneof(fc.constantFrom('a', 'b', 'c'), fc.constant('step')), { maxLength: 60 }),
+      fc.array(
+        fc.oneof(fc.tuple(fc.constantFrom('a', 'b', 'c'), fc.constantFrom(0, LowPriority, 5)), fc.constant('step')),
+        { maxLength: 60 },
+      ),
       async (ops) => {
-        const q = new WorkQueue({ clock: new FakeClock() });
+        const depthAt = new Map<number, number>();
+        const q = new WorkQueue({ clock: new FakeClock(), metrics: { depthAt: (p, n) => depthAt.set(p, n) } });
         const held = new Set<string>();
         const pendingSinceLastTake = new Set<string>();
+        // The highest priority each key was added at since it was last handed out.
+        const priority = new Map<string, number>();
         for (const op of ops) {
           if (op !== 'step') {
-            q.add(op);
-            pendingSinceLastTake.add(op);
+            const [k, p] = op;
+            q.add(k, p);
+            pendingSinceLastTake.add(k);
+            priority.set(k, Math.max(p, priority.get(k) ?? -Infinity));
           } else if (held.size > 0) {
             const k = [...held][0]!;
             held.delete(k);
@@ -150,9 +199,17 @@ test('property: with any interleaving of adds and worker steps, no key is held t
           } else if (q.len() > 0) {
             const k = (await q.get())!;
             t.false(held.has(k));
+            const ready = [...priority].filter(([x]) => !held.has(x)).map(([, p]) => p);
+            t.is(priority.get(k), Math.max(...ready));
             held.add(k);
             pendingSinceLastTake.delete(k);
+            priority.delete(k);
           }
+          t.is(
+            [...depthAt.values()].reduce((x, n) => x + n, 0),
+            q.len(),
+            'the depths by priority add up',
+          );
         }
         // Finish: every key added after its last take must still come out.
         for (const k of held) q.done(k);
