@@ -11,8 +11,9 @@
 // all provisioned (and the ideal: every bootstrap at once), provider CPU per machine,
 // API requests and writes per machine, SSH connections and bootstrap checks per machine, the most
 // bootstraps in flight at once and the memory then, peak RSS and RSS per cached
-// object, idle CPU and requests over --idle, the time a restarted manager takes to reach steady
-// state (and that nothing ran again), and the SSH floor measured in the same run.
+// object, idle CPU and requests over --idle, the time a restarted manager and a failed-over one
+// (the leader SIGKILLed, its standby taking the Lease) take to reach steady state (and that nothing
+// ran again), and the SSH floor measured in the same run.
 // WHAT IT SIMULATES: the hosts (docs/scale.md), and the Cluster API controllers: none run (on 2
 // cores they, not the provider, would be the limit); the bench creates what CAPI core and CABPK
 // would: a Cluster per cluster (infrastructure marked provisioned), and per machine a bootstrap
@@ -589,6 +590,45 @@ try {
   const settled = await scrapeAll(p2);
   const simRestart = await sim.stats();
 
+  say('a failover with nothing in flight');
+  // 6. A failed-over manager: a standby (caches warm) beside the restarted leader, the leader killed
+  // with SIGKILL (its Lease not released); from the kill to the standby's steady state.
+  const p3 = await startManagers('standby-idle');
+  await waitFor(
+    "the standby's caches (every machine's key queued, waiting for the Lease)",
+    async () => {
+      const each = await Promise.all(p3.map((m) => scrape(m.port)));
+      return each.every((s, k) => s.depth >= shardMachines(k)) ? true : undefined;
+    },
+    limitMs,
+    500,
+  );
+  const idleFo0 = await scrapeAll(p3);
+  const tIdleKill = performance.now();
+  await Promise.all(p2.map((m) => m.proc.kill()));
+  const sinceIdleKill = () => (performance.now() - tIdleKill) / 1000;
+  await waitFor(
+    'the standby to lead',
+    async () => ((await scrapeAll(p3)).leader === S ? true : undefined),
+    limitMs,
+    100,
+  );
+  const idleFoLease = sinceIdleKill();
+  await waitFor(
+    'the new leader to reach steady state',
+    async () => {
+      const each = await Promise.all(p3.map((m) => scrape(m.port)));
+      return reconciledAll(each) && each.every((s) => s.depth === 0 && s.active === 0) ? true : undefined;
+    },
+    limitMs,
+    200,
+  );
+  const idleFoSteady = sinceIdleKill();
+  await new Promise((r) => setTimeout(r, 5000));
+  const idleFo1 = await scrapeAll(p3);
+  const simIdleFo = await sim.stats();
+  const idleFoWrites = delta(idleFo0, idleFo1, isWrite).filter(([k]) => k !== 'PUT leases');
+
   const writes = delta(before, after, isWrite);
   const renewals = total(writes.filter(([k]) => k === 'PUT leases'));
   const objWrites = writes.filter(([k]) => k !== 'PUT leases');
@@ -656,11 +696,12 @@ try {
       )}); SSH connections ${idle1.ssh - idle0.ssh} (simulator: ${simIdle.connections - simAfter.connections})`,
       ...failoverOutput(),
       `restarted manager -> steady state: ${fmt(tSteady)} s (stop, start, leadership, caches, every machine reconciled once, queues empty); then: bootstraps started ${simRestart.runsStarted - simIdle.runsStarted}, resets ${simRestart.resets - simIdle.resets}, SSH connections ${simRestart.connections - simIdle.connections}, object writes ${total(restartWrites)}${restartWrites.length ? ` (${per(restartWrites, 1)})` : ''}`,
+      `failed-over manager -> steady state: ${fmt(idleFoSteady)} s from the leader's SIGKILL with nothing in flight (its standby, caches warm, held the Lease ${fmt(idleFoLease)} s after the kill: the Lease's ${defaultFlags.leaseDurationMs / 1000} s; then every machine reconciled once, queues empty); then: bootstraps started ${simIdleFo.runsStarted - simRestart.runsStarted}, resets ${simIdleFo.resets - simRestart.resets}, SSH connections ${simIdleFo.connections - simRestart.connections}, object writes ${total(idleFoWrites)}${idleFoWrites.length ? ` (${per(idleFoWrites, 1)})` : ''}`,
       '',
     ].join('\n'),
   );
   say('the SSH floor on the same hosts');
-  // 6. The SSH floor on the same hosts, at the provider's connection cap: a new connection and one
+  // 7. The SSH floor on the same hosts, at the provider's connection cap: a new connection and one
   // command per host; and the bootstrap's own duration as one command each (the provisioning floor).
   const target = (h: (typeof hosts)[number]) => ({
     host: h.address,
